@@ -1,0 +1,13 @@
+//===- PlanVersion.h - Plan schema version ----------------------*- C++ -*-===//
+#ifndef CROSSPOOL_RUNTIME_FORMAT_PLANVERSION_H
+#define CROSSPOOL_RUNTIME_FORMAT_PLANVERSION_H
+
+#include <cstdint>
+
+namespace crosspool::plan {
+/// Written by the compiler, checked by the runtime: bump on any change to
+/// Plan.fbs or to the semantics in docs/plan-format.md.
+inline constexpr uint32_t kPlanSchemaVersion = 1;
+} // namespace crosspool::plan
+
+#endif // CROSSPOOL_RUNTIME_FORMAT_PLANVERSION_H
