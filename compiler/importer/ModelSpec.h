@@ -19,6 +19,10 @@
 namespace crosspool::compiler {
 
 /// A weight: a checkpoint tensor (file name relative to the checkpoint dir).
+/// `offset` counts from the start of `file`. For experts stored stacked
+/// (transformers v5 `experts.gate_up_proj` [E, 2I, H] / `experts.down_proj`
+/// [E, H, I]) each expert's matrix is a contiguous view into that tensor:
+/// `name` is the stacked tensor's name, `offset`/`nbytes`/`shape` the slice.
 struct WeightRef {
   std::string name;
   std::string file;
