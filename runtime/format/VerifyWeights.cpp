@@ -43,12 +43,16 @@ absl::Status verifyPlanWeights(const plan::Plan &plan,
     std::string file = w.file() ? w.file()->str() : "";
     if (file != located->fileName)
       return mismatch("file", file, located->fileName);
-    if (w.offset() != info.offset)
-      return mismatch("offset", absl::StrCat(w.offset()),
-                      absl::StrCat(info.offset));
-    if (w.nbytes() != info.nbytes)
-      return mismatch("nbytes", absl::StrCat(w.nbytes()),
-                      absl::StrCat(info.nbytes));
+    // A plan weight is either the whole tensor or a contiguous byte-range
+    // view into it (one expert of a stacked [E, ...] expert tensor).
+    bool whole = w.offset() == info.offset && w.nbytes() == info.nbytes;
+    if (!whole && (w.offset() < info.offset ||
+                   w.offset() + w.nbytes() > info.offset + info.nbytes))
+      return mismatch("bytes",
+                      absl::StrCat("[", w.offset(), ", ",
+                                   w.offset() + w.nbytes(), ")"),
+                      absl::StrCat("[", info.offset, ", ",
+                                   info.offset + info.nbytes, ")"));
     bool knownDType = w.dtype() == plan::DType::F32 ||
                       w.dtype() == plan::DType::F16 ||
                       w.dtype() == plan::DType::BF16;
@@ -61,7 +65,15 @@ absl::Status verifyPlanWeights(const plan::Plan &plan,
     std::vector<int64_t> shape;
     if (w.shape())
       shape.assign(w.shape()->begin(), w.shape()->end());
-    if (shape != info.shape)
+    int64_t numel = 1;
+    for (int64_t d : shape)
+      numel *= d;
+    if (w.nbytes() != static_cast<uint64_t>(numel) * dtypeSize(info.dtype))
+      return absl::FailedPreconditionError(absl::StrCat(
+          at, ": plan says nbytes ", w.nbytes(), " but shape [",
+          absl::StrJoin(shape, ", "), "] of ", dtypeName(info.dtype), " needs ",
+          static_cast<uint64_t>(numel) * dtypeSize(info.dtype)));
+    if (whole && shape != info.shape)
       return mismatch("shape",
                       absl::StrCat("[", absl::StrJoin(shape, ", "), "]"),
                       absl::StrCat("[", absl::StrJoin(info.shape, ", "), "]"));

@@ -235,13 +235,23 @@ TEST_F(VerifyWeightsTest, EachMismatchIsNamed) {
   TPlan p = base;
   p.weights[1].offset += 4;
   EXPECT_EQ(verify(p, **ckpt).message(),
-            absl::StrCat(prefix, "plan says offset ", good.offset + 4,
-                         " but checkpoint ", dir, " has ", good.offset));
+            absl::StrCat(prefix, "plan says bytes [", good.offset + 4, ", ",
+                         good.offset + good.nbytes + 4, ") but checkpoint ",
+                         dir, " has [", good.offset, ", ",
+                         good.offset + good.nbytes, ")"));
   p = base;
   p.weights[1].nbytes = 8;
   EXPECT_EQ(verify(p, **ckpt).message(),
-            absl::StrCat(prefix, "plan says nbytes 8 but checkpoint ", dir,
-                         " has ", good.nbytes));
+            absl::StrCat(prefix, "plan says nbytes 8 but shape [256, 64] of "
+                                 "F32 needs ",
+                         good.nbytes));
+  // A contiguous view inside the tensor (one expert of a stacked tensor) is
+  // fine: rows 1..2 of the embedding.
+  p = base;
+  p.weights[1].offset += 64 * 4;
+  p.weights[1].nbytes = 2 * 64 * 4;
+  p.weights[1].shape = {2, 64};
+  EXPECT_TRUE(verify(p, **ckpt).ok()) << verify(p, **ckpt);
   p = base;
   p.weights[1].dtype = fb::DType::BF16;
   EXPECT_EQ(verify(p, **ckpt).message(),
