@@ -1,0 +1,733 @@
+//===- Attention.cu - qk-norm + RoPE + paged KV write, paged attention ----===//
+//
+// qkNormRopeKvWriteKernel: one block per token row; the row's q and k are
+// staged in shared memory so the per-head (Qwen3) or whole-projection (OLMoE)
+// RMSNorm, the clip and the rotate_half RoPE run without extra passes over
+// global memory. inv_freq comes from the host, computed exactly like the CPU
+// kernel (fp32 powf), and cos/sin in double of the fp32 angle as there: a
+// one-ulp difference in inv_freq would already move angles at position 5000
+// by 3e-4.
+//
+// attendKernel: flash-style tiled online softmax for both decode and
+// prefill. A block owns `rowsPerBlock` consecutive rows x all G query heads
+// of one KV head (GQA: every K/V tile is loaded once for G heads) and one
+// position split. K/V tiles of kTileK positions come through the page table
+// with 16-byte loads issued in batches before use; scores, probabilities and
+// the accumulators live in shared memory (no register arrays indexed at run
+// time, so no local-memory spills for any head_dim). Splits write partial
+// (max, sum, unnormalized acc) and attendReduceKernel merges them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kernels/cuda/Common.cuh"
+
+#include "absl/strings/str_cat.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace crosspool::kernels::cuda {
+namespace {
+
+using detail::bf16;
+using detail::fromF;
+using detail::toF;
+
+constexpr int kMaxHeadDim = 512;
+constexpr int kTileK = 32;
+constexpr int kAttnThreads = 128;
+constexpr int kRowThreads = 256;
+
+/// inv_freq[i] for i < head_dim / 2, passed by value.
+struct RopeTable {
+  float invFreq[kMaxHeadDim / 2];
+};
+
+/// The device's view of a KvCacheView.
+struct KvDev {
+  char *base;
+  int64_t stride;
+  const int32_t *pageTable;
+  int32_t maxPages, numSeqs, tpp;
+};
+
+/// Byte offset of the K row of position `pos` of sequence `seq` for KV head
+/// 0, or -1 when the page is unmapped or beyond the table.
+__device__ __forceinline__ int64_t kvRowOffset(const KvDev &kv, int32_t seq,
+                                               int32_t pos, int64_t rowBytes) {
+  if (seq < 0 || seq >= kv.numSeqs || pos < 0)
+    return -1;
+  int32_t pi = pos / kv.tpp;
+  if (pi >= kv.maxPages)
+    return -1;
+  int32_t id = kv.pageTable[int64_t(seq) * kv.maxPages + pi];
+  if (id < 0)
+    return -1;
+  return int64_t(id) * kv.stride + int64_t(pos % kv.tpp) * rowBytes;
+}
+
+struct QkArgs {
+  int32_t nh, nkv, hd, qkNorm;
+  float eps, clip;
+  const int32_t *rowSeq, *rowPos;
+  KvDev kv;
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kRowThreads)
+    qkNormRopeKvWriteKernel(T *q, const T *__restrict__ k,
+                            const T *__restrict__ v,
+                            const T *__restrict__ qNorm,
+                            const T *__restrict__ kNorm, QkArgs a,
+                            RopeTable rope) {
+  extern __shared__ float sm[];
+  __shared__ double scratch[32];
+  const int64_t t = blockIdx.x;
+  const int qDim = a.nh * a.hd, kvDim = a.nkv * a.hd, half = a.hd / 2;
+  float *sq = sm, *sk = sq + qDim, *sc = sk + kvDim, *ss = sc + half;
+  T *qr = q + t * qDim;
+  const T *kr = k + t * kvDim, *vr = v + t * kvDim;
+  const int32_t pos = a.rowPos[t];
+
+  for (int i = threadIdx.x; i < qDim; i += blockDim.x)
+    sq[i] = toF(qr[i]);
+  for (int i = threadIdx.x; i < kvDim; i += blockDim.x)
+    sk[i] = toF(kr[i]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    float angle = rope.invFreq[i] * float(pos);
+    sc[i] = float(cos(double(angle)));
+    ss[i] = float(sin(double(angle)));
+  }
+  __syncthreads();
+
+  // qk-norm as cpu::rmsNorm: double sum of squares, fp32 variance.
+  if (a.qkNorm == 1) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int hh = warp; hh < a.nh + a.nkv; hh += blockDim.x >> 5) {
+      float *x = hh < a.nh ? sq + hh * a.hd : sk + (hh - a.nh) * a.hd;
+      const T *w = hh < a.nh ? qNorm : kNorm;
+      double s = 0;
+      for (int i = lane; i < a.hd; i += 32)
+        s += double(x[i]) * double(x[i]);
+      s = detail::warpSumD(s);
+      float var = float(s / double(a.hd));
+      float r = float(1.0 / sqrt(double(var + a.eps)));
+      for (int i = lane; i < a.hd; i += 32)
+        x[i] = toF(w[i]) * (x[i] * r);
+    }
+  } else if (a.qkNorm == 2) {
+    for (int part = 0; part < 2; ++part) {
+      float *x = part == 0 ? sq : sk;
+      const T *w = part == 0 ? qNorm : kNorm;
+      const int n = part == 0 ? qDim : kvDim;
+      double s = 0;
+      for (int i = threadIdx.x; i < n; i += blockDim.x)
+        s += double(x[i]) * double(x[i]);
+      s = detail::blockSumD(s, scratch);
+      float var = float(s / double(n));
+      float r = float(1.0 / sqrt(double(var + a.eps)));
+      for (int i = threadIdx.x; i < n; i += blockDim.x)
+        x[i] = toF(w[i]) * (x[i] * r);
+    }
+  }
+  __syncthreads(); // per-head norms were written warp by warp
+  if (a.clip > 0) {
+    for (int i = threadIdx.x; i < qDim; i += blockDim.x)
+      sq[i] = fminf(fmaxf(sq[i], -a.clip), a.clip);
+    for (int i = threadIdx.x; i < kvDim; i += blockDim.x)
+      sk[i] = fminf(fmaxf(sk[i], -a.clip), a.clip);
+  }
+  __syncthreads();
+
+  for (int e = threadIdx.x; e < (a.nh + a.nkv) * half; e += blockDim.x) {
+    int h = e / half, i = e % half;
+    float *x = h < a.nh ? sq + h * a.hd : sk + (h - a.nh) * a.hd;
+    float x1 = x[i], x2 = x[i + half];
+    x[i] = x1 * sc[i] + (-x2) * ss[i];
+    x[i + half] = x2 * sc[i] + x1 * ss[i];
+  }
+  __syncthreads();
+
+  for (int i = threadIdx.x; i < qDim; i += blockDim.x)
+    qr[i] = fromF<T>(sq[i]);
+  const int64_t off =
+      kvRowOffset(a.kv, a.rowSeq[t], pos, int64_t(kvDim) * sizeof(T));
+  if (off < 0)
+    return;
+  T *kd = reinterpret_cast<T *>(a.kv.base + off);
+  T *vd = kd + int64_t(a.kv.tpp) * kvDim;
+  for (int i = threadIdx.x; i < kvDim; i += blockDim.x) {
+    kd[i] = fromF<T>(sk[i]);
+    float vv = toF(vr[i]);
+    if (a.clip > 0)
+      vv = fminf(fmaxf(vv, -a.clip), a.clip);
+    vd[i] = fromF<T>(vv);
+  }
+}
+
+struct AttendArgs {
+  const void *q;
+  void *out;
+  float *partAcc, *partMl;
+  const int32_t *rowSeq, *rowPos;
+  KvDev kv;
+  int64_t T;
+  int32_t nh, nkv, hd, G, window;
+  float scale;
+  int32_t rowsPerBlock, numSplits, splitLen;
+};
+
+/// Shared-memory floats of attendKernel besides the int row table.
+int64_t attendSmemBytes(int32_t rowsPerBlock, int32_t G, int32_t hd) {
+  int64_t nq = int64_t(rowsPerBlock) * G;
+  int64_t floats =
+      2 * nq * hd + int64_t(kTileK) * (2 * hd + 1) + nq * kTileK + 3 * nq;
+  int64_t ints = 4 * int64_t(rowsPerBlock) + 1;
+  int64_t longs = kTileK;
+  return floats * 4 + ints * 4 + 8 + longs * 8;
+}
+
+template <typename T, bool VEC>
+__global__ void __launch_bounds__(kAttnThreads) attendKernel(AttendArgs a) {
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  const int BQ = a.rowsPerBlock, G = a.G, hd = a.hd, NQ = BQ * G;
+  const int split = blockIdx.x, kvh = blockIdx.y;
+  const int64_t t0 = int64_t(blockIdx.z) * BQ;
+  const int tid = threadIdx.x, nthr = blockDim.x;
+
+  int64_t *kOff = reinterpret_cast<int64_t *>(smRaw);
+  float *Qs = reinterpret_cast<float *>(kOff + kTileK);
+  float *acc = Qs + NQ * hd;
+  float *Ks = acc + NQ * hd; // rows padded to hd + 1: conflict-free dots
+  float *Vs = Ks + kTileK * (hd + 1);
+  float *S = Vs + kTileK * hd;
+  float *mS = S + NQ * kTileK;
+  float *lS = mS + NQ;
+  float *alphaS = lS + NQ;
+  int32_t *rPos = reinterpret_cast<int32_t *>(alphaS + NQ);
+  int32_t *rSeq = rPos + BQ;
+  int32_t *rLo = rSeq + BQ;
+  int32_t *seqList = rLo + BQ;
+  int32_t *numSeqList = seqList + BQ;
+
+  for (int r = tid; r < BQ; r += nthr) {
+    int64_t t = t0 + r;
+    int32_t pos = -1, seq = -1;
+    if (t < a.T) {
+      pos = a.rowPos[t];
+      seq = a.rowSeq[t];
+      if (seq < 0 || seq >= a.kv.numSeqs || pos < 0)
+        pos = seq = -1;
+    }
+    rPos[r] = pos;
+    rSeq[r] = seq;
+    rLo[r] = a.window > 0 ? max(0, pos - a.window + 1) : 0;
+  }
+  const int qStride = a.nh * hd;
+  const T *q = static_cast<const T *>(a.q);
+  for (int e = tid; e < NQ * hd; e += nthr) {
+    int qi = e / hd, d = e % hd;
+    int64_t t = t0 + qi / G;
+    int h = kvh * G + qi % G;
+    Qs[e] = t < a.T ? toF(q[t * qStride + h * hd + d]) : 0.0f;
+    acc[e] = 0.0f;
+  }
+  for (int qi = tid; qi < NQ; qi += nthr) {
+    mS[qi] = -INFINITY;
+    lS[qi] = 0.0f;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    int n = 0;
+    for (int r = 0; r < BQ; ++r) {
+      if (rSeq[r] < 0)
+        continue;
+      bool seen = false;
+      for (int i = 0; i < n; ++i)
+        seen |= seqList[i] == rSeq[r];
+      if (!seen)
+        seqList[n++] = rSeq[r];
+    }
+    *numSeqList = n;
+  }
+  __syncthreads();
+
+  const int64_t rowBytes = int64_t(a.nkv) * hd * sizeof(T);
+  const int64_t headOff = int64_t(kvh) * hd * sizeof(T);
+  const int64_t vOff = int64_t(a.kv.tpp) * rowBytes;
+  const int splitBegin = split * a.splitLen;
+  const int splitEnd =
+      split == a.numSplits - 1 ? INT_MAX : splitBegin + a.splitLen;
+
+  const int nSeq = *numSeqList;
+  for (int si = 0; si < nSeq; ++si) {
+    const int32_t s = seqList[si];
+    int lo = INT_MAX, hi = -1;
+    for (int r = 0; r < BQ; ++r)
+      if (rSeq[r] == s) {
+        lo = min(lo, rLo[r]);
+        hi = max(hi, rPos[r]);
+      }
+    const int begin = max(lo, splitBegin), end = min(hi + 1, splitEnd);
+    for (int kt = begin; kt < end; kt += kTileK) {
+      if (tid < kTileK) {
+        int j = kt + tid;
+        kOff[tid] = j < end ? kvRowOffset(a.kv, s, j, rowBytes) : -1;
+      }
+      __syncthreads();
+      if constexpr (VEC) {
+        constexpr int N = detail::Vec16<T>::kN;
+        const int cr = hd / N, total = kTileK * cr;
+        for (int base = 0; base < total; base += 4 * kAttnThreads) {
+          uint4 rk[4], rv[4];
+#pragma unroll
+          for (int u = 0; u < 4; ++u) {
+            int e = base + u * kAttnThreads + tid;
+            rk[u] = rv[u] = make_uint4(0, 0, 0, 0);
+            if (e < total) {
+              int64_t off = kOff[e / cr];
+              if (off >= 0) {
+                const char *p =
+                    a.kv.base + off + headOff + int64_t(e % cr) * 16;
+                rk[u] = __ldg(reinterpret_cast<const uint4 *>(p));
+                rv[u] = __ldg(reinterpret_cast<const uint4 *>(p + vOff));
+              }
+            }
+          }
+#pragma unroll
+          for (int u = 0; u < 4; ++u) {
+            int e = base + u * kAttnThreads + tid;
+            if (e < total) {
+              int kk = e / cr, c = (e % cr) * N;
+              float fk[N], fv[N];
+              detail::unpack16<T>(rk[u], fk);
+              detail::unpack16<T>(rv[u], fv);
+#pragma unroll
+              for (int j = 0; j < N; ++j) {
+                Ks[kk * (hd + 1) + c + j] = fk[j];
+                Vs[kk * hd + c + j] = fv[j];
+              }
+            }
+          }
+        }
+      } else {
+        for (int e = tid; e < kTileK * hd; e += nthr) {
+          int kk = e / hd, d = e % hd;
+          int64_t off = kOff[kk];
+          float kvk = 0.0f, kvv = 0.0f;
+          if (off >= 0) {
+            const T *p = reinterpret_cast<const T *>(a.kv.base + off + headOff);
+            kvk = toF(p[d]);
+            kvv = toF(p[vOff / int64_t(sizeof(T)) + d]);
+          }
+          Ks[kk * (hd + 1) + d] = kvk;
+          Vs[kk * hd + d] = kvv;
+        }
+      }
+      __syncthreads();
+
+      for (int i = tid; i < NQ * kTileK; i += nthr) {
+        int qi = i / kTileK, kk = i % kTileK, r = qi / G, j = kt + kk;
+        float sc = -INFINITY;
+        if (rSeq[r] == s && j < end && j <= rPos[r] && j >= rLo[r] &&
+            kOff[kk] >= 0) {
+          const float *qv = Qs + qi * hd, *kv = Ks + kk * (hd + 1);
+          float d0 = 0.0f, d1 = 0.0f;
+          int d = 0;
+          for (; d + 1 < hd; d += 2) {
+            d0 = fmaf(qv[d], kv[d], d0);
+            d1 = fmaf(qv[d + 1], kv[d + 1], d1);
+          }
+          if (d < hd)
+            d0 = fmaf(qv[d], kv[d], d0);
+          sc = (d0 + d1) * a.scale;
+        }
+        S[i] = sc;
+      }
+      __syncthreads();
+
+      for (int qi = tid; qi < NQ; qi += nthr) {
+        float *row = S + qi * kTileK;
+        float mx = mS[qi];
+        for (int kk = 0; kk < kTileK; ++kk)
+          mx = fmaxf(mx, row[kk]);
+        float alpha = 1.0f, sum = 0.0f;
+        if (mx == -INFINITY) {
+          for (int kk = 0; kk < kTileK; ++kk)
+            row[kk] = 0.0f;
+        } else {
+          alpha = expf(mS[qi] - mx); // exp(-inf) = 0 on the first tile
+          for (int kk = 0; kk < kTileK; ++kk) {
+            float pv = expf(row[kk] - mx);
+            row[kk] = pv;
+            sum += pv;
+          }
+          mS[qi] = mx;
+        }
+        lS[qi] = lS[qi] * alpha + sum;
+        alphaS[qi] = alpha;
+      }
+      __syncthreads();
+
+      for (int e = tid; e < NQ * hd; e += nthr) {
+        int qi = e / hd, d = e % hd;
+        const float *pr = S + qi * kTileK;
+        float v0 = acc[e] * alphaS[qi], v1 = 0.0f;
+#pragma unroll 8
+        for (int kk = 0; kk < kTileK; kk += 2) {
+          v0 = fmaf(pr[kk], Vs[kk * hd + d], v0);
+          v1 = fmaf(pr[kk + 1], Vs[(kk + 1) * hd + d], v1);
+        }
+        acc[e] = v0 + v1;
+      }
+      __syncthreads();
+    }
+  }
+
+  T *out = static_cast<T *>(a.out);
+  for (int e = tid; e < NQ * hd; e += nthr) {
+    int qi = e / hd, d = e % hd;
+    int64_t t = t0 + qi / G;
+    if (t >= a.T)
+      continue;
+    int h = kvh * G + qi % G;
+    if (a.numSplits == 1) {
+      float l = lS[qi];
+      out[t * qStride + h * hd + d] = fromF<T>(l > 0 ? acc[e] / l : 0.0f);
+    } else {
+      int64_t slot = (t * a.nh + h) * a.numSplits + split;
+      a.partAcc[slot * hd + d] = acc[e];
+      if (d == 0) {
+        a.partMl[2 * slot] = mS[qi];
+        a.partMl[2 * slot + 1] = lS[qi];
+      }
+    }
+  }
+}
+
+/// Merges the splits of one (row, head): out = sum_s e^(m_s - M) acc_s /
+/// sum_s e^(m_s - M) l_s.
+template <typename T>
+__global__ void attendReduceKernel(const float *__restrict__ partAcc,
+                                   const float *__restrict__ partMl,
+                                   int32_t numSplits, int32_t hd, T *out) {
+  const int64_t th = blockIdx.x; // t * nh + h
+  const float *ml = partMl + th * numSplits * 2;
+  float M = -INFINITY;
+  for (int s = 0; s < numSplits; ++s)
+    M = fmaxf(M, ml[2 * s]);
+  float L = 0.0f;
+  if (M != -INFINITY)
+    for (int s = 0; s < numSplits; ++s)
+      L += ml[2 * s + 1] * expf(ml[2 * s] - M);
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float o = 0.0f;
+    if (L > 0)
+      for (int s = 0; s < numSplits; ++s)
+        if (ml[2 * s] != -INFINITY)
+          o += partAcc[(th * numSplits + s) * hd + d] * expf(ml[2 * s] - M);
+    out[th * hd + d] = fromF<T>(L > 0 ? o / L : 0.0f);
+  }
+}
+
+absl::Status invalid(const std::string &msg) {
+  return absl::InvalidArgumentError(absl::StrCat("attention: ", msg));
+}
+
+absl::Status checkParams(const AttentionParams &p) {
+  if (p.hidden <= 0 || p.numHeads <= 0 || p.numKvHeads <= 0 || p.headDim <= 0)
+    return invalid(absl::StrCat(
+        "expects positive hidden, num_heads, num_kv_heads, head_dim but got ",
+        p.hidden, ", ", p.numHeads, ", ", p.numKvHeads, ", ", p.headDim));
+  if (p.numHeads % p.numKvHeads != 0)
+    return invalid(absl::StrCat("num_heads ", p.numHeads,
+                                " is not a multiple of num_kv_heads ",
+                                p.numKvHeads));
+  if (p.headDim % 2 != 0 || p.headDim > kMaxHeadDim)
+    return invalid(absl::StrCat("expects an even head_dim <= ", kMaxHeadDim,
+                                " but got ", p.headDim));
+  if (p.qkNorm < 0 || p.qkNorm > 2)
+    return invalid(
+        absl::StrCat("qk_norm expects 0, 1 or 2 but got ", p.qkNorm));
+  if (p.ropeType < 0 || p.ropeType > 1)
+    return invalid(
+        absl::StrCat("rope_type expects 0 or 1 but got ", p.ropeType));
+  if (p.ropeType == 1 && !(p.ropeFactor > 0))
+    return invalid(absl::StrCat(
+        "linear RoPE expects a positive factor but got ", p.ropeFactor));
+  if (!(p.ropeTheta > 0))
+    return invalid(
+        absl::StrCat("expects a positive rope_theta but got ", p.ropeTheta));
+  if (p.slidingWindow < 0)
+    return invalid(
+        absl::StrCat("expects sliding_window >= 0 but got ", p.slidingWindow));
+  if (!(p.clipQkv >= 0))
+    return invalid(absl::StrCat("expects clip_qkv >= 0 but got ", p.clipQkv));
+  return absl::OkStatus();
+}
+
+absl::Status checkKv(const AttentionParams &p, const KvCacheView &kv) {
+  if (kv.tokensPerPage <= 0 || kv.numKvHeads != p.numKvHeads ||
+      kv.headDim != p.headDim)
+    return invalid(absl::StrCat("KV layer geometry (tokens_per_page ",
+                                kv.tokensPerPage, ", num_kv_heads ",
+                                kv.numKvHeads, ", head_dim ", kv.headDim,
+                                ") does not match the attention (num_kv_heads ",
+                                p.numKvHeads, ", head_dim ", p.headDim, ")"));
+  if (!kv.base || !kv.pageTable || kv.numSeqs <= 0 || kv.maxPagesPerSeq <= 0)
+    return invalid(absl::StrCat(
+        "KV view needs a base, a page table and positive num_seqs and "
+        "max_pages_per_seq but got num_seqs ",
+        kv.numSeqs, ", max_pages_per_seq ", kv.maxPagesPerSeq));
+  if (kv.pageStrideBytes < kvPageBytes(kv))
+    return invalid(absl::StrCat("page stride ", kv.pageStrideBytes,
+                                " bytes is below the page size ",
+                                kvPageBytes(kv)));
+  return absl::OkStatus();
+}
+
+KvDev kvDev(const KvCacheView &kv) {
+  return KvDev{static_cast<char *>(kv.base),
+               kv.pageStrideBytes,
+               kv.pageTable,
+               kv.maxPagesPerSeq,
+               kv.numSeqs,
+               kv.tokensPerPage};
+}
+
+/// Partial results of the splits: acc [T*nh*splits*hd], (m, l) pairs.
+int64_t partAccFloats(int64_t T, const AttentionParams &p,
+                      const AttendConfig &c) {
+  return c.numSplits > 1 ? T * p.numHeads * c.numSplits * p.headDim : 0;
+}
+int64_t partMlFloats(int64_t T, const AttentionParams &p,
+                     const AttendConfig &c) {
+  return c.numSplits > 1 ? T * p.numHeads * c.numSplits * 2 : 0;
+}
+
+template <typename T>
+absl::Status launchAttend(const AttendArgs &args, bool vec, int64_t smem,
+                          dim3 grid, cudaStream_t stream) {
+  auto kernel = vec ? attendKernel<T, true> : attendKernel<T, false>;
+  CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  kernel<<<grid, kAttnThreads, size_t(smem), stream>>>(args);
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendKernel");
+  if (args.numSplits > 1) {
+    int threads = std::min(512, (args.hd + 31) / 32 * 32);
+    attendReduceKernel<T><<<unsigned(args.T * args.nh), threads, 0, stream>>>(
+        args.partAcc, args.partMl, args.numSplits, args.hd,
+        static_cast<T *>(args.out));
+    CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendReduceKernel");
+  }
+  return absl::OkStatus();
+}
+
+} // namespace
+
+int64_t kvPageBytes(const KvCacheView &kv) {
+  return 2 * int64_t(kv.tokensPerPage) * kv.numKvHeads * kv.headDim *
+         dtypeBytes(kv.dtype);
+}
+
+absl::Status qkNormRopeKvWrite(void *q, void *k, void *v, int64_t T,
+                               const void *qNorm, const void *kNorm,
+                               const AttentionParams &p, const int32_t *rowSeq,
+                               const int32_t *rowPos, const KvCacheView &kv,
+                               cudaStream_t stream) {
+  if (absl::Status st = checkParams(p); !st.ok())
+    return st;
+  if (absl::Status st = checkKv(p, kv); !st.ok())
+    return st;
+  if (T < 0)
+    return invalid(absl::StrCat("expects T >= 0 but got ", T));
+  if (T == 0)
+    return absl::OkStatus();
+  if (!q || !k || !v || !rowSeq || !rowPos)
+    return invalid("null q, k, v, row sequence or row position array");
+  if (p.qkNorm != 0 && (!qNorm || !kNorm))
+    return invalid(
+        absl::StrCat("qk_norm ", p.qkNorm, " needs q_norm and k_norm weights"));
+
+  RopeTable rope{};
+  const float factor = p.ropeType == 1 ? p.ropeFactor : 1.0f;
+  for (int32_t i = 0; i < p.headDim / 2; ++i) {
+    // Exactly cpu::applyRope's fp32 arithmetic.
+    float exponent = float(2 * i) / float(p.headDim);
+    float invFreq = 1.0f / std::pow(p.ropeTheta, exponent);
+    invFreq /= factor;
+    rope.invFreq[i] = invFreq;
+  }
+  QkArgs a{p.numHeads, p.numKvHeads, p.headDim, p.qkNorm, p.qkNormEps,
+           p.clipQkv,  rowSeq,       rowPos,    kvDev(kv)};
+  int64_t smem = (int64_t(p.numHeads + p.numKvHeads) * p.headDim + p.headDim) *
+                 int64_t(sizeof(float));
+  if (kv.dtype == DType::kF32) {
+    auto kernel = qkNormRopeKvWriteKernel<float>;
+    CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<unsigned(T), kRowThreads, size_t(smem), stream>>>(
+        static_cast<float *>(q), static_cast<const float *>(k),
+        static_cast<const float *>(v), static_cast<const float *>(qNorm),
+        static_cast<const float *>(kNorm), a, rope);
+  } else {
+    auto kernel = qkNormRopeKvWriteKernel<bf16>;
+    CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<unsigned(T), kRowThreads, size_t(smem), stream>>>(
+        static_cast<bf16 *>(q), static_cast<const bf16 *>(k),
+        static_cast<const bf16 *>(v), static_cast<const bf16 *>(qNorm),
+        static_cast<const bf16 *>(kNorm), a, rope);
+  }
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("qkNormRopeKvWriteKernel");
+  return absl::OkStatus();
+}
+
+AttendConfig chooseAttendConfig(int64_t T, const AttentionParams &p,
+                                int32_t maxContext, int32_t numSms) {
+  AttendConfig c;
+  const int32_t G = std::max(1, p.numHeads / std::max(1, p.numKvHeads));
+  // Decode batches hold one row per sequence: a row per block wastes no
+  // score work on rows of other sequences. Longer steps are prompts, whose
+  // consecutive rows share every K/V tile.
+  if (T > 32) {
+    int32_t nq = p.headDim <= 128 ? 64 : 32;
+    c.rowsPerBlock = std::max(1, nq / G);
+  }
+  int64_t tiles = (T + c.rowsPerBlock - 1) / c.rowsPerBlock;
+  int64_t blocks = std::max<int64_t>(1, tiles * p.numKvHeads);
+  int64_t want = 2 * int64_t(std::max(1, numSms));
+  int64_t ctx = std::max(1, maxContext);
+  if (blocks < want && ctx > 256) {
+    int64_t splits = (want + blocks - 1) / blocks;
+    int64_t len = std::max<int64_t>(256, (ctx + splits - 1) / splits);
+    len = (len + kTileK - 1) / kTileK * kTileK;
+    c.splitLen = int32_t(len);
+    c.numSplits = int32_t((ctx + len - 1) / len);
+  }
+  return c;
+}
+
+int64_t attendWorkspaceBytes(int64_t T, const AttentionParams &p,
+                             const AttendConfig &c) {
+  return detail::workspaceRound(partAccFloats(T, p, c) * 4) +
+         detail::workspaceRound(partMlFloats(T, p, c) * 4);
+}
+
+absl::Status attend(const void *q, int64_t T, const AttentionParams &p,
+                    const int32_t *rowSeq, const int32_t *rowPos,
+                    const KvCacheView &kv, const AttendConfig &c, void *heads,
+                    const BlockContext &ctx) {
+  if (absl::Status st = checkParams(p); !st.ok())
+    return st;
+  if (absl::Status st = checkKv(p, kv); !st.ok())
+    return st;
+  if (T < 0)
+    return invalid(absl::StrCat("expects T >= 0 but got ", T));
+  if (T == 0)
+    return absl::OkStatus();
+  if (!q || !heads || !rowSeq || !rowPos)
+    return invalid("null q, output, row sequence or row position array");
+  if (c.rowsPerBlock <= 0 || c.numSplits <= 0 || c.splitLen <= 0 ||
+      (c.numSplits > 1 && c.splitLen % kTileK != 0))
+    return invalid(absl::StrCat(
+        "attend config expects positive rows_per_block, num_splits and a "
+        "split_len multiple of ",
+        kTileK, " but got ", c.rowsPerBlock, ", ", c.numSplits, ", ",
+        c.splitLen));
+  if (int64_t(c.numSplits) * c.splitLen > int64_t(INT32_MAX) + c.splitLen)
+    return invalid("attend config covers more than 2^31 positions");
+  const int32_t G = p.numHeads / p.numKvHeads;
+  const int64_t smem = attendSmemBytes(c.rowsPerBlock, G, p.headDim);
+  if (smem > 227 * 1024)
+    return invalid(absl::StrCat("attend tile of ", c.rowsPerBlock, " rows x ",
+                                G, " heads x head_dim ", p.headDim, " needs ",
+                                smem, " bytes of shared memory (max 232448)"));
+  const int64_t need = attendWorkspaceBytes(T, p, c);
+  if (ctx.workspaceBytes < need || (need > 0 && !ctx.workspace))
+    return invalid(absl::StrCat("attend needs ", need,
+                                " bytes of workspace but got ",
+                                ctx.workspaceBytes));
+  detail::WorkspaceCarver carve(ctx.workspace, ctx.workspaceBytes);
+  AttendArgs a{};
+  a.q = q;
+  a.out = heads;
+  a.partAcc = carve.take<float>(partAccFloats(T, p, c));
+  a.partMl = carve.take<float>(partMlFloats(T, p, c));
+  a.rowSeq = rowSeq;
+  a.rowPos = rowPos;
+  a.kv = kvDev(kv);
+  a.T = T;
+  a.nh = p.numHeads;
+  a.nkv = p.numKvHeads;
+  a.hd = p.headDim;
+  a.G = G;
+  a.window = p.slidingWindow;
+  a.scale = p.softmaxScale;
+  a.rowsPerBlock = c.rowsPerBlock;
+  a.numSplits = c.numSplits;
+  a.splitLen = c.splitLen;
+  const int64_t tiles = (T + c.rowsPerBlock - 1) / c.rowsPerBlock;
+  if (tiles > 65535)
+    return invalid(absl::StrCat("attend: ", tiles,
+                                " row tiles exceed the grid limit 65535"));
+  dim3 grid(unsigned(c.numSplits), unsigned(p.numKvHeads), unsigned(tiles));
+  const int64_t esize = dtypeBytes(kv.dtype);
+  const bool vec = (p.headDim * esize) % 16 == 0 &&
+                   detail::aligned16(kv.base) && kv.pageStrideBytes % 16 == 0;
+  if (kv.dtype == DType::kF32)
+    return launchAttend<float>(a, vec, smem, grid, ctx.stream);
+  return launchAttend<bf16>(a, vec, smem, grid, ctx.stream);
+}
+
+int64_t attentionWorkspaceBytes(int64_t T, const AttentionParams &p,
+                                const AttendConfig &c) {
+  // Each buffer is sized for fp32, enough for either storage type.
+  const int64_t qDim = int64_t(p.numHeads) * p.headDim;
+  const int64_t kvDim = int64_t(p.numKvHeads) * p.headDim;
+  return 2 * detail::workspaceRound(T * qDim * 4) +
+         2 * detail::workspaceRound(T * kvDim * 4) +
+         attendWorkspaceBytes(T, p, c);
+}
+
+absl::Status attention(const void *x, int64_t T, const AttentionWeights &w,
+                       const AttentionParams &p, const int32_t *rowSeq,
+                       const int32_t *rowPos, const KvCacheView &kv,
+                       int32_t maxContext, void *out, const BlockContext &ctx) {
+  if (absl::Status st = checkParams(p); !st.ok())
+    return st;
+  if (!w.q || !w.k || !w.v || !w.o)
+    return invalid("missing q/k/v/o projection weight");
+  if (T < 0)
+    return invalid(absl::StrCat("expects T >= 0 but got ", T));
+  if (T == 0)
+    return absl::OkStatus();
+  const AttendConfig c = chooseAttendConfig(T, p, maxContext, ctx.numSms);
+  const int64_t need = attentionWorkspaceBytes(T, p, c);
+  if (ctx.workspaceBytes < need || !ctx.workspace)
+    return invalid(absl::StrCat("attention needs ", need,
+                                " bytes of workspace but got ",
+                                ctx.workspaceBytes));
+  const int64_t qDim = int64_t(p.numHeads) * p.headDim;
+  const int64_t kvDim = int64_t(p.numKvHeads) * p.headDim;
+  detail::WorkspaceCarver carve(ctx.workspace, ctx.workspaceBytes);
+  float *qb = carve.take<float>(T * qDim);
+  float *kb = carve.take<float>(T * kvDim);
+  float *vb = carve.take<float>(T * kvDim);
+  float *hb = carve.take<float>(T * qDim);
+  BlockContext rest = ctx;
+  rest.workspace = static_cast<char *>(ctx.workspace) + carve.used();
+  rest.workspaceBytes = ctx.workspaceBytes - carve.used();
+  const DType dt = kv.dtype;
+  const int64_t H = p.hidden;
+  CP_RETURN_IF_ERROR(linear(x, w.q, w.qBias, T, H, qDim, qb, dt, ctx));
+  CP_RETURN_IF_ERROR(linear(x, w.k, w.kBias, T, H, kvDim, kb, dt, ctx));
+  CP_RETURN_IF_ERROR(linear(x, w.v, w.vBias, T, H, kvDim, vb, dt, ctx));
+  CP_RETURN_IF_ERROR(qkNormRopeKvWrite(qb, kb, vb, T, w.qNorm, w.kNorm, p,
+                                       rowSeq, rowPos, kv, ctx.stream));
+  CP_RETURN_IF_ERROR(attend(qb, T, p, rowSeq, rowPos, kv, c, hb, rest));
+  // x is no longer read, so out may alias it.
+  return linear(hb, w.o, w.oBias, T, qDim, H, out, dt, ctx);
+}
+
+} // namespace crosspool::kernels::cuda

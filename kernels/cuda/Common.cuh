@@ -1,0 +1,216 @@
+//===- Common.cuh - Device helpers shared by the CUDA kernels ---*- CUDA
+//-*-===//
+//
+// Storage-type conversions, 16-byte vector loads, warp/block reductions and
+// the workspace carver. Only .cu files of kernels/cuda include this.
+//
+//===----------------------------------------------------------------------===//
+#ifndef CROSSPOOL_KERNELS_CUDA_COMMON_CUH
+#define CROSSPOOL_KERNELS_CUDA_COMMON_CUH
+
+#include "kernels/cuda/CudaCheck.h"
+#include "kernels/cuda/Kernels.h"
+#include "runtime/base/Status.h"
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace crosspool::kernels::cuda::detail {
+
+using bf16 = __nv_bfloat16;
+
+template <typename T> __device__ __forceinline__ float toF(T v);
+template <> __device__ __forceinline__ float toF<float>(float v) { return v; }
+template <> __device__ __forceinline__ float toF<bf16>(bf16 v) {
+  return __bfloat162float(v);
+}
+
+template <typename T> __device__ __forceinline__ T fromF(float v);
+template <> __device__ __forceinline__ float fromF<float>(float v) { return v; }
+template <> __device__ __forceinline__ bf16 fromF<bf16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+/// Elements of T in one 16-byte access.
+template <typename T> struct Vec16 {
+  static constexpr int kN = 16 / sizeof(T);
+};
+
+/// Loads 16 bytes at `p` (16-byte aligned) through the read-only path and
+/// widens them to floats.
+template <typename T>
+__device__ __forceinline__ void load16(const T *__restrict__ p,
+                                       float (&out)[Vec16<T>::kN]) {
+  uint4 raw = __ldg(reinterpret_cast<const uint4 *>(p));
+  if constexpr (sizeof(T) == 4) {
+    out[0] = __uint_as_float(raw.x);
+    out[1] = __uint_as_float(raw.y);
+    out[2] = __uint_as_float(raw.z);
+    out[3] = __uint_as_float(raw.w);
+  } else {
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = __uint_as_float(w[i] << 16);
+      out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+}
+
+/// Widens a raw 16-byte chunk already in registers.
+template <typename T>
+__device__ __forceinline__ void unpack16(uint4 raw,
+                                         float (&out)[Vec16<T>::kN]) {
+  if constexpr (sizeof(T) == 4) {
+    out[0] = __uint_as_float(raw.x);
+    out[1] = __uint_as_float(raw.y);
+    out[2] = __uint_as_float(raw.z);
+    out[3] = __uint_as_float(raw.w);
+  } else {
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = __uint_as_float(w[i] << 16);
+      out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+}
+
+/// Loads N consecutive elements (N * sizeof(TX) a multiple of 16, 16-byte
+/// aligned) as floats.
+template <typename TX, int N>
+__device__ __forceinline__ void loadVec(const TX *__restrict__ p,
+                                        float (&out)[N]) {
+  constexpr int M = Vec16<TX>::kN;
+  static_assert(N % M == 0, "whole 16-byte chunks");
+#pragma unroll
+  for (int k = 0; k < N / M; ++k) {
+    float part[M];
+    load16(p + k * M, part);
+#pragma unroll
+    for (int j = 0; j < M; ++j)
+      out[k * M + j] = part[j];
+  }
+}
+
+/// acc[tt] += w . xr[tt] over `len` elements for tt < nt, across the warp
+/// (each lane keeps a partial sum; the caller reduces). With `vec` (len a
+/// multiple of the 16-byte element count of TW, all pointers 16-byte
+/// aligned) each lane issues kBatch independent 16-byte weight loads before
+/// using any, so enough bytes are in flight to approach DRAM bandwidth; the
+/// activation rows are small and come from L1.
+template <typename TW, typename TX, int TB>
+__device__ __forceinline__ void
+warpDots(const TW *__restrict__ w, const TX *const (&xr)[TB], int nt,
+         int64_t len, bool vec, float (&acc)[TB]) {
+  constexpr int kBatch = TB >= 4 ? 2 : 4;
+  const int lane = threadIdx.x & 31;
+  if (vec) {
+    constexpr int N = Vec16<TW>::kN;
+    const int64_t chunks = len / N;
+    for (int64_t c0 = lane; c0 < chunks; c0 += 32 * kBatch) {
+      uint4 raw[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int64_t c = c0 + 32 * u;
+        raw[u] = c < chunks ? __ldg(reinterpret_cast<const uint4 *>(w + c * N))
+                            : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int64_t c = c0 + 32 * u;
+        if (c >= chunks)
+          break;
+        float wv[N];
+        unpack16<TW>(raw[u], wv);
+#pragma unroll
+        for (int tt = 0; tt < TB; ++tt)
+          if (tt < nt) {
+            float xv[N];
+            loadVec<TX, N>(xr[tt] + c * N, xv);
+#pragma unroll
+            for (int j = 0; j < N; ++j)
+              acc[tt] = fmaf(xv[j], wv[j], acc[tt]);
+          }
+      }
+    }
+  } else {
+    for (int64_t c = lane; c < len; c += 32) {
+      float wv = toF(w[c]);
+#pragma unroll
+      for (int tt = 0; tt < TB; ++tt)
+        if (tt < nt)
+          acc[tt] = fmaf(toF(xr[tt][c]), wv, acc[tt]);
+    }
+  }
+}
+
+__device__ __forceinline__ float warpSum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ double warpSumD(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warpMax(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/// Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+/// thread gets the total. `scratch` holds 32 doubles.
+__device__ __forceinline__ double blockSumD(double v, double *scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int numWarps = blockDim.x >> 5;
+  v = warpSumD(v);
+  __syncthreads(); // scratch may still be read by a previous call
+  if (lane == 0)
+    scratch[warp] = v;
+  __syncthreads();
+  double t = lane < numWarps ? scratch[lane] : 0.0;
+  return warpSumD(t);
+}
+
+/// True when `p` is 16-byte aligned.
+inline bool aligned16(const void *p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+/// Hands out 256-byte aligned pieces of a caller's workspace.
+class WorkspaceCarver {
+public:
+  WorkspaceCarver(void *base, int64_t bytes)
+      : base_(static_cast<char *>(base)), bytes_(bytes) {}
+  template <typename T> T *take(int64_t count) {
+    int64_t n = (count * int64_t(sizeof(T)) + 255) / 256 * 256;
+    T *p = base_ ? reinterpret_cast<T *>(base_ + used_) : nullptr;
+    used_ += n;
+    return p;
+  }
+  int64_t used() const { return used_; }
+  bool fits() const { return used_ <= bytes_; }
+
+private:
+  char *base_;
+  int64_t bytes_;
+  int64_t used_ = 0;
+};
+
+/// Rounds up to the carver's granule.
+inline int64_t workspaceRound(int64_t bytes) {
+  return (bytes + 255) / 256 * 256;
+}
+
+} // namespace crosspool::kernels::cuda::detail
+
+#endif // CROSSPOOL_KERNELS_CUDA_COMMON_CUH

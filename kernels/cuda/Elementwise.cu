@@ -1,0 +1,257 @@
+//===- Elementwise.cu - Embedding, RMSNorm, add, SwiGLU, argmax -----------===//
+//
+// Row kernels: one block per token row. They move T * H elements, far less
+// than any weight read of a layer, so they stay simple (coalesced scalar
+// accesses); sums of squares are in double as in the CPU reference.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kernels/cuda/Common.cuh"
+
+#include "absl/strings/str_cat.h"
+
+#include <cmath>
+
+namespace crosspool::kernels::cuda {
+namespace {
+
+using detail::bf16;
+using detail::fromF;
+using detail::toF;
+
+constexpr int kRowThreads = 256;
+
+absl::Status invalid(const char *kernel, const std::string &msg) {
+  return absl::InvalidArgumentError(absl::StrCat(kernel, ": ", msg));
+}
+
+template <typename T>
+__global__ void embedKernel(const int32_t *__restrict__ ids,
+                            const T *__restrict__ table, int64_t V, int64_t H,
+                            T *__restrict__ out, int32_t *badIds) {
+  const int64_t t = blockIdx.x;
+  const int32_t id = ids[t];
+  T *dst = out + t * H;
+  if (id < 0 || id >= V) {
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
+      dst[i] = fromF<T>(NAN);
+    if (badIds && threadIdx.x == 0)
+      atomicAdd(badIds, 1);
+    return;
+  }
+  const T *src = table + int64_t(id) * H;
+  for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
+    dst[i] = src[i];
+}
+
+/// h += delta (when given), then y = h * r * w; r from the stored h.
+template <typename T>
+__global__ void addRmsNormKernel(T *h, const T *__restrict__ delta,
+                                 const T *__restrict__ w, float eps, int64_t H,
+                                 T *y) {
+  __shared__ double scratch[32];
+  T *hr = h + blockIdx.x * H;
+  T *yr = y + blockIdx.x * H;
+  double sumSq = 0;
+  for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
+    float v = toF(hr[i]);
+    if (delta) {
+      T stored = fromF<T>(v + toF(delta[blockIdx.x * H + i]));
+      hr[i] = stored;
+      v = toF(stored);
+    }
+    sumSq += double(v) * double(v);
+  }
+  sumSq = detail::blockSumD(sumSq, scratch);
+  // HF: fp32 mean of squares, rsqrt of (mean + eps), x * r, then w * that.
+  const float variance = float(sumSq / double(H));
+  const float r = float(1.0 / sqrt(double(variance + eps)));
+  for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
+    yr[i] = fromF<T>(toF(w[i]) * (toF(hr[i]) * r));
+}
+
+template <typename T>
+__global__ void addKernel(const T *a, const T *b, T *c, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    c[i] = fromF<T>(toF(a[i]) + toF(b[i]));
+}
+
+template <typename T>
+__global__ void swigluKernel(const T *g, const T *u, T *out, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float x = toF(g[i]);
+    out[i] = fromF<T>(x / (1.0f + expf(-x)) * toF(u[i]));
+  }
+}
+
+/// True when (a, ia) ranks before (b, ib) in cpu::argmax's order: NaN last,
+/// larger first, ties to the lower index. A total order, so any reduction
+/// tree gives the sequential answer.
+__device__ __forceinline__ bool argBefore(float a, int64_t ia, float b,
+                                          int64_t ib) {
+  bool na = isnan(a), nb = isnan(b);
+  if (na != nb)
+    return nb;
+  if (!na && a != b)
+    return a > b;
+  return ia < ib;
+}
+
+__global__ void argmaxKernel(const float *__restrict__ logits, int64_t V,
+                             int32_t *out) {
+  __shared__ float sv[32];
+  __shared__ int64_t si[32];
+  const float *row = logits + blockIdx.x * V;
+  float best = NAN;
+  int64_t bi = V; // sentinel after every real index
+  for (int64_t i = threadIdx.x; i < V; i += blockDim.x)
+    if (argBefore(row[i], i, best, bi)) {
+      best = row[i];
+      bi = i;
+    }
+  for (int o = 16; o > 0; o >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+    if (argBefore(ov, oi, best, bi)) {
+      best = ov;
+      bi = oi;
+    }
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    sv[warp] = best;
+    si[warp] = bi;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int k = 1; k < int(blockDim.x >> 5); ++k)
+      if (argBefore(sv[k], si[k], best, bi)) {
+        best = sv[k];
+        bi = si[k];
+      }
+    out[blockIdx.x] = bi >= V ? 0 : int32_t(bi);
+  }
+}
+
+int gridFor(int64_t n) {
+  int64_t blocks = (n + kRowThreads - 1) / kRowThreads;
+  return int(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
+}
+
+} // namespace
+
+const char *dtypeName(DType d) { return d == DType::kF32 ? "f32" : "bf16"; }
+
+absl::Status embed(const int32_t *ids, int64_t T, const void *table, int64_t V,
+                   int64_t H, void *out, DType dt, int32_t *badIds,
+                   cudaStream_t stream) {
+  if (T < 0 || V <= 0 || H <= 0)
+    return invalid("embed", absl::StrCat("expects T >= 0 and positive V, H "
+                                         "but got ",
+                                         T, ", ", V, ", ", H));
+  if (T == 0)
+    return absl::OkStatus();
+  if (!ids || !table || !out)
+    return invalid("embed", "null ids, table or output");
+  if (dt == DType::kF32)
+    embedKernel<<<unsigned(T), kRowThreads, 0, stream>>>(
+        ids, static_cast<const float *>(table), V, H, static_cast<float *>(out),
+        badIds);
+  else
+    embedKernel<<<unsigned(T), kRowThreads, 0, stream>>>(
+        ids, static_cast<const bf16 *>(table), V, H, static_cast<bf16 *>(out),
+        badIds);
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("embedKernel");
+  return absl::OkStatus();
+}
+
+absl::Status addRmsNorm(void *h, const void *delta, const void *w, float eps,
+                        int64_t T, int64_t H, void *y, DType dt,
+                        cudaStream_t stream) {
+  if (T < 0 || H <= 0)
+    return invalid("rms_norm", absl::StrCat("expects T >= 0 and H > 0 but got ",
+                                            T, ", ", H));
+  if (!(eps >= 0))
+    return invalid("rms_norm", absl::StrCat("expects eps >= 0 but got ", eps));
+  if (T == 0)
+    return absl::OkStatus();
+  if (!h || !w || !y)
+    return invalid("rms_norm", "null input, weight or output");
+  if (dt == DType::kF32)
+    addRmsNormKernel<<<unsigned(T), kRowThreads, 0, stream>>>(
+        static_cast<float *>(h), static_cast<const float *>(delta),
+        static_cast<const float *>(w), eps, H, static_cast<float *>(y));
+  else
+    addRmsNormKernel<<<unsigned(T), kRowThreads, 0, stream>>>(
+        static_cast<bf16 *>(h), static_cast<const bf16 *>(delta),
+        static_cast<const bf16 *>(w), eps, H, static_cast<bf16 *>(y));
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("addRmsNormKernel");
+  return absl::OkStatus();
+}
+
+absl::Status rmsNorm(const void *x, const void *w, float eps, int64_t T,
+                     int64_t H, void *y, DType dt, cudaStream_t stream) {
+  // Without a delta the kernel only reads h, so aliasing y is fine: each
+  // element is read into the sum before the block barrier and rewritten by
+  // the thread that reads it last.
+  return addRmsNorm(const_cast<void *>(x), nullptr, w, eps, T, H, y, dt,
+                    stream);
+}
+
+absl::Status add(const void *a, const void *b, void *c, int64_t n, DType dt,
+                 cudaStream_t stream) {
+  if (n < 0)
+    return invalid("add", absl::StrCat("expects n >= 0 but got ", n));
+  if (n == 0)
+    return absl::OkStatus();
+  if (!a || !b || !c)
+    return invalid("add", "null operand");
+  if (dt == DType::kF32)
+    addKernel<<<gridFor(n), kRowThreads, 0, stream>>>(
+        static_cast<const float *>(a), static_cast<const float *>(b),
+        static_cast<float *>(c), n);
+  else
+    addKernel<<<gridFor(n), kRowThreads, 0, stream>>>(
+        static_cast<const bf16 *>(a), static_cast<const bf16 *>(b),
+        static_cast<bf16 *>(c), n);
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("addKernel");
+  return absl::OkStatus();
+}
+
+absl::Status swiglu(const void *gate, const void *up, void *out, int64_t n,
+                    DType dt, cudaStream_t stream) {
+  if (n < 0)
+    return invalid("swiglu", absl::StrCat("expects n >= 0 but got ", n));
+  if (n == 0)
+    return absl::OkStatus();
+  if (!gate || !up || !out)
+    return invalid("swiglu", "null operand");
+  if (dt == DType::kF32)
+    swigluKernel<<<gridFor(n), kRowThreads, 0, stream>>>(
+        static_cast<const float *>(gate), static_cast<const float *>(up),
+        static_cast<float *>(out), n);
+  else
+    swigluKernel<<<gridFor(n), kRowThreads, 0, stream>>>(
+        static_cast<const bf16 *>(gate), static_cast<const bf16 *>(up),
+        static_cast<bf16 *>(out), n);
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("swigluKernel");
+  return absl::OkStatus();
+}
+
+absl::Status argmaxRows(const float *logits, int64_t T, int64_t V, int32_t *out,
+                        cudaStream_t stream) {
+  if (T < 0 || V <= 0)
+    return invalid("argmax", absl::StrCat("expects T >= 0 and V > 0 but got ",
+                                          T, ", ", V));
+  if (T == 0)
+    return absl::OkStatus();
+  if (!logits || !out)
+    return invalid("argmax", "null logits or output");
+  argmaxKernel<<<unsigned(T), 1024, 0, stream>>>(logits, V, out);
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("argmaxKernel");
+  return absl::OkStatus();
+}
+
+} // namespace crosspool::kernels::cuda

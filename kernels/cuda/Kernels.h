@@ -1,0 +1,241 @@
+//===- Kernels.h - CUDA kernels of the KV and weights pools -----*- C++ -*-===//
+//
+// The CUDA counterparts of kernels/cpu (same math, docs/plan-format.md), on
+// device pointers. Two storage modes, chosen per call by DType: kF32 (fp32
+// storage and math; matches the CPU kernels to ~1e-5 relative) and kBF16
+// (bf16 weights, activations and KV pages, fp32 accumulation). Router
+// weights/probabilities, logits and MoE/attention scratch are always fp32.
+//
+// Every function validates its host-side arguments (InvalidArgument naming
+// the field, expected vs actual), enqueues work on `stream` and returns the
+// launch status; it never synchronizes. Data that only the device sees (token
+// ids, positions, page tables) cannot be validated on the host: the kernels
+// guard their memory accesses against it and document what they write then.
+//
+//===----------------------------------------------------------------------===//
+#ifndef CROSSPOOL_KERNELS_CUDA_KERNELS_H
+#define CROSSPOOL_KERNELS_CUDA_KERNELS_H
+
+#include "kernels/cpu/Attention.h"
+#include "kernels/cpu/Moe.h"
+
+#include "absl/status/status.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace crosspool::kernels::cuda {
+
+/// Storage type of weights, activations and KV pages.
+enum class DType : int32_t { kF32 = 0, kBF16 = 1 };
+
+inline int64_t dtypeBytes(DType d) { return d == DType::kF32 ? 4 : 2; }
+const char *dtypeName(DType d);
+
+/// What the block-level kernels (linear, attention, moe) need beyond their
+/// operands. The workspace is device memory owned by the caller, at least the
+/// `...WorkspaceBytes()` of the call; it may be reused once the stream passed
+/// the call.
+struct BlockContext {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  /// Multiprocessors of the device (cudaDevAttrMultiProcessorCount): sizes the
+  /// split of long attention rows.
+  int32_t numSms = 132;
+  void *workspace = nullptr;
+  int64_t workspaceBytes = 0;
+};
+
+//===----------------------------------------------------------------------===//
+// Elementwise (Elementwise.cu)
+//===----------------------------------------------------------------------===//
+
+/// out[T, H] = table[ids[t], :] for table[V, H]. An id outside [0, V) gets a
+/// row of NaN and, when `badIds` (device int32) is not null, increments it.
+absl::Status embed(const int32_t *ids, int64_t T, const void *table, int64_t V,
+                   int64_t H, void *out, DType dt, int32_t *badIds,
+                   cudaStream_t stream);
+
+/// y[t] = x[t] * rsqrt(mean(x[t]^2) + eps) * w, sum of squares in double as
+/// the CPU kernel. `y` may alias `x`.
+absl::Status rmsNorm(const void *x, const void *w, float eps, int64_t T,
+                     int64_t H, void *y, DType dt, cudaStream_t stream);
+
+/// The residual add fused with the next norm: h += delta (rounded to the
+/// storage type), then y = rmsNorm(h) * w. `delta` may be null (plain norm
+/// that also keeps h). `y` must not alias `h` or `delta`.
+absl::Status addRmsNorm(void *h, const void *delta, const void *w, float eps,
+                        int64_t T, int64_t H, void *y, DType dt,
+                        cudaStream_t stream);
+
+/// c[i] = a[i] + b[i]; `c` may alias `a` or `b`.
+absl::Status add(const void *a, const void *b, void *c, int64_t n, DType dt,
+                 cudaStream_t stream);
+
+/// out[i] = silu(gate[i]) * up[i]; `out` may alias either input.
+absl::Status swiglu(const void *gate, const void *up, void *out, int64_t n,
+                    DType dt, cudaStream_t stream);
+
+/// out[t] = argmax of logits[t, 0..V) as cpu::argmax (ties and NaN: the
+/// lower index; NaN only when the whole row is NaN, then 0).
+absl::Status argmaxRows(const float *logits, int64_t T, int64_t V, int32_t *out,
+                        cudaStream_t stream);
+
+//===----------------------------------------------------------------------===//
+// Linear layers (Linear.cu)
+//===----------------------------------------------------------------------===//
+
+/// How `linear` computes: kGemv streams each weight row once per 8 tokens
+/// (memory-bound decode), kBlas calls cublasGemmEx (fp32 math; no TF32 in fp32
+/// mode), kAuto picks kGemv for T <= kGemvMaxRows.
+enum class LinearAlgo : int32_t { kAuto = 0, kGemv = 1, kBlas = 2 };
+constexpr int64_t kGemvMaxRows = 16;
+
+/// y[T, out] = x[T, in] W[out, in]^T + bias[out] (`bias` may be null). `y`
+/// must not overlap `x` or `w`; its type is `dt`. kBlas needs ctx.blas.
+absl::Status linear(const void *x, const void *w, const void *bias, int64_t T,
+                    int64_t in, int64_t out, void *y, DType dt,
+                    const BlockContext &ctx,
+                    LinearAlgo algo = LinearAlgo::kAuto);
+
+/// logits[T, V] (fp32) = h[T, H] W[V, H]^T.
+absl::Status lmHead(const void *h, const void *w, int64_t T, int64_t H,
+                    int64_t V, float *logits, DType dt, const BlockContext &ctx,
+                    LinearAlgo algo = LinearAlgo::kAuto);
+
+//===----------------------------------------------------------------------===//
+// Attention (Attention.cu)
+//===----------------------------------------------------------------------===//
+
+using AttentionParams = cpu::AttentionParams;
+
+/// The paged KV cache of one layer, as the device sees it. Every page of a
+/// model lives in one virtual range (CUDA VMM): page `id` starts at
+/// `base + id * pageStrideBytes` and holds tokensPerPage tokens of one layer
+/// of one sequence, a K block [tokensPerPage][numKvHeads][headDim] then a V
+/// block of the same shape, in `dtype` (the layout of kernels/cpu).
+struct KvCacheView {
+  void *base = nullptr;
+  int64_t pageStrideBytes = 0;
+  /// Device int32 [numSeqs][maxPagesPerSeq]: page ids of this layer for each
+  /// sequence in position order; a negative id is an unmapped page.
+  const int32_t *pageTable = nullptr;
+  int32_t maxPagesPerSeq = 0;
+  int32_t numSeqs = 0;
+  int32_t tokensPerPage = 0;
+  int32_t numKvHeads = 0;
+  int32_t headDim = 0;
+  DType dtype = DType::kF32;
+};
+
+/// Bytes of one page: 2 * tokensPerPage * numKvHeads * headDim * dtype size.
+int64_t kvPageBytes(const KvCacheView &kv);
+
+/// Device pointers of the attention weights (`dt` storage), null where the
+/// model has none; shapes as cpu::AttentionWeights.
+struct AttentionWeights {
+  const void *q = nullptr, *k = nullptr, *v = nullptr, *o = nullptr;
+  const void *qBias = nullptr, *kBias = nullptr, *vBias = nullptr,
+             *oBias = nullptr;
+  const void *qNorm = nullptr, *kNorm = nullptr;
+};
+
+/// Steps 2-5 of the Attention task for T rows, given the projections
+/// q [T, nh*hd], k, v [T, nkv*hd] (storage kv.dtype): qk-norm, clip, RoPE in
+/// place on q and k (clip on v), then k and v stored at (rowSeq[t],
+/// rowPos[t]) through the page table. Rows whose page is unmapped or beyond
+/// the table are not stored. rowSeq/rowPos are device int32 [T].
+absl::Status qkNormRopeKvWrite(void *q, void *k, void *v, int64_t T,
+                               const void *qNorm, const void *kNorm,
+                               const AttentionParams &p, const int32_t *rowSeq,
+                               const int32_t *rowPos, const KvCacheView &kv,
+                               cudaStream_t stream);
+
+/// How `attend` tiles its work: a block takes `rowsPerBlock` consecutive rows
+/// and all query heads of one KV head (they share every K/V load), over one
+/// of `numSplits` position ranges of `splitLen` (the last one open-ended);
+/// with numSplits > 1 partial softmaxes go to the workspace and a second
+/// kernel merges them (flash-decoding), so one long row fills the GPU.
+struct AttendConfig {
+  int32_t rowsPerBlock = 1;
+  int32_t numSplits = 1;
+  int32_t splitLen = 1 << 30;
+};
+
+/// Picks the tiling: decode-sized T gets one row per block and enough splits
+/// of `maxContext` (an upper bound of rowPos + 1, used only for speed) for
+/// about two blocks per multiprocessor; prefill-sized T gets query tiles.
+AttendConfig chooseAttendConfig(int64_t T, const AttentionParams &p,
+                                int32_t maxContext, int32_t numSms);
+
+int64_t attendWorkspaceBytes(int64_t T, const AttentionParams &p,
+                             const AttendConfig &c);
+
+/// Step 6: heads[T, nh*hd] (storage kv.dtype) = causal (optionally
+/// sliding-window) GQA softmax attention of q (already normed and rotated)
+/// over positions of the row's sequence read through the page table; all K/V
+/// a row sees must be stored already. Unmapped pages are skipped.
+absl::Status attend(const void *q, int64_t T, const AttentionParams &p,
+                    const int32_t *rowSeq, const int32_t *rowPos,
+                    const KvCacheView &kv, const AttendConfig &c, void *heads,
+                    const BlockContext &ctx);
+
+int64_t attentionWorkspaceBytes(int64_t T, const AttentionParams &p,
+                                const AttendConfig &c);
+
+/// The whole Attention task (cpu::attention): x[T, hidden] -> out[T, hidden],
+/// `out` may alias `x`. Uses chooseAttendConfig(T, p, maxContext, numSms).
+absl::Status attention(const void *x, int64_t T, const AttentionWeights &w,
+                       const AttentionParams &p, const int32_t *rowSeq,
+                       const int32_t *rowPos, const KvCacheView &kv,
+                       int32_t maxContext, void *out, const BlockContext &ctx);
+
+//===----------------------------------------------------------------------===//
+// Mixture of experts (Moe.cu)
+//===----------------------------------------------------------------------===//
+
+using MoeParams = cpu::MoeParams;
+
+/// One SwiGLU expert's device weights: gate, up [I, H], down [H, I].
+struct ExpertPtrs {
+  const void *gate = nullptr;
+  const void *up = nullptr;
+  const void *down = nullptr;
+};
+
+struct MoeWeights {
+  /// Router [E, H] in the storage type.
+  const void *router = nullptr;
+  /// Device array of E expert pointer triples (built once when a model is
+  /// loaded; entries of experts never selected may be null).
+  const ExpertPtrs *experts = nullptr;
+  /// Shared expert (host struct of device pointers); all null when none.
+  ExpertPtrs shared;
+  /// Shared expert gate [1, H]; null = ungated.
+  const void *sharedGate = nullptr;
+};
+
+/// Router: fp32 logits x R^T, softmax, top-k (descending, ties to the lower
+/// index), optional renormalization. indices, weights: device [T, topK].
+absl::Status route(const void *x, const void *router, int64_t T, int64_t H,
+                   int32_t numExperts, int32_t topK, bool normTopkProb,
+                   int32_t *indices, float *weights, DType dt,
+                   cudaStream_t stream);
+
+int64_t moeWorkspaceBytes(int64_t T, const MoeParams &p);
+
+/// The whole Moe task (cpu::moe): routing, tokens grouped per expert on the
+/// device (each selected expert's weights streamed once per 8 of its tokens),
+/// fused gate/up/SiLU, down projection scaled by the routing weight, shared
+/// expert with its sigmoid gate, and a deterministic per-token sum in
+/// ascending expert order. `y` may alias `x`. If `routedIndices` is not null
+/// the routing (device int32 [T, topK]) is copied there too.
+absl::Status moe(const void *x, int64_t T, const MoeWeights &w,
+                 const MoeParams &p, void *y, DType dt, const BlockContext &ctx,
+                 int32_t *routedIndices = nullptr);
+
+} // namespace crosspool::kernels::cuda
+
+#endif // CROSSPOOL_KERNELS_CUDA_KERNELS_H

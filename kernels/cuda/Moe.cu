@@ -1,0 +1,475 @@
+//===- Moe.cu - Router, per-expert grouping, expert FFN, shared expert ----===//
+//
+// The Moe task in five launches, none needing the host to see the routing:
+//   routeKernel     one block per token: fp32 logits, softmax (double sum as
+//                   the CPU), top-k by repeated warp argmax (ties -> lower
+//                   index), optional renormalization;
+//   groupKernel     one block: counting sort of the T*K (token, slot) pairs by
+//                   expert, stable, plus the list of active experts;
+//   gateUpKernel    grid (I / 8, active-expert slot): a warp per intermediate
+//                   row reads that gate row and up row once per group of up
+//                   to 8 of the expert's tokens (16-byte loads), writes
+//                   silu(g) * u to an fp32 scratch;
+//   downKernel      grid (H / 8, slot): a warp per output column reads the
+//                   down row once per token group, scales by the routing
+//                   weight, writes one fp32 row per (token, slot);
+//   combineKernel   per token, sums its K rows in ascending expert order (the
+//                   CPU order; deterministic, no float atomics) plus the
+//                   sigmoid-gated shared expert.
+// Slots beyond the number of active experts exit at once, so the grid is
+// sized on the host from min(E, T*K) without a device-to-host copy.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kernels/cuda/Common.cuh"
+
+#include "absl/strings/str_cat.h"
+
+#include <algorithm>
+
+namespace crosspool::kernels::cuda {
+namespace {
+
+using detail::bf16;
+using detail::fromF;
+using detail::toF;
+using detail::Vec16;
+using detail::warpDots;
+
+constexpr int kWarps = 8;
+
+absl::Status invalid(const std::string &msg) {
+  return absl::InvalidArgumentError(absl::StrCat("moe: ", msg));
+}
+
+__device__ __forceinline__ bool al16(const void *p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+template <typename T>
+__global__ void routeKernel(const T *__restrict__ x,
+                            const T *__restrict__ router, int64_t H, int32_t E,
+                            int32_t K, bool norm, bool vec, int32_t *idx,
+                            float *wts) {
+  extern __shared__ float probs[]; // E probabilities, then E taken flags
+  int32_t *taken = reinterpret_cast<int32_t *>(probs + E);
+  const int64_t t = blockIdx.x;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const T *xr[1] = {x + t * H};
+  for (int e = warp; e < E; e += blockDim.x >> 5) {
+    float acc[1] = {0.0f};
+    warpDots<T, T, 1>(router + int64_t(e) * H, xr, 1, H, vec, acc);
+    float s = detail::warpSum(acc[0]);
+    if (lane == 0) {
+      probs[e] = s;
+      taken[e] = 0;
+    }
+  }
+  __syncthreads();
+  if (warp != 0)
+    return;
+  float mx = -INFINITY;
+  for (int e = lane; e < E; e += 32)
+    mx = fmaxf(mx, probs[e]);
+  mx = detail::warpMax(mx);
+  double sum = 0;
+  for (int e = lane; e < E; e += 32)
+    sum += exp(double(probs[e]) - double(mx));
+  sum = detail::warpSumD(sum);
+  __syncwarp();
+  for (int e = lane; e < E; e += 32)
+    probs[e] = float(exp(double(probs[e]) - double(mx)) / sum);
+  __syncwarp();
+  float total = 0.0f;
+  for (int k = 0; k < K; ++k) {
+    float best = -INFINITY;
+    int bi = E;
+    for (int e = lane; e < E; e += 32)
+      if (!taken[e] && (probs[e] > best || bi == E)) {
+        best = probs[e];
+        bi = e;
+      }
+    for (int o = 16; o > 0; o >>= 1) {
+      float ov = __shfl_xor_sync(0xffffffffu, best, o);
+      int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (oi < E && (bi == E || ov > best || (ov == best && oi < bi))) {
+        best = ov;
+        bi = oi;
+      }
+    }
+    if (lane == 0) {
+      taken[bi] = 1;
+      idx[t * K + k] = bi;
+      wts[t * K + k] = best;
+    }
+    total += best; // same order as the CPU's renormalization sum
+    __syncwarp();
+  }
+  if (norm)
+    for (int k = lane; k < K; k += 32)
+      wts[t * K + k] = wts[t * K + k] / total;
+}
+
+/// Stable counting sort of the T*K routed pairs by expert.
+__global__ void groupKernel(const int32_t *__restrict__ idx, int64_t n,
+                            int32_t E, int32_t *counts, int32_t *offsets,
+                            int32_t *activeList, int32_t *numActive,
+                            int32_t *rowsOf) {
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    int32_t c = 0;
+    for (int64_t f = 0; f < n; ++f)
+      c += idx[f] == e;
+    counts[e] = c;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int32_t off = 0, active = 0;
+    for (int e = 0; e < E; ++e) {
+      offsets[e] = off;
+      off += counts[e];
+      if (counts[e] > 0)
+        activeList[active++] = e;
+    }
+    *numActive = active;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    if (counts[e] == 0)
+      continue;
+    int32_t at = offsets[e];
+    for (int64_t f = 0; f < n; ++f)
+      if (idx[f] == e)
+        rowsOf[at++] = int32_t(f);
+  }
+}
+
+/// Which rows a grid slot works on: an active routed expert, or (experts ==
+/// null) the shared expert over all T rows.
+struct GroupArgs {
+  const ExpertPtrs *experts;
+  ExpertPtrs single;
+  const int32_t *numActive, *activeList, *offsets, *counts, *rowsOf;
+  int32_t K;
+  int64_t T;
+};
+
+__device__ __forceinline__ bool groupOf(const GroupArgs &g, int slot,
+                                        ExpertPtrs &e, int64_t &n,
+                                        int64_t &base) {
+  if (!g.experts) {
+    if (slot > 0)
+      return false;
+    e = g.single;
+    n = g.T;
+    base = 0;
+    return true;
+  }
+  if (slot >= *g.numActive)
+    return false;
+  int32_t ex = g.activeList[slot];
+  e = g.experts[ex];
+  n = g.counts[ex];
+  base = g.offsets[ex];
+  return true;
+}
+
+/// (token, slot) flat index of the j-th row of a group.
+__device__ __forceinline__ int64_t flatRow(const GroupArgs &g, int64_t base,
+                                           int64_t j) {
+  return g.experts ? g.rowsOf[base + j] : j;
+}
+
+template <typename T, int TB>
+__global__ void __launch_bounds__(kWarps * 32, 2)
+    gateUpKernel(const T *__restrict__ x, int64_t H, int64_t I, GroupArgs g,
+                 float *__restrict__ hbuf) {
+  ExpertPtrs e;
+  int64_t n, base;
+  if (!groupOf(g, blockIdx.y, e, n, base))
+    return;
+  const int64_t i = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (i >= I || !e.gate || !e.up)
+    return;
+  const T *gw = static_cast<const T *>(e.gate) + i * H;
+  const T *uw = static_cast<const T *>(e.up) + i * H;
+  const bool vec = H % Vec16<T>::kN == 0 && al16(gw) && al16(uw) && al16(x);
+  const int K = g.experts ? g.K : 1;
+  for (int64_t r0 = 0; r0 < n; r0 += TB) {
+    const int nt = n - r0 < TB ? int(n - r0) : TB;
+    const T *xr[TB];
+#pragma unroll
+    for (int tt = 0; tt < TB; ++tt)
+      xr[tt] = x + (tt < nt ? flatRow(g, base, r0 + tt) / K : 0) * H;
+    float ag[TB], au[TB];
+#pragma unroll
+    for (int tt = 0; tt < TB; ++tt)
+      ag[tt] = au[tt] = 0.0f;
+    warpDots<T, T, TB>(gw, xr, nt, H, vec, ag);
+    warpDots<T, T, TB>(uw, xr, nt, H, vec, au);
+#pragma unroll
+    for (int tt = 0; tt < TB; ++tt) {
+      float gs = detail::warpSum(ag[tt]), us = detail::warpSum(au[tt]);
+      if ((threadIdx.x & 31) == 0 && tt < nt)
+        hbuf[(base + r0 + tt) * I + i] = gs / (1.0f + expf(-gs)) * us;
+    }
+  }
+}
+
+template <typename T, int TB>
+__global__ void __launch_bounds__(kWarps * 32, 2)
+    downKernel(const float *__restrict__ hbuf, int64_t H, int64_t I,
+               GroupArgs g, const float *__restrict__ rowWeight,
+               float *__restrict__ outbuf) {
+  ExpertPtrs e;
+  int64_t n, base;
+  if (!groupOf(g, blockIdx.y, e, n, base))
+    return;
+  const int64_t o = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (o >= H || !e.down)
+    return;
+  const T *dw = static_cast<const T *>(e.down) + o * I;
+  const bool vec = I % Vec16<T>::kN == 0 && al16(dw) && al16(hbuf);
+  for (int64_t r0 = 0; r0 < n; r0 += TB) {
+    const int nt = n - r0 < TB ? int(n - r0) : TB;
+    const float *xr[TB];
+#pragma unroll
+    for (int tt = 0; tt < TB; ++tt)
+      xr[tt] = hbuf + (base + r0 + (tt < nt ? tt : 0)) * I;
+    float acc[TB];
+#pragma unroll
+    for (int tt = 0; tt < TB; ++tt)
+      acc[tt] = 0.0f;
+    warpDots<T, float, TB>(dw, xr, nt, I, vec, acc);
+#pragma unroll
+    for (int tt = 0; tt < TB; ++tt) {
+      float s = detail::warpSum(acc[tt]);
+      if ((threadIdx.x & 31) == 0 && tt < nt) {
+        int64_t f = flatRow(g, base, r0 + tt);
+        outbuf[f * H + o] = rowWeight ? s * rowWeight[f] : s;
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void
+combineKernel(const int32_t *__restrict__ idx, const float *__restrict__ outbuf,
+              const float *__restrict__ sharedOut,
+              const float *__restrict__ gateLogit, int32_t K, int64_t H, T *y) {
+  extern __shared__ int32_t rowIdx[];
+  const int64_t t = blockIdx.x;
+  for (int k = threadIdx.x; k < K; k += blockDim.x)
+    rowIdx[k] = idx[t * K + k];
+  __syncthreads();
+  float f = 1.0f;
+  if (gateLogit)
+    f = 1.0f / (1.0f + expf(-gateLogit[t]));
+  for (int64_t c = threadIdx.x; c < H; c += blockDim.x) {
+    float acc = 0.0f;
+    int prev = -1;
+    for (int step = 0; step < K; ++step) {
+      int bk = -1, be = INT_MAX;
+      for (int k = 0; k < K; ++k)
+        if (rowIdx[k] > prev && rowIdx[k] < be) {
+          be = rowIdx[k];
+          bk = k;
+        }
+      if (bk < 0)
+        break;
+      acc += outbuf[(t * K + bk) * H + c];
+      prev = be;
+    }
+    if (sharedOut)
+      acc += f * sharedOut[t * H + c];
+    y[t * H + c] = fromF<T>(acc);
+  }
+}
+
+template <typename F> void withTB(int64_t rows, F &&f) {
+  if (rows == 1)
+    f(std::integral_constant<int, 1>{});
+  else if (rows == 2)
+    f(std::integral_constant<int, 2>{});
+  else if (rows <= 4)
+    f(std::integral_constant<int, 4>{});
+  else
+    f(std::integral_constant<int, 8>{});
+}
+
+struct MoeScratch {
+  int32_t *idx, *counts, *offsets, *activeList, *numActive, *rowsOf;
+  float *wts, *hbuf, *outbuf, *hbufShared, *sharedOut, *gateLogit;
+};
+
+MoeScratch carveMoe(detail::WorkspaceCarver &c, int64_t T, const MoeParams &p) {
+  const int64_t TK = T * p.topK, E = p.numExperts;
+  MoeScratch s;
+  s.idx = c.take<int32_t>(TK);
+  s.wts = c.take<float>(TK);
+  s.counts = c.take<int32_t>(E);
+  s.offsets = c.take<int32_t>(E);
+  s.activeList = c.take<int32_t>(E);
+  s.numActive = c.take<int32_t>(1);
+  s.rowsOf = c.take<int32_t>(TK);
+  s.hbuf = c.take<float>(TK * p.intermediate);
+  s.outbuf = c.take<float>(TK * p.hidden);
+  s.hbufShared = c.take<float>(T * std::max<int64_t>(p.sharedIntermediate, 0));
+  s.sharedOut = c.take<float>(T * p.hidden);
+  s.gateLogit = c.take<float>(T);
+  return s;
+}
+
+template <typename T>
+absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
+                    const MoeParams &p, T *y, DType dt, const BlockContext &ctx,
+                    int32_t *routedIndices) {
+  cudaStream_t st = ctx.stream;
+  const int64_t H = p.hidden, I = p.intermediate, K = p.topK, E = p.numExperts;
+  detail::WorkspaceCarver carver(ctx.workspace, ctx.workspaceBytes);
+  MoeScratch s = carveMoe(carver, Tn, p);
+  CP_RETURN_IF_ERROR(route(x, w.router, Tn, H, p.numExperts, p.topK,
+                           p.normTopkProb, s.idx, s.wts, dt, st));
+  if (routedIndices)
+    CP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(routedIndices, s.idx,
+                                            Tn * K * sizeof(int32_t),
+                                            cudaMemcpyDeviceToDevice, st));
+  groupKernel<<<1, 256, 0, st>>>(s.idx, Tn * K, p.numExperts, s.counts,
+                                 s.offsets, s.activeList, s.numActive,
+                                 s.rowsOf);
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("groupKernel");
+
+  GroupArgs g{w.experts,    ExpertPtrs{}, s.numActive,
+              s.activeList, s.offsets,    s.counts,
+              s.rowsOf,     int32_t(K),   Tn};
+  const unsigned slots = unsigned(std::min<int64_t>(E, Tn * K));
+  absl::Status launched = absl::OkStatus();
+  withTB(Tn, [&](auto tb) {
+    constexpr int TB = decltype(tb)::value;
+    gateUpKernel<T, TB><<<dim3(unsigned((I + kWarps - 1) / kWarps), slots),
+                          kWarps * 32, 0, st>>>(x, H, I, g, s.hbuf);
+    downKernel<T, TB><<<dim3(unsigned((H + kWarps - 1) / kWarps), slots),
+                        kWarps * 32, 0, st>>>(s.hbuf, H, I, g, s.wts, s.outbuf);
+  });
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("gateUpKernel/downKernel");
+
+  const bool hasShared = w.shared.gate != nullptr;
+  if (hasShared) {
+    const int64_t Is = p.sharedIntermediate;
+    GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
+                 nullptr, nullptr,  1,       Tn};
+    withTB(Tn, [&](auto tb) {
+      constexpr int TB = decltype(tb)::value;
+      gateUpKernel<T, TB><<<dim3(unsigned((Is + kWarps - 1) / kWarps), 1),
+                            kWarps * 32, 0, st>>>(x, H, Is, gs, s.hbufShared);
+      downKernel<T, TB>
+          <<<dim3(unsigned((H + kWarps - 1) / kWarps), 1), kWarps * 32, 0,
+             st>>>(s.hbufShared, H, Is, gs, nullptr, s.sharedOut);
+    });
+    CP_CUDA_RETURN_IF_LAUNCH_FAILED("shared expert kernels");
+    if (w.sharedGate)
+      CP_RETURN_IF_ERROR(
+          lmHead(x, w.sharedGate, Tn, H, 1, s.gateLogit, dt, ctx));
+  }
+  // The selection loop reads rowIdx with vector loads of up to 16 bytes:
+  // pad the table so they never leave the allocation.
+  const size_t rowIdxBytes = (size_t(K) * sizeof(int32_t) + 31) / 16 * 16;
+  combineKernel<T><<<unsigned(Tn), 256, rowIdxBytes, st>>>(
+      s.idx, s.outbuf, hasShared ? s.sharedOut : nullptr,
+      hasShared && w.sharedGate ? s.gateLogit : nullptr, int32_t(K), H, y);
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("combineKernel");
+  return absl::OkStatus();
+}
+
+} // namespace
+
+absl::Status route(const void *x, const void *router, int64_t T, int64_t H,
+                   int32_t numExperts, int32_t topK, bool normTopkProb,
+                   int32_t *indices, float *weights, DType dt,
+                   cudaStream_t stream) {
+  if (T < 0 || H <= 0 || numExperts <= 0)
+    return invalid(absl::StrCat(
+        "route expects T >= 0 and positive hidden, num_experts but got ", T,
+        ", ", H, ", ", numExperts));
+  if (topK < 1 || topK > numExperts)
+    return invalid(
+        absl::StrCat("top_k expects [1, ", numExperts, "] but got ", topK));
+  if (T == 0)
+    return absl::OkStatus();
+  if (!x || !router || !indices || !weights)
+    return invalid("route: null input, router or output");
+  const size_t smem = size_t(numExperts) * 8;
+  const bool vec = H % (16 / dtypeBytes(dt)) == 0 && detail::aligned16(x) &&
+                   detail::aligned16(router);
+  if (dt == DType::kF32) {
+    auto kernel = routeKernel<float>;
+    CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<unsigned(T), 256, smem, stream>>>(
+        static_cast<const float *>(x), static_cast<const float *>(router), H,
+        numExperts, topK, normTopkProb, vec, indices, weights);
+  } else {
+    auto kernel = routeKernel<bf16>;
+    CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<unsigned(T), 256, smem, stream>>>(
+        static_cast<const bf16 *>(x), static_cast<const bf16 *>(router), H,
+        numExperts, topK, normTopkProb, vec, indices, weights);
+  }
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("routeKernel");
+  return absl::OkStatus();
+}
+
+int64_t moeWorkspaceBytes(int64_t T, const MoeParams &p) {
+  // The carver only does arithmetic on its base, so a null one measures.
+  detail::WorkspaceCarver c(nullptr, 0);
+  MoeParams q = p;
+  q.topK = std::max(q.topK, 0);
+  q.numExperts = std::max(q.numExperts, 0);
+  (void)carveMoe(c, std::max<int64_t>(T, 0), q);
+  return c.used();
+}
+
+absl::Status moe(const void *x, int64_t T, const MoeWeights &w,
+                 const MoeParams &p, void *y, DType dt, const BlockContext &ctx,
+                 int32_t *routedIndices) {
+  if (p.hidden <= 0 || p.numExperts <= 0 || p.intermediate <= 0)
+    return invalid(absl::StrCat(
+        "expects positive hidden, num_experts, intermediate but got ", p.hidden,
+        ", ", p.numExperts, ", ", p.intermediate));
+  if (p.topK < 1 || p.topK > p.numExperts)
+    return invalid(
+        absl::StrCat("top_k expects [1, ", p.numExperts, "] but got ", p.topK));
+  if (!w.router || !w.experts)
+    return invalid("missing router or expert table");
+  int numShared = (w.shared.gate != nullptr) + (w.shared.up != nullptr) +
+                  (w.shared.down != nullptr);
+  if (numShared != 0 && numShared != 3)
+    return invalid(
+        absl::StrCat("shared expert has ", numShared, " of its 3 weights"));
+  if (numShared == 0 && w.sharedGate)
+    return invalid("shared expert gate without a shared expert");
+  if (numShared == 3 && p.sharedIntermediate <= 0)
+    return invalid(absl::StrCat(
+        "expects a positive shared expert intermediate size but got ",
+        p.sharedIntermediate));
+  if (T < 0)
+    return invalid(absl::StrCat("expects T >= 0 but got ", T));
+  if (T == 0)
+    return absl::OkStatus();
+  if (!x || !y)
+    return invalid("null input or output");
+  if (T * p.topK > INT32_MAX)
+    return invalid(absl::StrCat("T * top_k = ", T * p.topK,
+                                " routed rows exceed the int32 row index"));
+  const int64_t need = moeWorkspaceBytes(T, p);
+  if (ctx.workspaceBytes < need || !ctx.workspace)
+    return invalid(absl::StrCat("needs ", need, " bytes of workspace but got ",
+                                ctx.workspaceBytes));
+  if (dt == DType::kF32)
+    return runMoe(static_cast<const float *>(x), T, w, p,
+                  static_cast<float *>(y), dt, ctx, routedIndices);
+  return runMoe(static_cast<const bf16 *>(x), T, w, p, static_cast<bf16 *>(y),
+                dt, ctx, routedIndices);
+}
+
+} // namespace crosspool::kernels::cuda

@@ -1,0 +1,233 @@
+//===- ElementwiseLinearCudaTest.cpp - Row kernels and linear layers ------===//
+
+#include "kernels/cpu/Kernels.h"
+#include "kernels/cuda/Kernels.h"
+
+#include "test/unit/kernels/cuda/CudaTestUtil.h"
+
+#include <cublas_v2.h>
+
+namespace crosspool::kernels::cuda {
+namespace {
+
+using namespace testing;
+
+class ElementwiseCudaTest : public ::testing::TestWithParam<DType> {
+protected:
+  void SetUp() override { CP_SKIP_WITHOUT_GPU(); }
+};
+
+TEST_P(ElementwiseCudaTest, EmbedGathersRowsAndFlagsBadIds) {
+  const DType dt = GetParam();
+  const int64_t V = 50, H = 72, T = 6;
+  std::vector<float> table = storageRound(randomVec(V * H, 101), dt);
+  std::vector<int32_t> ids = {3, 0, 49, 3, -1, 50};
+  DeviceBuffer dTable = upload(table, dt), dIds = uploadInts(ids);
+  DeviceBuffer out(T * H * dtypeBytes(dt)), bad(4);
+  out.poison();
+  CP_ASSERT_CUDA(cudaMemset(bad.get(), 0, 4));
+  CP_ASSERT_OK(embed(dIds.as<int32_t>(), T, dTable.get(), V, H, out.get(), dt,
+                     bad.as<int32_t>(), nullptr));
+  CP_ASSERT_SYNC();
+  std::vector<float> got = download(out.get(), T * H, dt);
+  for (int64_t t = 0; t < 4; ++t)
+    for (int64_t i = 0; i < H; ++i)
+      ASSERT_EQ(got[t * H + i], table[ids[t] * H + i]) << t << "," << i;
+  for (int64_t t = 4; t < 6; ++t)
+    for (int64_t i = 0; i < H; ++i)
+      ASSERT_TRUE(std::isnan(got[t * H + i]));
+  EXPECT_EQ(downloadInts(bad.get(), 1)[0], 2);
+}
+
+TEST_P(ElementwiseCudaTest, AddRmsNormMatchesCpu) {
+  const DType dt = GetParam();
+  for (int64_t T : {1, 8, 37})
+    for (int64_t H : {64, 2048, 100}) {
+      uint32_t seed = uint32_t(T * 1000 + H);
+      std::vector<float> h = storageRound(randomVec(T * H, seed, 2.0f), dt);
+      std::vector<float> d = storageRound(randomVec(T * H, seed + 1), dt);
+      std::vector<float> w = storageRound(randomVec(H, seed + 2), dt);
+      DeviceBuffer dh = upload(h, dt), dd = upload(d, dt), dw = upload(w, dt);
+      DeviceBuffer y(T * H * dtypeBytes(dt));
+      y.poison();
+      CP_ASSERT_OK(addRmsNorm(dh.get(), dd.get(), dw.get(), 1e-6f, T, H,
+                              y.get(), dt, nullptr));
+      CP_ASSERT_SYNC();
+      std::vector<float> hRef(T * H), yRef(T * H);
+      cpu::add(h.data(), d.data(), hRef.data(), T * H);
+      hRef = storageRound(hRef, dt);
+      cpu::rmsNorm(hRef.data(), w.data(), 1e-6f, T, H, yRef.data());
+      EXPECT_LE(relErr(download(dh.get(), T * H, dt), hRef), tolerance(dt))
+          << "residual T=" << T << " H=" << H;
+      EXPECT_LE(relErr(download(y.get(), T * H, dt), yRef), tolerance(dt))
+          << "norm T=" << T << " H=" << H;
+
+      // Plain norm, in place.
+      CP_ASSERT_OK(
+          rmsNorm(dh.get(), dw.get(), 1e-5f, T, H, dh.get(), dt, nullptr));
+      CP_ASSERT_SYNC();
+      cpu::rmsNorm(hRef.data(), w.data(), 1e-5f, T, H, yRef.data());
+      EXPECT_LE(relErr(download(dh.get(), T * H, dt), yRef), tolerance(dt));
+    }
+}
+
+TEST_P(ElementwiseCudaTest, AddAndSwigluMatchCpu) {
+  const DType dt = GetParam();
+  const int64_t n = 10007;
+  std::vector<float> a = storageRound(randomVec(n, 7, 4.0f), dt);
+  std::vector<float> b = storageRound(randomVec(n, 8, 4.0f), dt);
+  DeviceBuffer da = upload(a, dt), db = upload(b, dt), c(n * dtypeBytes(dt));
+  c.poison();
+  CP_ASSERT_OK(add(da.get(), db.get(), c.get(), n, dt, nullptr));
+  CP_ASSERT_SYNC();
+  std::vector<float> ref(n);
+  cpu::add(a.data(), b.data(), ref.data(), n);
+  EXPECT_LE(relErr(download(c.get(), n, dt), ref), tolerance(dt));
+
+  c.poison();
+  CP_ASSERT_OK(swiglu(da.get(), db.get(), c.get(), n, dt, nullptr));
+  CP_ASSERT_SYNC();
+  for (int64_t i = 0; i < n; ++i)
+    ref[i] = cpu::silu(a[i]) * b[i];
+  EXPECT_LE(relErr(download(c.get(), n, dt), ref), tolerance(dt));
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ElementwiseCudaTest,
+                         ::testing::Values(DType::kF32, DType::kBF16),
+                         [](const auto &info) {
+                           return std::string(dtypeName(info.param));
+                         });
+
+TEST(ArgmaxCudaTest, MatchesCpuWithTiesAndNaN) {
+  CP_SKIP_WITHOUT_GPU();
+  const int64_t V = 3001, T = 5;
+  std::vector<float> l = randomVec(T * V, 9);
+  l[0 * V + 17] = 5.0f; // tie: the lower index wins
+  l[0 * V + 2900] = 5.0f;
+  l[1 * V + 3] = NAN; // NaN is never chosen
+  l[1 * V + 3000] = 7.0f;
+  for (int64_t i = 0; i < V; ++i)
+    l[2 * V + i] = NAN; // all NaN: 0
+  l[3 * V + V - 1] = 9.0f;
+  DeviceBuffer dl = upload(l, DType::kF32), out(T * 4);
+  out.poison();
+  CP_ASSERT_OK(argmaxRows(dl.as<float>(), T, V, out.as<int32_t>(), nullptr));
+  CP_ASSERT_SYNC();
+  std::vector<int32_t> got = downloadInts(out.get(), T);
+  for (int64_t t = 0; t < T; ++t)
+    EXPECT_EQ(got[t], cpu::argmax(l.data() + t * V, V)) << "row " << t;
+  EXPECT_EQ(got[0], 17);
+  EXPECT_EQ(got[2], 0);
+}
+
+TEST(ElementwiseCudaArgsTest, RejectsBadArguments) {
+  EXPECT_EQ(
+      embed(nullptr, 2, nullptr, 4, 4, nullptr, DType::kF32, nullptr, nullptr)
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      rmsNorm(nullptr, nullptr, 1e-6f, 1, 0, nullptr, DType::kF32, nullptr)
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      rmsNorm(nullptr, nullptr, -1.0f, 1, 4, nullptr, DType::kF32, nullptr)
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(add(nullptr, nullptr, nullptr, -1, DType::kF32, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(argmaxRows(nullptr, 1, 0, nullptr, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+struct LinearCase {
+  DType dt;
+  LinearAlgo algo;
+};
+
+std::string linearCaseName(const LinearCase &c) {
+  std::string algo = c.algo == LinearAlgo::kGemv   ? "gemv"
+                     : c.algo == LinearAlgo::kBlas ? "blas"
+                                                   : "auto";
+  return std::string(dtypeName(c.dt)) + "_" + algo;
+}
+
+class LinearCudaTest : public ::testing::TestWithParam<LinearCase> {
+protected:
+  void SetUp() override {
+    CP_SKIP_WITHOUT_GPU();
+    ASSERT_EQ(cublasCreate(&blas_), CUBLAS_STATUS_SUCCESS);
+  }
+  void TearDown() override {
+    if (blas_)
+      cublasDestroy(blas_);
+  }
+  cublasHandle_t blas_ = nullptr;
+};
+
+TEST_P(LinearCudaTest, MatchesCpuAcrossShapes) {
+  const DType dt = GetParam().dt;
+  const LinearAlgo algo = GetParam().algo;
+  BlockContext ctx;
+  ctx.blas = blas_;
+  struct Shape {
+    int64_t in, out;
+    bool bias;
+  };
+  for (int64_t T : {1, 2, 3, 8, 16, 32, 37})
+    for (Shape s : {Shape{2048, 384, false}, Shape{512, 1000, true},
+                    Shape{100, 36, true}}) {
+      uint32_t seed = uint32_t(T * 7919 + s.in + s.out);
+      std::vector<float> x = storageRound(randomVec(T * s.in, seed), dt);
+      std::vector<float> w =
+          storageRound(randomVec(s.out * s.in, seed + 1, 0.1f), dt);
+      std::vector<float> b = storageRound(randomVec(s.out, seed + 2), dt);
+      DeviceBuffer dx = upload(x, dt), dw = upload(w, dt), db = upload(b, dt);
+      DeviceBuffer y(T * s.out * dtypeBytes(dt)), logits(T * s.out * 4);
+      y.poison();
+      logits.poison();
+      CP_ASSERT_OK(linear(dx.get(), dw.get(), s.bias ? db.get() : nullptr, T,
+                          s.in, s.out, y.get(), dt, ctx, algo));
+      CP_ASSERT_OK(lmHead(dx.get(), dw.get(), T, s.in, s.out,
+                          logits.as<float>(), dt, ctx, algo));
+      CP_ASSERT_SYNC();
+      std::vector<float> ref(T * s.out), refNoBias(T * s.out);
+      cpu::linear(x.data(), w.data(), s.bias ? b.data() : nullptr, T, s.in,
+                  s.out, ref.data());
+      cpu::lmHead(x.data(), w.data(), T, s.in, s.out, refNoBias.data());
+      EXPECT_LE(relErr(download(y.get(), T * s.out, dt), ref), tolerance(dt))
+          << "T=" << T << " in=" << s.in << " out=" << s.out;
+      // fp32 logits: only the bf16 operands' products differ, no rounding
+      // of the output.
+      EXPECT_LE(
+          relErr(download(logits.get(), T * s.out, DType::kF32), refNoBias),
+          dt == DType::kF32 ? 1e-5 : 1e-4)
+          << "lm_head T=" << T << " in=" << s.in;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, LinearCudaTest,
+    ::testing::Values(LinearCase{DType::kF32, LinearAlgo::kGemv},
+                      LinearCase{DType::kF32, LinearAlgo::kBlas},
+                      LinearCase{DType::kF32, LinearAlgo::kAuto},
+                      LinearCase{DType::kBF16, LinearAlgo::kGemv},
+                      LinearCase{DType::kBF16, LinearAlgo::kBlas},
+                      LinearCase{DType::kBF16, LinearAlgo::kAuto}),
+    [](const auto &info) { return linearCaseName(info.param); });
+
+TEST(LinearCudaArgsTest, RejectsBadArguments) {
+  BlockContext ctx;
+  EXPECT_EQ(
+      linear(nullptr, nullptr, nullptr, 1, 0, 4, nullptr, DType::kF32, ctx)
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  float dummy = 0;
+  // The cuBLAS path without a handle.
+  EXPECT_EQ(linear(&dummy, &dummy, nullptr, 64, 1, 1, &dummy, DType::kF32, ctx,
+                   LinearAlgo::kBlas)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+} // namespace
+} // namespace crosspool::kernels::cuda

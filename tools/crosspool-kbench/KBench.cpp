@@ -1,0 +1,322 @@
+//===- KBench.cpp - crosspool-kbench: CUDA kernel microbenchmarks ---------===//
+//
+// Times the memory-bound kernels at Qwen3-30B-A3B shapes with device events
+// (median of repeats, after warm-up) and prints, per kernel, the time, the
+// bytes that must move (each weight/KV byte read once, outputs written once),
+// the achieved GB/s and its fraction of the device-to-device copy bandwidth
+// measured in the same run. Weights are rotated among enough copies to
+// exceed L2, so the numbers are DRAM numbers. Inputs are random, never zeros.
+//
+// Usage: crosspool-kbench [--reps N]
+//
+//===----------------------------------------------------------------------===//
+
+#include "kernels/cuda/Kernels.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace cudak = crosspool::kernels::cuda;
+
+namespace {
+
+#define KB_CHECK(expr)                                                         \
+  do {                                                                         \
+    cudaError_t kbErr_ = (expr);                                               \
+    if (kbErr_ != cudaSuccess) {                                               \
+      std::fprintf(stderr, "crosspool-kbench: %s:%d: %s failed: %s\n",         \
+                   __FILE__, __LINE__, #expr, cudaGetErrorString(kbErr_));     \
+      std::exit(1);                                                            \
+    }                                                                          \
+  } while (0)
+
+#define KB_OK(expr)                                                            \
+  do {                                                                         \
+    absl::Status kbSt_ = (expr);                                               \
+    if (!kbSt_.ok()) {                                                         \
+      std::fprintf(stderr, "crosspool-kbench: %s:%d: %s\n", __FILE__,          \
+                   __LINE__, kbSt_.ToString().c_str());                        \
+      std::exit(1);                                                            \
+    }                                                                          \
+  } while (0)
+
+int gReps = 50;
+cudaStream_t gStream;
+
+/// Device buffer of `bytes` random bf16 values in [-scale, scale].
+void *randomBf16(size_t count, uint32_t seed, float scale = 0.05f) {
+  std::vector<uint16_t> h(count);
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> d(-scale, scale);
+  for (uint16_t &v : h) {
+    float f = d(gen);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    v = uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+  void *p = nullptr;
+  KB_CHECK(cudaMalloc(&p, count * 2));
+  KB_CHECK(cudaMemcpy(p, h.data(), count * 2, cudaMemcpyHostToDevice));
+  return p;
+}
+
+/// Median milliseconds of `fn(rep)` over gReps samples, after 3 warm-ups.
+double medianMs(const std::function<void(int)> &fn) {
+  cudaEvent_t a, b;
+  KB_CHECK(cudaEventCreate(&a));
+  KB_CHECK(cudaEventCreate(&b));
+  for (int i = 0; i < 3; ++i)
+    fn(i);
+  std::vector<float> ms;
+  for (int r = 0; r < gReps; ++r) {
+    KB_CHECK(cudaEventRecord(a, gStream));
+    fn(r);
+    KB_CHECK(cudaEventRecord(b, gStream));
+    KB_CHECK(cudaEventSynchronize(b));
+    float t = 0;
+    KB_CHECK(cudaEventElapsedTime(&t, a, b));
+    ms.push_back(t);
+  }
+  KB_CHECK(cudaGetLastError());
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+struct Row {
+  std::string name;
+  double ms, bytes;
+};
+std::vector<Row> gRows;
+
+void report(const std::string &name, double ms, double bytes) {
+  gRows.push_back({name, ms, bytes});
+  std::fprintf(stderr, "  %-44s %9.1f us\n", name.c_str(), ms * 1e3);
+}
+
+/// Copies needed so the working set exceeds L2 several times.
+int rotations(double bytesEach, int l2Bytes) {
+  return std::max(1, int(std::ceil(4.0 * l2Bytes / bytesEach)));
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
+      gReps = std::max(1, std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr,
+                   "crosspool-kbench: unknown argument '%s' (expected "
+                   "--reps N)\n",
+                   argv[i]);
+      return 2;
+    }
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "crosspool-kbench: no CUDA device\n");
+    return 1;
+  }
+  cudaDeviceProp prop{};
+  KB_CHECK(cudaGetDeviceProperties(&prop, 0));
+  KB_CHECK(cudaStreamCreate(&gStream));
+  cublasHandle_t blas;
+  if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "crosspool-kbench: cublasCreate failed\n");
+    return 1;
+  }
+  std::fprintf(stderr, "device: %s, %d SMs, L2 %d MB\n", prop.name,
+               prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  const int l2 = prop.l2CacheSize;
+  void *ws = nullptr;
+  const int64_t wsBytes = int64_t(1) << 30;
+  KB_CHECK(cudaMalloc(&ws, wsBytes));
+  cudak::BlockContext ctx;
+  ctx.stream = gStream;
+  ctx.blas = blas;
+  ctx.numSms = prop.multiProcessorCount;
+  ctx.workspace = ws;
+  ctx.workspaceBytes = wsBytes;
+
+  // 1. Bandwidth ceiling: 1 GiB device-to-device copy (read + write).
+  const size_t copyBytes = size_t(1) << 30;
+  void *src = randomBf16(copyBytes / 2, 1, 1.0f), *dst = nullptr;
+  KB_CHECK(cudaMalloc(&dst, copyBytes));
+  double copyMs = medianMs([&](int) {
+    KB_CHECK(cudaMemcpyAsync(dst, src, copyBytes, cudaMemcpyDeviceToDevice,
+                             gStream));
+  });
+  report("d2d copy 1 GiB", copyMs, 2.0 * copyBytes);
+  KB_CHECK(cudaFree(src));
+  KB_CHECK(cudaFree(dst));
+  const double copyGBs = 2.0 * copyBytes / (copyMs * 1e-3) / 1e9;
+
+  // 2. bf16 GEMV at Qwen3-30B-A3B attention shapes (hidden 2048).
+  struct Gemv {
+    const char *name;
+    int64_t in, out, T;
+  };
+  for (Gemv g : {Gemv{"gemv q_proj 2048->4096 T=1", 2048, 4096, 1},
+                 Gemv{"gemv k_proj 2048->512 T=1", 2048, 512, 1},
+                 Gemv{"gemv o_proj 4096->2048 T=1", 4096, 2048, 1},
+                 Gemv{"gemv q_proj 2048->4096 T=8", 2048, 4096, 8},
+                 Gemv{"gemv q_proj 2048->4096 T=16", 2048, 4096, 16}}) {
+    const double wBytes = double(g.in) * g.out * 2;
+    const int n = rotations(wBytes, l2);
+    std::vector<void *> ws2;
+    for (int i = 0; i < n; ++i)
+      ws2.push_back(randomBf16(size_t(g.in * g.out), 10 + i));
+    void *x = randomBf16(size_t(g.T * g.in), 9, 1.0f), *y = nullptr;
+    KB_CHECK(cudaMalloc(&y, size_t(g.T * g.out * 2)));
+    double ms = medianMs([&](int r) {
+      KB_OK(cudak::linear(x, ws2[r % n], nullptr, g.T, g.in, g.out, y,
+                          cudak::DType::kBF16, ctx, cudak::LinearAlgo::kGemv));
+    });
+    report(g.name, ms, wBytes + 2.0 * g.T * (g.in + g.out));
+    for (void *p : ws2)
+      KB_CHECK(cudaFree(p));
+    KB_CHECK(cudaFree(x));
+    KB_CHECK(cudaFree(y));
+  }
+
+  // 3. MoE block: 128 experts, top-8, intermediate 768, hidden 2048.
+  {
+    const int32_t E = 128, K = 8;
+    const int64_t H = 2048, I = 768;
+    const double expertBytes = 3.0 * I * H * 2;
+    // Two full expert sets: 2.4 GB, far beyond L2; alternate between them.
+    std::vector<void *> arenas;
+    std::vector<cudak::ExpertPtrs *> tables;
+    for (int set = 0; set < 2; ++set) {
+      void *arena = randomBf16(size_t(E) * 3 * I * H, 100 + set);
+      arenas.push_back(arena);
+      std::vector<cudak::ExpertPtrs> t(E);
+      for (int32_t e = 0; e < E; ++e) {
+        char *base = static_cast<char *>(arena) + size_t(e) * 3 * I * H * 2;
+        t[e] = {base, base + I * H * 2, base + 2 * I * H * 2};
+      }
+      cudak::ExpertPtrs *d = nullptr;
+      KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&d),
+                          E * sizeof(cudak::ExpertPtrs)));
+      KB_CHECK(cudaMemcpy(d, t.data(), E * sizeof(cudak::ExpertPtrs),
+                          cudaMemcpyHostToDevice));
+      tables.push_back(d);
+    }
+    void *router = randomBf16(size_t(E * H), 7, 0.5f);
+    cudak::MoeParams p;
+    p.hidden = H;
+    p.numExperts = E;
+    p.topK = K;
+    p.normTopkProb = true;
+    p.intermediate = I;
+    for (int64_t T : {1, 8, 32}) {
+      void *x = randomBf16(size_t(T * H), 200 + T, 1.0f), *y = nullptr;
+      int32_t *idx = nullptr;
+      KB_CHECK(cudaMalloc(&y, size_t(T * H * 2)));
+      KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&idx), size_t(T * K * 4)));
+      double ms = medianMs([&](int r) {
+        cudak::MoeWeights w;
+        w.router = router;
+        w.experts = tables[r % 2];
+        KB_OK(cudak::moe(x, T, w, p, y, cudak::DType::kBF16, ctx, idx));
+      });
+      std::vector<int32_t> h(size_t(T * K));
+      KB_CHECK(cudaMemcpy(h.data(), idx, h.size() * 4, cudaMemcpyDeviceToHost));
+      std::sort(h.begin(), h.end());
+      const double distinct =
+          double(std::unique(h.begin(), h.end()) - h.begin());
+      char name[96];
+      std::snprintf(name, sizeof name, "moe E=128 k=8 I=768 T=%lld (%d exp)",
+                    (long long)T, int(distinct));
+      report(name, ms, distinct * expertBytes + E * H * 2.0 + 4.0 * T * H);
+      KB_CHECK(cudaFree(x));
+      KB_CHECK(cudaFree(y));
+      KB_CHECK(cudaFree(idx));
+    }
+    for (void *a : arenas)
+      KB_CHECK(cudaFree(a));
+    for (auto *t : tables)
+      KB_CHECK(cudaFree(t));
+    KB_CHECK(cudaFree(router));
+  }
+
+  // 4. Paged decode attention: 32 q heads, 4 KV heads, head_dim 128, bf16.
+  for (int32_t context : {1024, 32768})
+    for (int32_t T : {1, 8}) {
+      cudak::AttentionParams p;
+      p.hidden = 2048;
+      p.numHeads = 32;
+      p.numKvHeads = 4;
+      p.headDim = 128;
+      p.softmaxScale = 1.0f / std::sqrt(128.0f);
+      const int32_t tpp = 16, pagesPerSeq = context / tpp;
+      cudak::KvCacheView kv;
+      kv.tokensPerPage = tpp;
+      kv.numKvHeads = 4;
+      kv.headDim = 128;
+      kv.dtype = cudak::DType::kBF16;
+      kv.pageStrideBytes = cudak::kvPageBytes(kv);
+      const int32_t pages = pagesPerSeq * T;
+      kv.base = randomBf16(size_t(pages) * kv.pageStrideBytes / 2, 300, 1.0f);
+      std::vector<int32_t> table(static_cast<size_t>(pages));
+      std::iota(table.begin(), table.end(), 0);
+      std::shuffle(table.begin(), table.end(), std::mt19937(5));
+      int32_t *dTable = nullptr, *dSeq = nullptr, *dPos = nullptr;
+      KB_CHECK(
+          cudaMalloc(reinterpret_cast<void **>(&dTable), table.size() * 4));
+      KB_CHECK(cudaMemcpy(dTable, table.data(), table.size() * 4,
+                          cudaMemcpyHostToDevice));
+      std::vector<int32_t> seq(T), pos(T, context - 1);
+      std::iota(seq.begin(), seq.end(), 0);
+      KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&dSeq), T * 4));
+      KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&dPos), T * 4));
+      KB_CHECK(cudaMemcpy(dSeq, seq.data(), T * 4, cudaMemcpyHostToDevice));
+      KB_CHECK(cudaMemcpy(dPos, pos.data(), T * 4, cudaMemcpyHostToDevice));
+      kv.pageTable = dTable;
+      kv.maxPagesPerSeq = pagesPerSeq;
+      kv.numSeqs = T;
+      void *q = randomBf16(size_t(T) * 32 * 128, 301, 1.0f), *out = nullptr;
+      KB_CHECK(cudaMalloc(&out, size_t(T) * 32 * 128 * 2));
+      cudak::AttendConfig c =
+          cudak::chooseAttendConfig(T, p, context, ctx.numSms);
+      double ms = medianMs([&](int) {
+        KB_OK(cudak::attend(q, T, p, dSeq, dPos, kv, c, out, ctx));
+      });
+      char name[96];
+      std::snprintf(name, sizeof name, "attend ctx=%d T=%d (%d splits of %d)",
+                    context, T, c.numSplits, c.splitLen);
+      report(name, ms, double(pages) * kv.pageStrideBytes + 4.0 * T * 32 * 128);
+      KB_CHECK(cudaFree(kv.base));
+      KB_CHECK(cudaFree(dTable));
+      KB_CHECK(cudaFree(dSeq));
+      KB_CHECK(cudaFree(dPos));
+      KB_CHECK(cudaFree(q));
+      KB_CHECK(cudaFree(out));
+    }
+
+  std::printf("crosspool-kbench on %s (median of %d, device events)\n",
+              prop.name, gReps);
+  std::printf("%-46s %10s %10s %9s %8s\n", "kernel", "time_us", "MB", "GB/s",
+              "of_copy");
+  for (const Row &r : gRows) {
+    double gbs = r.bytes / (r.ms * 1e-3) / 1e9;
+    std::printf("%-46s %10.1f %10.2f %9.0f %7.0f%%\n", r.name.c_str(),
+                r.ms * 1e3, r.bytes / 1e6, gbs, 100.0 * gbs / copyGBs);
+  }
+  cublasDestroy(blas);
+  KB_CHECK(cudaFree(ws));
+  return 0;
+}
