@@ -1,0 +1,406 @@
+//===- Runtime.cpp - Models, sequences and steps on the CPU backend -------===//
+#include "runtime/engine/Runtime.h"
+
+#include "kernels/cpu/Linear.h"
+#include "runtime/base/Status.h"
+#include "runtime/checkpoint/Safetensors.h"
+#include "runtime/format/VerifyWeights.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <algorithm>
+#include <set>
+#include <sys/stat.h>
+
+namespace crosspool::runtime {
+
+namespace fb = crosspool::plan;
+
+struct Runtime::Model {
+  ModelInfo info;
+  std::unique_ptr<PlanFile> plan;
+  std::unique_ptr<KvCache> kv;
+  /// Declared last: destroyed (workers joined) before the KV cache.
+  std::unique_ptr<Executor> executor;
+  std::set<SequenceId> live;
+};
+
+namespace {
+
+bool isDirectory(const std::string &path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string parentDir(const std::string &path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+absl::Status prefixed(const absl::Status &status, const std::string &prefix) {
+  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
+}
+
+} // namespace
+
+absl::StatusOr<std::unique_ptr<Runtime>>
+Runtime::create(const RuntimeOptions &options) {
+  std::unique_ptr<Runtime> rt(new Runtime());
+  CP_ASSIGN_OR_RETURN(
+      rt->pages_, PageAllocator::create(options.kvPages, options.kvPageBytes));
+  rt->kvArena_ = std::make_unique<WeightArena>(options.kvPoolWeightBudget,
+                                               "KV pool weights");
+  rt->weightsArena_ = std::make_unique<WeightArena>(
+      options.weightsPoolWeightBudget, "weights pool weights");
+  return rt;
+}
+
+Runtime::~Runtime() {
+  // Executors and KV caches go before the arenas and the page pool.
+  models_.clear();
+}
+
+absl::StatusOr<Runtime::Model *> Runtime::findModel(ModelId model) const {
+  auto it = models_.find(model);
+  if (it == models_.end())
+    return absl::NotFoundError(absl::StrCat("unknown model id ", model));
+  return it->second.get();
+}
+
+absl::StatusOr<const ModelInfo *> Runtime::modelInfo(ModelId model) const {
+  CP_ASSIGN_OR_RETURN(Model * m, findModel(model));
+  return &m->info;
+}
+
+int64_t Runtime::kvPagesInUse(ModelId model) const {
+  auto it = models_.find(model);
+  return it == models_.end() ? 0 : it->second->kv->pagesInUse();
+}
+
+int64_t Runtime::kvPagesFor(ModelId model, int64_t numTokens) const {
+  auto it = models_.find(model);
+  if (it == models_.end() || numTokens <= 0)
+    return 0;
+  const KvCache &kv = *it->second->kv;
+  int64_t pages = 0;
+  for (int l = 0; l < kv.numLayers(); ++l)
+    pages += (numTokens + kv.tokensPerPage(l) - 1) / kv.tokensPerPage(l);
+  return pages;
+}
+
+int64_t Runtime::kvPagesHeld(SequenceId seq) const {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end())
+    return 0;
+  const KvCache &kv = *models_.at(it->second.model)->kv;
+  int64_t pages = 0;
+  for (int l = 0; l < kv.numLayers(); ++l)
+    pages += kv.pageTable(seq, l).size();
+  return pages;
+}
+
+absl::StatusOr<ModelId> Runtime::loadModel(const std::string &planPath,
+                                           const LoadOptions &options) {
+  auto model = std::make_unique<Model>();
+  CP_ASSIGN_OR_RETURN(model->plan, PlanFile::load(planPath));
+  const fb::Plan &plan = model->plan->plan();
+
+  std::string dir = options.checkpointDir.empty() ? plan.checkpoint_dir()->str()
+                                                  : options.checkpointDir;
+  if (!dir.empty() && dir[0] != '/' && !isDirectory(dir) &&
+      isDirectory(parentDir(planPath) + "/" + dir))
+    dir = parentDir(planPath) + "/" + dir;
+  CP_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint,
+                      Checkpoint::open(dir));
+  absl::Status verified = verifyPlanWeights(plan, *checkpoint);
+  if (!verified.ok())
+    return prefixed(verified, absl::StrCat(planPath, ": "));
+
+  ModelInfo &info = model->info;
+  info.name = plan.model_name()->str();
+  info.planPath = planPath;
+  info.checkpointDir = dir;
+  info.vocabSize = plan.vocab_size();
+  info.hiddenSize = plan.hidden_size();
+  info.maxPositionEmbeddings = plan.max_position_embeddings();
+  if (plan.eos_token_ids())
+    info.eosTokenIds.assign(plan.eos_token_ids()->begin(),
+                            plan.eos_token_ids()->end());
+
+  ModelId id = nextModel_++;
+  auto unloadWeights = [&] {
+    kvArena_->unload(id);
+    weightsArena_->unload(id);
+  };
+  // A tied lm_head names the embedding again: one buffer per (pool, name).
+  std::map<std::pair<int, std::string>, const float *> placed;
+  std::vector<const float *> weights;
+  for (const fb::Weight *w : *plan.weights()) {
+    int pool = static_cast<int>(w->pool());
+    auto key = std::make_pair(pool, w->name()->str());
+    auto it = placed.find(key);
+    if (it != placed.end()) {
+      weights.push_back(it->second);
+      continue;
+    }
+    absl::StatusOr<Checkpoint::Located> located = checkpoint->find(key.second);
+    if (!located.ok()) {
+      unloadWeights();
+      return located.status();
+    }
+    WeightArena &arena = w->pool() == fb::Pool::KV ? *kvArena_ : *weightsArena_;
+    absl::StatusOr<const float *> data =
+        arena.add(id, located->file->data(*located->info),
+                  toCheckpointDType(w->dtype()), located->info->numElements());
+    if (!data.ok()) {
+      unloadWeights();
+      return prefixed(data.status(),
+                      absl::StrCat(planPath, ": weight '", key.second, "': "));
+    }
+    placed[key] = *data;
+    weights.push_back(*data);
+  }
+  info.kvPoolWeightBytes = kvArena_->bytesUsed(id);
+  info.weightsPoolWeightBytes = weightsArena_->bytesUsed(id);
+
+  std::vector<KvLayerGeometry> layers;
+  if (plan.kv_layers())
+    for (const fb::KvLayer *l : *plan.kv_layers())
+      layers.push_back({l->num_kv_heads(), l->head_dim()});
+  absl::StatusOr<std::unique_ptr<KvCache>> kv =
+      KvCache::create(*pages_, std::move(layers), info.name);
+  if (!kv.ok()) {
+    unloadWeights();
+    return kv.status();
+  }
+  model->kv = std::move(*kv);
+  absl::StatusOr<std::unique_ptr<Executor>> executor =
+      Executor::create(plan, std::move(weights), info.name);
+  if (!executor.ok()) {
+    unloadWeights();
+    return executor.status();
+  }
+  model->executor = std::move(*executor);
+  models_[id] = std::move(model);
+  return id;
+}
+
+absl::Status Runtime::unloadModel(ModelId model) {
+  CP_ASSIGN_OR_RETURN(Model * m, findModel(model));
+  if (!m->live.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot unload model ", model, " (", m->info.name, "): it has ",
+        m->live.size(), " live sequences; release them first"));
+  models_.erase(model);
+  kvArena_->unload(model);
+  weightsArena_->unload(model);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SequenceId> Runtime::startSequence(ModelId model) {
+  CP_ASSIGN_OR_RETURN(Model * m, findModel(model));
+  SequenceId seq = nextSeq_++;
+  seqs_[seq] = {model, 0};
+  m->live.insert(seq);
+  return seq;
+}
+
+absl::Status Runtime::release(SequenceId seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end())
+    return absl::NotFoundError(absl::StrCat("unknown sequence id ", seq));
+  Model *m = models_.at(it->second.model).get();
+  m->kv->release(seq);
+  m->live.erase(seq);
+  seqs_.erase(it);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Runtime::sequenceLength(SequenceId seq) const {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end())
+    return absl::NotFoundError(absl::StrCat("unknown sequence id ", seq));
+  return it->second.length;
+}
+
+absl::Status Runtime::checkIds(const Model &m,
+                               const std::vector<int32_t> &ids) const {
+  for (int32_t id : ids)
+    if (id < 0 || id >= m.info.vocabSize)
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt id ", id, " is outside the vocabulary (size ",
+                       m.info.vocabSize, ")"));
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::reserve(Model &m, SequenceId seq, int64_t numTokens) {
+  CP_RETURN_IF_ERROR(m.kv->reserve(seq, numTokens));
+  peakPages_ = std::max(peakPages_, kvPagesInUse());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>>
+Runtime::runStep(Model &m, const std::vector<SequenceId> &seqs,
+                 StepDescriptor &step) {
+  step.setKvPages(*m.kv, seqs);
+  std::vector<float> logits;
+  CP_RETURN_IF_ERROR(m.executor->run(step, &logits));
+  return logits;
+}
+
+absl::StatusOr<std::vector<float>>
+Runtime::prefill(SequenceId seq, const std::vector<int32_t> &ids) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end())
+    return absl::NotFoundError(absl::StrCat("unknown sequence id ", seq));
+  Model &m = *models_.at(it->second.model);
+  if (ids.empty())
+    return absl::InvalidArgumentError("empty prompt: expects at least one id");
+  CP_RETURN_IF_ERROR(checkIds(m, ids));
+  int64_t start = it->second.length;
+  CP_RETURN_IF_ERROR(reserve(m, seq, start + ids.size()));
+  StepDescriptor step;
+  step.tokenIds = ids;
+  step.rowSeq.assign(ids.size(), 0);
+  for (size_t i = 0; i < ids.size(); ++i)
+    step.rowPos.push_back(static_cast<int32_t>(start + i));
+  CP_ASSIGN_OR_RETURN(std::vector<float> logits, runStep(m, {seq}, step));
+  it->second.length += ids.size();
+  return logits;
+}
+
+absl::StatusOr<std::vector<float>>
+Runtime::decode(const std::vector<SequenceId> &seqs,
+                const std::vector<int32_t> &ids) {
+  if (seqs.empty() || seqs.size() != ids.size())
+    return absl::InvalidArgumentError(
+        absl::StrCat("decode expects one id per sequence and at least one "
+                     "sequence but got ",
+                     seqs.size(), " sequences and ", ids.size(), " ids"));
+  Model *m = nullptr;
+  std::set<SequenceId> distinct;
+  for (SequenceId seq : seqs) {
+    auto it = seqs_.find(seq);
+    if (it == seqs_.end())
+      return absl::NotFoundError(absl::StrCat("unknown sequence id ", seq));
+    Model *sm = models_.at(it->second.model).get();
+    if (m && sm != m)
+      return absl::InvalidArgumentError(
+          "decode expects sequences of one model in one step");
+    m = sm;
+    if (!distinct.insert(seq).second)
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", seq, " appears twice in one decode step"));
+    if (it->second.length == 0)
+      return absl::FailedPreconditionError(
+          absl::StrCat("sequence ", seq, " has no prompt; prefill it first"));
+  }
+  CP_RETURN_IF_ERROR(checkIds(*m, ids));
+  // A failure part-way leaves earlier sequences with one spare position,
+  // which the next step uses anyway.
+  for (SequenceId seq : seqs)
+    CP_RETURN_IF_ERROR(reserve(*m, seq, seqs_[seq].length + 1));
+  StepDescriptor step;
+  step.tokenIds = ids;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    step.rowSeq.push_back(static_cast<int32_t>(i));
+    step.rowPos.push_back(static_cast<int32_t>(seqs_[seqs[i]].length));
+  }
+  CP_ASSIGN_OR_RETURN(std::vector<float> logits, runStep(*m, seqs, step));
+  for (SequenceId seq : seqs)
+    ++seqs_[seq].length;
+  return logits;
+}
+
+absl::StatusOr<std::vector<float>>
+Runtime::step(const std::vector<SequenceId> &seqs,
+              const std::vector<std::vector<int32_t>> &chunks) {
+  if (seqs.empty() || seqs.size() != chunks.size())
+    return absl::InvalidArgumentError(
+        absl::StrCat("step expects one chunk per sequence and at least one "
+                     "sequence but got ",
+                     seqs.size(), " sequences and ", chunks.size(), " chunks"));
+  Model *m = nullptr;
+  std::set<SequenceId> distinct;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    auto it = seqs_.find(seqs[i]);
+    if (it == seqs_.end())
+      return absl::NotFoundError(absl::StrCat("unknown sequence id ", seqs[i]));
+    Model *sm = models_.at(it->second.model).get();
+    if (m && sm != m)
+      return absl::InvalidArgumentError(
+          "step expects sequences of one model in one step");
+    m = sm;
+    if (!distinct.insert(seqs[i]).second)
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", seqs[i], " appears twice in one step"));
+    if (chunks[i].empty())
+      return absl::InvalidArgumentError(
+          absl::StrCat("step expects at least one id for sequence ", seqs[i]));
+  }
+  for (const std::vector<int32_t> &chunk : chunks)
+    CP_RETURN_IF_ERROR(checkIds(*m, chunk));
+  // As in decode, a failure part-way leaves earlier sequences with spare
+  // positions that their next steps use.
+  for (size_t i = 0; i < seqs.size(); ++i)
+    CP_RETURN_IF_ERROR(
+        reserve(*m, seqs[i], seqs_[seqs[i]].length + chunks[i].size()));
+  StepDescriptor step;
+  std::vector<size_t> lastRow;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    int64_t start = seqs_[seqs[i]].length;
+    for (size_t k = 0; k < chunks[i].size(); ++k) {
+      step.tokenIds.push_back(chunks[i][k]);
+      step.rowSeq.push_back(static_cast<int32_t>(i));
+      step.rowPos.push_back(static_cast<int32_t>(start + k));
+    }
+    lastRow.push_back(step.tokenIds.size() - 1);
+  }
+  CP_ASSIGN_OR_RETURN(std::vector<float> all, runStep(*m, seqs, step));
+  const int64_t V = m->info.vocabSize;
+  std::vector<float> logits(seqs.size() * V);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    std::copy(all.begin() + lastRow[i] * V, all.begin() + (lastRow[i] + 1) * V,
+              logits.begin() + i * V);
+    seqs_[seqs[i]].length += chunks[i].size();
+  }
+  return logits;
+}
+
+absl::StatusOr<GenerateResult>
+Runtime::generate(ModelId model, const std::vector<int32_t> &prompt,
+                  const GenerateOptions &options) {
+  CP_ASSIGN_OR_RETURN(Model * m, findModel(model));
+  if (prompt.empty())
+    return absl::InvalidArgumentError("empty prompt: expects at least one id");
+  if (options.maxNewTokens < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_new_tokens must be >= 0 but got ", options.maxNewTokens));
+  CP_RETURN_IF_ERROR(checkIds(*m, prompt));
+  CP_ASSIGN_OR_RETURN(SequenceId seq, startSequence(model));
+  GenerateResult result;
+  absl::Status status = [&]() -> absl::Status {
+    const int64_t V = m->info.vocabSize;
+    CP_ASSIGN_OR_RETURN(std::vector<float> logits, prefill(seq, prompt));
+    if (options.wantPromptLogits)
+      result.promptLogits = logits;
+    const float *last = logits.data() + (prompt.size() - 1) * V;
+    for (int64_t n = 0; n < options.maxNewTokens; ++n) {
+      int32_t next = static_cast<int32_t>(kernels::cpu::argmax(last, V));
+      result.generatedIds.push_back(next);
+      if (options.stopAtEos && std::count(m->info.eosTokenIds.begin(),
+                                          m->info.eosTokenIds.end(), next))
+        break;
+      if (n + 1 == options.maxNewTokens)
+        break;
+      CP_ASSIGN_OR_RETURN(logits, decode({seq}, {next}));
+      last = logits.data();
+    }
+    return absl::OkStatus();
+  }();
+  CP_RETURN_IF_ERROR(release(seq));
+  CP_RETURN_IF_ERROR(status);
+  return result;
+}
+
+} // namespace crosspool::runtime

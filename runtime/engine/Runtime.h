@@ -1,0 +1,183 @@
+//===- Runtime.h - Models, sequences and steps on the CPU backend -*- C++
+//-*-===//
+//
+// The runtime a tool or test drives:
+//
+//   CP_ASSIGN_OR_RETURN(auto rt, Runtime::create({}));        // shared KV pool
+//   CP_ASSIGN_OR_RETURN(ModelId m, rt->loadModel("x.cpplan"));
+//   GenerateOptions opts;
+//   opts.maxNewTokens = 24;
+//   opts.wantPromptLogits = true;
+//   CP_ASSIGN_OR_RETURN(GenerateResult r, rt->generate(m, {3, 17, 42}, opts));
+//   // r.generatedIds (24 ids), r.promptLogits ([3, vocab] row-major)
+//
+// or step by step: startSequence -> prefill(seq, prompt) -> decode({seq},
+// {token}) ... -> release(seq). All models draw KV pages from ONE
+// PageAllocator; attention-side weights (embedding, norms, attention,
+// lm_head) live in the KV-pool WeightArena, FFN weights in the weights-pool
+// arena, both with per-model accounting.
+//
+// Not thread-safe: call from one thread (steps of one model run on that
+// model's executor workers).
+//
+//===----------------------------------------------------------------------===//
+#ifndef CROSSPOOL_RUNTIME_ENGINE_RUNTIME_H
+#define CROSSPOOL_RUNTIME_ENGINE_RUNTIME_H
+
+#include "runtime/exec/Executor.h"
+#include "runtime/format/PlanFile.h"
+#include "runtime/pools/KvCache.h"
+#include "runtime/pools/PageAllocator.h"
+#include "runtime/pools/WeightArena.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace crosspool::runtime {
+
+using ModelId = int;
+using SequenceId = int64_t;
+
+struct RuntimeOptions {
+  /// Shared KV page pool: kvPages pages of kvPageBytes (multiple of 64).
+  int32_t kvPages = 4096;
+  size_t kvPageBytes = 4096;
+  /// fp32 bytes allowed per pool arena; 0 = unlimited.
+  size_t kvPoolWeightBudget = 0;
+  size_t weightsPoolWeightBudget = 0;
+};
+
+struct LoadOptions {
+  /// When set, replaces the plan's checkpoint_dir.
+  std::string checkpointDir;
+};
+
+struct GenerateOptions {
+  int64_t maxNewTokens = 16;
+  /// Stop after the first generated eos id (the eos id is included).
+  bool stopAtEos = false;
+  /// Return the logits of every prompt position.
+  bool wantPromptLogits = false;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> generatedIds;
+  /// [prompt_len, vocab] row-major; empty unless wantPromptLogits.
+  std::vector<float> promptLogits;
+};
+
+/// A loaded model's facts and pool accounting.
+struct ModelInfo {
+  std::string name;
+  std::string planPath;
+  std::string checkpointDir;
+  int64_t vocabSize = 0;
+  int64_t hiddenSize = 0;
+  std::vector<int64_t> eosTokenIds;
+  int64_t maxPositionEmbeddings = 0; ///< the plan's; 0 when unknown
+  size_t kvPoolWeightBytes = 0;      ///< fp32 bytes in the KV-pool arena
+  size_t weightsPoolWeightBytes = 0; ///< fp32 bytes in the weights-pool arena
+};
+
+class Runtime {
+public:
+  /// InvalidArgument for a bad KV geometry.
+  static absl::StatusOr<std::unique_ptr<Runtime>>
+  create(const RuntimeOptions &options = {});
+  ~Runtime();
+  Runtime(const Runtime &) = delete;
+  Runtime &operator=(const Runtime &) = delete;
+
+  /// PlanFile::load -> Checkpoint::open(checkpoint_dir) -> verifyPlanWeights
+  /// -> fp32 weights into the pool arenas -> KvCache -> Executor. Nothing
+  /// stays allocated on failure. A relative checkpoint_dir is tried as given,
+  /// then relative to the plan file's directory.
+  absl::StatusOr<ModelId> loadModel(const std::string &planPath,
+                                    const LoadOptions &options = {});
+  /// Frees the model's weights and KV. FailedPrecondition while it has live
+  /// sequences; NotFound for an unknown id.
+  absl::Status unloadModel(ModelId model);
+  absl::StatusOr<const ModelInfo *> modelInfo(ModelId model) const;
+
+  /// A new empty sequence of `model` (no KV pages yet).
+  absl::StatusOr<SequenceId> startSequence(ModelId model);
+  /// Appends `ids` to the sequence in one step; returns their logits
+  /// [ids.size(), vocab]. Errors (nothing changes): empty prompt, an id
+  /// outside the vocabulary, KV pool exhausted (ResourceExhausted).
+  absl::StatusOr<std::vector<float>> prefill(SequenceId seq,
+                                             const std::vector<int32_t> &ids);
+  /// One step appending ids[i] to seqs[i] (all of one model, distinct);
+  /// returns logits [seqs.size(), vocab]. Same errors as prefill.
+  absl::StatusOr<std::vector<float>> decode(const std::vector<SequenceId> &seqs,
+                                            const std::vector<int32_t> &ids);
+  /// One step of one model that appends chunks[i] (one or more ids) to
+  /// seqs[i] (distinct sequences): prefill chunks of new or preempted
+  /// sequences and decode tokens of running ones batched in one executor
+  /// run. Returns the logits of the LAST row of every chunk,
+  /// [seqs.size(), vocab]. Same errors as decode (an empty chunk is one);
+  /// a sequence may have length 0 (its first chunk is its prompt's start).
+  absl::StatusOr<std::vector<float>>
+  step(const std::vector<SequenceId> &seqs,
+       const std::vector<std::vector<int32_t>> &chunks);
+  /// Returns the sequence's KV pages to the shared pool.
+  absl::Status release(SequenceId seq);
+  /// Tokens the sequence holds (prompt + appended).
+  absl::StatusOr<int64_t> sequenceLength(SequenceId seq) const;
+
+  /// Greedy generation on a fresh sequence (released at the end, also on
+  /// error): prefill the prompt, then argmax / decode until maxNewTokens ids
+  /// (or the first eos id when stopAtEos).
+  absl::StatusOr<GenerateResult> generate(ModelId model,
+                                          const std::vector<int32_t> &prompt,
+                                          const GenerateOptions &options);
+
+  /// KV pool accounting (shared by all models).
+  int32_t kvPagesTotal() const { return pages_->numPages(); }
+  int32_t kvPagesInUse() const {
+    return pages_->numPages() - pages_->numFree();
+  }
+  int32_t kvPagesPeak() const { return peakPages_; }
+  size_t kvPageBytes() const { return pages_->pageBytes(); }
+  /// KV pages held by one model now (0 for an unknown id).
+  int64_t kvPagesInUse(ModelId model) const;
+  /// KV pages a sequence of `model` holding `numTokens` tokens occupies (the
+  /// sum over its KV layers of ceil(numTokens / tokensPerPage)); lets a
+  /// scheduler admit against a page budget before touching the pool. 0 for
+  /// an unknown model.
+  int64_t kvPagesFor(ModelId model, int64_t numTokens) const;
+  /// KV pages one sequence holds now (0 for an unknown id).
+  int64_t kvPagesHeld(SequenceId seq) const;
+  const WeightArena &kvPoolArena() const { return *kvArena_; }
+  const WeightArena &weightsPoolArena() const { return *weightsArena_; }
+
+private:
+  struct Model;
+  struct Sequence {
+    ModelId model;
+    int64_t length = 0;
+  };
+  Runtime() = default;
+  absl::StatusOr<Model *> findModel(ModelId model) const;
+  absl::Status checkIds(const Model &m, const std::vector<int32_t> &ids) const;
+  absl::Status reserve(Model &m, SequenceId seq, int64_t numTokens);
+  absl::StatusOr<std::vector<float>>
+  runStep(Model &m, const std::vector<SequenceId> &seqs, StepDescriptor &step);
+
+  std::unique_ptr<PageAllocator> pages_;
+  std::unique_ptr<WeightArena> kvArena_, weightsArena_;
+  std::map<ModelId, std::unique_ptr<Model>> models_;
+  std::map<SequenceId, Sequence> seqs_;
+  ModelId nextModel_ = 0;
+  SequenceId nextSeq_ = 0;
+  int32_t peakPages_ = 0;
+};
+
+} // namespace crosspool::runtime
+
+#endif // CROSSPOOL_RUNTIME_ENGINE_RUNTIME_H
