@@ -234,6 +234,12 @@ absl::Status Runtime::checkIds(const Model &m,
 }
 
 absl::Status Runtime::reserve(Model &m, SequenceId seq, int64_t numTokens) {
+  // RoPE and the checkpoint's training only cover max_position_embeddings.
+  if (m.info.maxPositionEmbeddings > 0 &&
+      numTokens > m.info.maxPositionEmbeddings)
+    return absl::OutOfRangeError(absl::StrCat(
+        "sequence of ", numTokens, " tokens exceeds ", m.info.name,
+        "'s max_position_embeddings (", m.info.maxPositionEmbeddings, ")"));
   CP_RETURN_IF_ERROR(m.kv->reserve(seq, numTokens));
   peakPages_ = std::max(peakPages_, kvPagesInUse());
   return absl::OkStatus();

@@ -147,4 +147,23 @@ TEST(BadRequests, IdsOutsideTheVocabularyAndEmptyPrompts) {
   EXPECT_EQ((*rt)->kvPagesInUse(), 0);
 }
 
+TEST(BadRequests, SequencesBeyondMaxPositionEmbeddingsAreRefused) {
+  auto rt = Runtime::create({});
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  auto id = (*rt)->loadModel(test::planPath("qwen3_moe_tiny"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  // config.json: max_position_embeddings = 512.
+  runtime::GenerateOptions opts;
+  opts.maxNewTokens = 1;
+  auto tooLong = (*rt)->generate(*id, std::vector<int32_t>(513, 7), opts);
+  ASSERT_FALSE(tooLong.ok());
+  EXPECT_EQ(tooLong.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_NE(tooLong.status().message().find("max_position_embeddings (512)"),
+            std::string::npos)
+      << tooLong.status();
+  auto exact = (*rt)->generate(*id, std::vector<int32_t>(512, 7), opts);
+  EXPECT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ((*rt)->kvPagesInUse(), 0);
+}
+
 } // namespace
