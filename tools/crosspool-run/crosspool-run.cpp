@@ -59,6 +59,9 @@ absl::Status parseNumber(const std::string &flag, const std::string &text,
 }
 
 absl::Status parseIds(const std::string &text, std::vector<int32_t> *ids) {
+  if (text.empty())
+    return absl::InvalidArgumentError(
+        "--prompt-ids: empty prompt: expects at least one id");
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     int32_t id;
     if (!absl::SimpleAtoi(part, &id))
