@@ -1,0 +1,205 @@
+//===- ServeReport.cpp - Latency and memory report of a serving run -------===//
+
+#include "runtime/serving/ServeReport.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace crosspool::runtime {
+
+double percentile(const std::vector<double> &sorted, double q) {
+  if (sorted.empty())
+    return std::numeric_limits<double>::quiet_NaN();
+  double pos = q * double(sorted.size() - 1);
+  size_t lo = static_cast<size_t>(std::floor(pos));
+  size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - double(lo));
+}
+
+LatencySummary summarize(std::vector<double> values) {
+  LatencySummary s;
+  if (values.empty())
+    return s;
+  std::sort(values.begin(), values.end());
+  s.count = static_cast<int64_t>(values.size());
+  s.mean = std::accumulate(values.begin(), values.end(), 0.0) / s.count;
+  s.p50 = percentile(values, 0.50);
+  s.p95 = percentile(values, 0.95);
+  s.p99 = percentile(values, 0.99);
+  s.max = values.back();
+  return s;
+}
+
+namespace {
+
+struct Accumulator {
+  ModelReport report;
+  std::vector<double> ttft, e2e;
+};
+
+void add(Accumulator &a, const RequestRecord &r) {
+  ModelReport &m = a.report;
+  ++m.requests;
+  m.preemptions += r.preemptions;
+  m.recomputedTokens += r.recomputedTokens;
+  m.outputTokens += static_cast<int64_t>(r.output.size());
+  switch (r.state) {
+  case RequestState::Finished:
+    ++m.finished;
+    break;
+  case RequestState::Cancelled:
+    ++m.cancelled;
+    break;
+  case RequestState::Failed:
+    ++m.failed;
+    m.failures.push_back(r.reason);
+    break;
+  default:
+    break;
+  }
+  if (!r.tokenTimes.empty())
+    a.ttft.push_back(r.tokenTimes.front() - r.arrivalTime);
+  for (size_t i = 1; i < r.tokenTimes.size(); ++i)
+    m.tbtSamples.push_back(r.tokenTimes[i] - r.tokenTimes[i - 1]);
+  if (r.state == RequestState::Finished)
+    a.e2e.push_back(r.finishTime - r.arrivalTime);
+}
+
+void close(Accumulator &a, double duration) {
+  a.report.ttft = summarize(a.ttft);
+  a.report.e2e = summarize(a.e2e);
+  a.report.tbt = summarize(a.report.tbtSamples);
+  a.report.outputTokensPerS =
+      duration > 0 ? double(a.report.outputTokens) / duration : 0;
+}
+
+} // namespace
+
+ServeReport buildReport(const ServingEngine &engine, const std::string &mode,
+                        const std::vector<std::string> &modelNames) {
+  ServeReport rep;
+  rep.mode = mode;
+  const auto &records = engine.records();
+  double first = std::numeric_limits<double>::infinity(), last = 0;
+  for (const RequestRecord &r : records) {
+    first = std::min(first, r.arrivalTime);
+    last = std::max(last, r.finishTime);
+  }
+  rep.durationS = records.empty() ? 0 : std::max(0.0, last - first);
+  std::vector<Accumulator> per(engine.models().size());
+  Accumulator all;
+  for (size_t m = 0; m < per.size(); ++m)
+    per[m].report.name =
+        m < modelNames.size() ? modelNames[m] : absl::StrCat("model", m);
+  all.report.name = "all";
+  for (const RequestRecord &r : records) {
+    add(per[r.model], r);
+    add(all, r);
+  }
+  for (Accumulator &a : per) {
+    close(a, rep.durationS);
+    rep.models.push_back(std::move(a.report));
+  }
+  close(all, rep.durationS);
+  rep.overall = std::move(all.report);
+  rep.steps = engine.stats().steps;
+  rep.kvPagesCapacity = engine.layout().totalPages();
+  rep.kvPagesPeak = engine.stats().peakPagesInUse;
+  rep.groupNames = engine.layout().groupNames;
+  rep.groupPages = engine.layout().groupPages;
+  rep.kv = engine.stats().kv;
+  return rep;
+}
+
+std::string formatReportTable(const ServeReport &rep) {
+  std::string out = absl::StrFormat(
+      "mode %s: %.3f s, %d steps, KV pages peak %d of %d, %d preemptions\n",
+      rep.mode, rep.durationS, rep.steps, rep.kvPagesPeak, rep.kvPagesCapacity,
+      rep.overall.preemptions);
+  absl::StrAppendFormat(
+      &out,
+      "%-18s %5s %5s %4s %4s %5s | %8s %8s %8s | %8s %8s %8s | %8s %8s "
+      "%8s | %9s\n",
+      "model", "req", "done", "fail", "canc", "preem", "TTFT p50", "p95", "p99",
+      "TBT p50", "p95", "p99", "E2E p50", "p95", "p99", "out tok/s");
+  auto row = [&](const ModelReport &m) {
+    absl::StrAppendFormat(
+        &out,
+        "%-18s %5d %5d %4d %4d %5d | %8.2f %8.2f %8.2f | %8.2f %8.2f %8.2f | "
+        "%8.2f %8.2f %8.2f | %9.1f\n",
+        m.name.substr(0, 18), m.requests, m.finished, m.failed, m.cancelled,
+        m.preemptions, m.ttft.p50 * 1e3, m.ttft.p95 * 1e3, m.ttft.p99 * 1e3,
+        m.tbt.p50 * 1e3, m.tbt.p95 * 1e3, m.tbt.p99 * 1e3, m.e2e.p50 * 1e3,
+        m.e2e.p95 * 1e3, m.e2e.p99 * 1e3, m.outputTokensPerS);
+  };
+  for (const ModelReport &m : rep.models)
+    row(m);
+  row(rep.overall);
+  out += "(latencies in ms)\n";
+  return out;
+}
+
+namespace {
+
+nlohmann::json summaryJson(const LatencySummary &s) {
+  return {{"count", s.count}, {"mean", s.mean}, {"p50", s.p50},
+          {"p95", s.p95},     {"p99", s.p99},   {"max", s.max}};
+}
+
+/// `n` evenly spaced elements (first and last kept) of `v`.
+template <typename T> std::vector<T> thin(const std::vector<T> &v, size_t n) {
+  if (v.size() <= n || n < 2)
+    return v;
+  std::vector<T> out;
+  for (size_t i = 0; i < n; ++i)
+    out.push_back(v[i * (v.size() - 1) / (n - 1)]);
+  return out;
+}
+
+nlohmann::json modelJson(const ModelReport &m, size_t maxSamples) {
+  std::vector<double> tbt = m.tbtSamples;
+  std::sort(tbt.begin(), tbt.end());
+  return {{"name", m.name},
+          {"requests", m.requests},
+          {"finished", m.finished},
+          {"cancelled", m.cancelled},
+          {"failed", m.failed},
+          {"failures", m.failures},
+          {"preemptions", m.preemptions},
+          {"recomputed_tokens", m.recomputedTokens},
+          {"output_tokens", m.outputTokens},
+          {"output_tokens_per_s", m.outputTokensPerS},
+          {"ttft_s", summaryJson(m.ttft)},
+          {"tbt_s", summaryJson(m.tbt)},
+          {"e2e_s", summaryJson(m.e2e)},
+          {"tbt_sorted_samples_s", thin(tbt, maxSamples)}};
+}
+
+} // namespace
+
+nlohmann::json reportToJson(const ServeReport &rep, size_t maxSamples) {
+  nlohmann::json models = nlohmann::json::array();
+  for (const ModelReport &m : rep.models)
+    models.push_back(modelJson(m, maxSamples));
+  nlohmann::json kv = nlohmann::json::array();
+  for (const KvSample &s : thin(rep.kv, maxSamples))
+    kv.push_back({{"t", s.time},
+                  {"pages", s.pagesInUse},
+                  {"group_pages", s.groupPagesInUse}});
+  return {{"mode", rep.mode},
+          {"duration_s", rep.durationS},
+          {"steps", rep.steps},
+          {"kv_pages_capacity", rep.kvPagesCapacity},
+          {"kv_pages_peak", rep.kvPagesPeak},
+          {"kv_groups", {{"names", rep.groupNames}, {"pages", rep.groupPages}}},
+          {"models", models},
+          {"overall", modelJson(rep.overall, maxSamples)},
+          {"kv_over_time", kv}};
+}
+
+} // namespace crosspool::runtime

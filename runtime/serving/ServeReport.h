@@ -1,0 +1,75 @@
+//===- ServeReport.h - Latency and memory report of a run -----*- C++ -*-===//
+//
+// Per model and overall: TTFT (arrival -> first token), TBT (every gap
+// between consecutive output tokens of a request), end-to-end latency
+// (arrival -> end), each at P50/P95/P99; output throughput; KV pages over
+// time; preemptions; failures. Printed as a table and written as JSON.
+//
+//===----------------------------------------------------------------------===//
+#ifndef CROSSPOOL_RUNTIME_SERVING_SERVEREPORT_H
+#define CROSSPOOL_RUNTIME_SERVING_SERVEREPORT_H
+
+#include "runtime/serving/ServingEngine.h"
+
+#include "nlohmann/json.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace crosspool::runtime {
+
+/// Linear interpolation between closest ranks (numpy's default "linear"):
+/// q in [0, 1]; NaN for an empty sample. `sorted` must be ascending.
+double percentile(const std::vector<double> &sorted, double q);
+
+struct LatencySummary {
+  int64_t count = 0;
+  double mean = 0, p50 = 0, p95 = 0, p99 = 0, max = 0;
+};
+/// Summary of an unsorted sample (zeros when empty).
+LatencySummary summarize(std::vector<double> values);
+
+struct ModelReport {
+  std::string name;
+  int64_t requests = 0, finished = 0, cancelled = 0, failed = 0;
+  int64_t preemptions = 0, outputTokens = 0, recomputedTokens = 0;
+  /// Seconds.
+  LatencySummary ttft, tbt, e2e;
+  /// Output tokens per second over the run (first arrival -> last end).
+  double outputTokensPerS = 0;
+  /// Raw TBT gaps (seconds), kept for CDF plots.
+  std::vector<double> tbtSamples;
+  /// Failure reasons, one per failed request.
+  std::vector<std::string> failures;
+};
+
+struct ServeReport {
+  std::string mode;
+  std::vector<ModelReport> models;
+  ModelReport overall;
+  double durationS = 0;
+  int64_t steps = 0;
+  int64_t kvPagesCapacity = 0;
+  int64_t kvPagesPeak = 0;
+  std::vector<std::string> groupNames;
+  std::vector<int64_t> groupPages;
+  std::vector<KvSample> kv;
+};
+
+/// Builds the report of an engine after runUntilIdle. `modelNames[i]`
+/// labels model index i.
+ServeReport buildReport(const ServingEngine &engine, const std::string &mode,
+                        const std::vector<std::string> &modelNames);
+
+/// Fixed-width table (milliseconds), one row per model plus "all".
+std::string formatReportTable(const ServeReport &report);
+
+/// JSON object; TBT samples and KV samples are thinned to at most
+/// `maxSamples` each (evenly by rank / time order).
+nlohmann::json reportToJson(const ServeReport &report,
+                            size_t maxSamples = 4000);
+
+} // namespace crosspool::runtime
+
+#endif // CROSSPOOL_RUNTIME_SERVING_SERVEREPORT_H

@@ -1,0 +1,501 @@
+//===- ServingEngine.cpp - Continuous batching over many models -----------===//
+
+#include "runtime/serving/ServingEngine.h"
+
+#include "runtime/base/Status.h"
+#include "runtime/serving/Sampler.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+namespace crosspool::runtime {
+
+absl::StatusOr<std::unique_ptr<ServingEngine>>
+ServingEngine::create(Runtime *runtime, std::vector<ModelId> models,
+                      Options options) {
+  if (!runtime)
+    return absl::InvalidArgumentError("serving engine needs a runtime");
+  if (models.empty())
+    return absl::InvalidArgumentError(
+        "serving engine needs at least one model");
+  if (options.maxStepTokens < 1 || options.maxBatchSeqs < 1 ||
+      options.kvSampleEvery < 1 || options.watermarkPages < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expects max step tokens, max batch sequences and the KV sample "
+        "period >= 1 and watermark >= 0 but got ",
+        options.maxStepTokens, ", ", options.maxBatchSeqs, ", ",
+        options.kvSampleEvery, " and ", options.watermarkPages));
+  const int n = static_cast<int>(models.size());
+  std::unique_ptr<ServingEngine> e(new ServingEngine());
+  for (int m = 0; m < n; ++m) {
+    CP_ASSIGN_OR_RETURN(const ModelInfo *info, runtime->modelInfo(models[m]));
+    if (std::count(models.begin(), models.end(), models[m]) != 1)
+      return absl::InvalidArgumentError(
+          absl::StrCat("model id ", models[m], " is served twice"));
+    e->vocab_.push_back(info->vocabSize);
+    e->maxPositions_.push_back(info->maxPositionEmbeddings);
+    e->weightBytes_.push_back(info->kvPoolWeightBytes +
+                              info->weightsPoolWeightBytes);
+  }
+  KvLayout &layout = options.layout;
+  if (layout.groupPages.empty())
+    layout = sharedLayout(runtime->kvPagesTotal(), n);
+  if (layout.modelGroup.size() != size_t(n) ||
+      layout.groupNames.size() != layout.groupPages.size())
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV layout names the group of ", layout.modelGroup.size(),
+                     " models but the engine serves ", n));
+  for (int32_t g : layout.modelGroup)
+    if (g < 0 || g >= int32_t(layout.groupPages.size()))
+      return absl::InvalidArgumentError(
+          absl::StrCat("KV layout group ", g, " out of range [0, ",
+                       layout.groupPages.size(), ")"));
+  for (int64_t pages : layout.groupPages)
+    if (pages < 0)
+      return absl::InvalidArgumentError("KV layout has a negative group");
+  if (layout.totalPages() > runtime->kvPagesTotal())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV layout needs ", layout.totalPages(),
+        " pages but the runtime pool has ", runtime->kvPagesTotal()));
+  e->rt_ = runtime;
+  e->models_ = std::move(models);
+  e->options_ = std::move(options);
+  e->waiting_.resize(n);
+  e->running_.resize(n);
+  return e;
+}
+
+ServingEngine::~ServingEngine() {
+  for (auto &[id, live] : live_)
+    if (live.seq >= 0)
+      (void)rt_->release(live.seq);
+}
+
+const RequestRecord &ServingEngine::record(RequestId id) const {
+  return records_.at(id);
+}
+
+int64_t ServingEngine::liveRequests() const {
+  return static_cast<int64_t>(live_.size());
+}
+
+int32_t ServingEngine::groupOf(RequestId id) const {
+  return options_.layout.modelGroup[records_[id].model];
+}
+
+int64_t ServingEngine::groupPagesInUse(int32_t group) const {
+  int64_t used = 0;
+  for (size_t m = 0; m < models_.size(); ++m)
+    if (options_.layout.modelGroup[m] == group)
+      used += rt_->kvPagesInUse(models_[m]);
+  return used;
+}
+
+int64_t ServingEngine::heldPages(RequestId id) const {
+  const Live &l = live_.at(id);
+  return l.seq >= 0 ? rt_->kvPagesHeld(l.seq) : 0;
+}
+
+int64_t ServingEngine::groupFree(int32_t group) const {
+  int64_t promisedGroup = 0, promisedAll = 0;
+  for (const auto &[id, pages] : promised_) {
+    promisedAll += pages;
+    if (groupOf(id) == group)
+      promisedGroup += pages;
+  }
+  int64_t groupFree = options_.layout.groupPages[group] -
+                      groupPagesInUse(group) - promisedGroup;
+  int64_t poolFree =
+      int64_t(rt_->kvPagesTotal()) - rt_->kvPagesInUse() - promisedAll;
+  return std::min(groupFree, poolFree);
+}
+
+int64_t ServingEngine::prefillDebt(int32_t group) const {
+  // Pages running requests still need for the tokens they already know
+  // (the rest of a chunked prompt, the next decode token): admission leaves
+  // them free so a new request does not immediately force a preemption.
+  int64_t debt = 0;
+  for (size_t m = 0; m < models_.size(); ++m) {
+    if (options_.layout.modelGroup[m] != group)
+      continue;
+    for (const Key &k : running_[m]) {
+      const Live &l = live_.at(k.second);
+      auto p = promised_.find(k.second);
+      int64_t have =
+          heldPages(k.second) + (p == promised_.end() ? 0 : p->second);
+      int64_t want = rt_->kvPagesFor(models_[m], l.tokens.size());
+      debt += std::max<int64_t>(0, want - have);
+    }
+  }
+  return debt;
+}
+
+void ServingEngine::advanceTo(double time) { now_ = std::max(now_, time); }
+
+absl::StatusOr<RequestId> ServingEngine::submit(const RequestSpec &spec) {
+  const int n = static_cast<int>(models_.size());
+  if (spec.model < 0 || spec.model >= n)
+    return absl::InvalidArgumentError(
+        absl::StrCat("request names model ", spec.model,
+                     " but the engine serves ", n, " models"));
+  const int m = spec.model;
+  if (spec.prompt.empty())
+    return absl::InvalidArgumentError("empty prompt: expects at least one id");
+  for (int32_t id : spec.prompt)
+    if (id < 0 || id >= vocab_[m])
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt id ", id, " is outside the vocabulary (size ",
+                       vocab_[m], ")"));
+  CP_RETURN_IF_ERROR(validateSampling(spec.sampling, vocab_[m]));
+  // The last output id is never fed back, so the sequence peaks here.
+  int64_t peakTokens =
+      int64_t(spec.prompt.size()) + spec.sampling.maxNewTokens - 1;
+  if (maxPositions_[m] > 0 && peakTokens > maxPositions_[m])
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt (", spec.prompt.size(), " ids) + max_new_tokens (",
+                     spec.sampling.maxNewTokens, ") - 1 exceeds the model's ",
+                     maxPositions_[m], " positions"));
+
+  RequestId id = static_cast<RequestId>(records_.size());
+  RequestRecord rec;
+  rec.id = id;
+  rec.model = m;
+  rec.promptTokens = static_cast<int64_t>(spec.prompt.size());
+  rec.arrivalTime = spec.arrivalTime < 0 ? now_ : spec.arrivalTime;
+  int32_t group = options_.layout.modelGroup[m];
+  int64_t needed = rt_->kvPagesFor(models_[m], peakTokens);
+  if (needed > options_.layout.groupPages[group]) {
+    rec.state = RequestState::Failed;
+    rec.reason = absl::StrCat(
+        "can never fit: needs ", needed, " KV pages for ", spec.prompt.size(),
+        " prompt + ", spec.sampling.maxNewTokens,
+        " output tokens but its KV group '", options_.layout.groupNames[group],
+        "' has ", options_.layout.groupPages[group]);
+    rec.finishTime = rec.arrivalTime;
+    records_.push_back(std::move(rec));
+    return id;
+  }
+  records_.push_back(std::move(rec));
+  Live &l = live_[id];
+  l.tokens = spec.prompt;
+  l.sampling = spec.sampling;
+  l.lastProgress = records_[id].arrivalTime;
+  waiting_[m].insert(key(id));
+  return id;
+}
+
+void ServingEngine::finish(RequestId id, RequestState state,
+                           std::string reason) {
+  auto it = live_.find(id);
+  if (it == live_.end())
+    return;
+  if (it->second.seq >= 0)
+    (void)rt_->release(it->second.seq);
+  int m = records_[id].model;
+  waiting_[m].erase(key(id));
+  running_[m].erase(key(id));
+  promised_.erase(id);
+  live_.erase(it);
+  RequestRecord &rec = records_[id];
+  rec.state = state;
+  rec.reason = std::move(reason);
+  rec.finishTime = now_;
+}
+
+absl::Status ServingEngine::cancel(RequestId id) {
+  if (id < 0 || id >= RequestId(records_.size()))
+    return absl::NotFoundError(absl::StrCat("unknown request id ", id));
+  if (records_[id].terminal())
+    return absl::FailedPreconditionError(
+        absl::StrCat("request ", id, " already ended (",
+                     requestStateName(records_[id].state), ")"));
+  finish(id, RequestState::Cancelled, "cancelled");
+  return absl::OkStatus();
+}
+
+void ServingEngine::preempt(RequestId id) {
+  Live &l = live_.at(id);
+  if (l.seq >= 0)
+    (void)rt_->release(l.seq);
+  l.seq = -1;
+  l.fed = 0;
+  int m = records_[id].model;
+  running_[m].erase(key(id));
+  waiting_[m].insert(key(id));
+  promised_.erase(id);
+  auto inBatch = std::find(batch_.begin(), batch_.end(), id);
+  if (inBatch != batch_.end()) {
+    size_t i = inBatch - batch_.begin();
+    budget_ += counts_[i];
+    batch_.erase(inBatch);
+    counts_.erase(counts_.begin() + i);
+  }
+  RequestRecord &rec = records_[id];
+  rec.state = RequestState::Waiting;
+  ++rec.preemptions;
+  ++stats_.preemptions;
+}
+
+bool ServingEngine::ensurePages(RequestId id, int64_t tokens) {
+  const int m = records_[id].model;
+  const int32_t g = groupOf(id);
+  int64_t need =
+      std::max<int64_t>(0, rt_->kvPagesFor(models_[m], tokens) - heldPages(id));
+  while (need > groupFree(g)) {
+    // Victim: the newest request younger than `id` of the model that holds
+    // the most pages of the group (it leaves this step's batch if in it).
+    RequestId victim = -1;
+    int64_t victimModelPages = -1;
+    for (size_t m2 = 0; m2 < models_.size(); ++m2) {
+      if (options_.layout.modelGroup[m2] != g)
+        continue;
+      for (auto it = running_[m2].rbegin(); it != running_[m2].rend(); ++it) {
+        if (!(key(id) < *it))
+          break;
+        int64_t pages = rt_->kvPagesInUse(models_[m2]);
+        if (pages > victimModelPages) {
+          victim = it->second;
+          victimModelPages = pages;
+        }
+        break;
+      }
+    }
+    if (victim < 0) {
+      preempt(id);
+      return false;
+    }
+    preempt(victim);
+  }
+  promised_[id] = need;
+  return true;
+}
+
+bool ServingEngine::admissible(int m, RequestId id) const {
+  const int32_t g = options_.layout.modelGroup[m];
+  int64_t free = groupFree(g) - prefillDebt(g);
+  bool groupBusy = false;
+  for (size_t m2 = 0; m2 < models_.size(); ++m2) {
+    if (options_.layout.modelGroup[m2] != g)
+      continue;
+    groupBusy |= !running_[m2].empty();
+    // An older waiter of another model keeps its pages reserved.
+    if (int(m2) == m || waiting_[m2].empty())
+      continue;
+    const Key &head = *waiting_[m2].begin();
+    if (head.first <= now_ && head < key(id))
+      free -= rt_->kvPagesFor(models_[m2], live_.at(head.second).tokens.size());
+  }
+  // The watermark only guards against churn among running requests; an
+  // empty group admits anything that fits it (checked at submit).
+  if (groupBusy)
+    free -= options_.watermarkPages;
+  return rt_->kvPagesFor(models_[m], live_.at(id).tokens.size()) <= free;
+}
+
+std::vector<int> ServingEngine::stepOrder() {
+  const int n = static_cast<int>(models_.size());
+  std::vector<int> order;
+  for (int k = 1; k <= n; ++k) {
+    int m = (lastModel_ + k) % n;
+    if (!running_[m].empty() ||
+        (!waiting_[m].empty() && waiting_[m].begin()->first <= now_))
+      order.push_back(m);
+  }
+  if (options_.policy == Policy::OldestFirst) {
+    auto since = [&](int m) {
+      double t = std::numeric_limits<double>::infinity();
+      for (const Key &k : running_[m])
+        t = std::min(t, live_.at(k.second).lastProgress);
+      if (!waiting_[m].empty() && waiting_[m].begin()->first <= now_)
+        t = std::min(t, live_.at(waiting_[m].begin()->second).lastProgress);
+      return t;
+    };
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return since(a) < since(b); });
+  }
+  return order;
+}
+
+absl::StatusOr<bool> ServingEngine::step() {
+  std::vector<int> order = stepOrder();
+  if (order.empty())
+    return false;
+  for (int m : order) {
+    promised_.clear();
+    batch_.clear();
+    counts_.clear();
+    budget_ = options_.maxStepTokens;
+    auto full = [&] {
+      return budget_ == 0 || int32_t(batch_.size()) >= options_.maxBatchSeqs;
+    };
+    // Decode tokens first, then prompt chunks (each pass oldest first): a
+    // long prompt never delays the next token of a running request.
+    std::vector<Key> running(running_[m].begin(), running_[m].end());
+    for (bool decodePass : {true, false}) {
+      for (const Key &k : running) {
+        if (full())
+          break;
+        if (!running_[m].count(k) || promised_.count(k.second))
+          continue; // preempted meanwhile, or already in the batch
+        const Live &l = live_.at(k.second);
+        int64_t pending = int64_t(l.tokens.size()) - l.fed;
+        if ((pending == 1) != decodePass)
+          continue;
+        int64_t n = std::min<int64_t>(pending, budget_);
+        if (!ensurePages(k.second, l.fed + n))
+          continue;
+        batch_.push_back(k.second);
+        counts_.push_back(n);
+        budget_ -= n;
+      }
+    }
+    while (!full() && !waiting_[m].empty()) {
+      Key head = *waiting_[m].begin();
+      if (head.first > now_ || !admissible(m, head.second))
+        break;
+      RequestId id = head.second;
+      Live &l = live_.at(id);
+      absl::StatusOr<SequenceId> seq = rt_->startSequence(models_[m]);
+      if (!seq.ok()) {
+        finish(id, RequestState::Failed, std::string(seq.status().message()));
+        continue;
+      }
+      l.seq = *seq;
+      l.fed = 0;
+      waiting_[m].erase(head);
+      running_[m].insert(head);
+      RequestRecord &rec = records_[id];
+      rec.state = RequestState::Running;
+      if (rec.preemptions > 0)
+        rec.recomputedTokens += static_cast<int64_t>(l.tokens.size());
+      int64_t n = std::min<int64_t>(l.tokens.size(), budget_);
+      promised_[id] = rt_->kvPagesFor(models_[m], n);
+      batch_.push_back(id);
+      counts_.push_back(n);
+      budget_ -= n;
+    }
+    if (batch_.empty())
+      continue;
+    std::vector<RequestId> batch = std::move(batch_);
+    std::vector<int64_t> counts = std::move(counts_);
+    batch_.clear();
+    counts_.clear();
+    CP_RETURN_IF_ERROR(runBatch(m, batch, counts));
+    lastModel_ = m;
+    return true;
+  }
+  promised_.clear();
+  // Every model with work is blocked and nothing runs: by construction this
+  // cannot happen (the group's oldest request always fits alone); fail the
+  // oldest arrived waiter rather than spin, so no request hangs silently.
+  RequestId oldest = -1;
+  for (int m : order)
+    if (!waiting_[m].empty() && waiting_[m].begin()->first <= now_ &&
+        (oldest < 0 || *waiting_[m].begin() < key(oldest)))
+      oldest = waiting_[m].begin()->second;
+  if (oldest < 0)
+    return absl::InternalError("serving engine: no model could step");
+  finish(oldest, RequestState::Failed,
+         "scheduler could not make progress (no KV pages could be freed)");
+  return true;
+}
+
+absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
+                                     const std::vector<int64_t> &counts) {
+  std::vector<SequenceId> seqs;
+  std::vector<std::vector<int32_t>> chunks;
+  int64_t rows = 0, context = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Live &l = live_.at(batch[i]);
+    seqs.push_back(l.seq);
+    chunks.emplace_back(l.tokens.begin() + l.fed,
+                        l.tokens.begin() + l.fed + counts[i]);
+    rows += counts[i];
+    // Row at position p attends p + 1 positions.
+    context += counts[i] * l.fed + counts[i] * (counts[i] + 1) / 2;
+  }
+  auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::vector<float>> logits = rt_->step(seqs, chunks);
+  double measured =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  promised_.clear();
+  if (options_.clock == Clock::Measured) {
+    now_ += measured;
+  } else {
+    const StepCostModel &c = options_.cost;
+    double us = c.stepBaseUs + c.perTokenUs * double(rows) +
+                c.perContextTokenUs * double(context);
+    if (c.weightBytesPerUs > 0)
+      us += double(weightBytes_[m]) / c.weightBytesPerUs;
+    now_ += us * 1e-6;
+  }
+  ++stats_.steps;
+  if (!logits.ok()) {
+    for (RequestId id : batch)
+      finish(id, RequestState::Failed,
+             absl::StrCat("step failed: ", logits.status().message()));
+  } else {
+    const int64_t V = vocab_[m];
+    for (size_t i = 0; i < batch.size(); ++i) {
+      RequestId id = batch[i];
+      Live &l = live_.at(id);
+      RequestRecord &rec = records_[id];
+      bool decode = counts[i] == 1 && !rec.output.empty() &&
+                    l.fed + 1 == int64_t(l.tokens.size());
+      (decode ? stats_.decodeTokens : stats_.prefillTokens) += counts[i];
+      l.fed += counts[i];
+      if (l.fed < int64_t(l.tokens.size()))
+        continue; // a prompt chunk; its logits are not needed
+      int32_t next = sampleToken(logits->data() + i * V, V, l.sampling,
+                                 static_cast<int64_t>(rec.output.size()));
+      rec.output.push_back(next);
+      rec.tokenTimes.push_back(now_);
+      l.tokens.push_back(next);
+      l.lastProgress = now_;
+      const std::vector<int32_t> &stops = l.sampling.stopIds;
+      if (std::find(stops.begin(), stops.end(), next) != stops.end())
+        finish(id, RequestState::Finished, "stop_id");
+      else if (int64_t(rec.output.size()) >= l.sampling.maxNewTokens)
+        finish(id, RequestState::Finished, "max_tokens");
+    }
+  }
+  stats_.peakPagesInUse =
+      std::max<int64_t>(stats_.peakPagesInUse, rt_->kvPagesInUse());
+  if (stats_.steps % options_.kvSampleEvery == 0)
+    sampleKv();
+  if (options_.onStep)
+    options_.onStep(*this);
+  return absl::OkStatus();
+}
+
+void ServingEngine::sampleKv() {
+  KvSample s;
+  s.time = now_;
+  s.pagesInUse = rt_->kvPagesInUse();
+  for (size_t g = 0; g < options_.layout.groupPages.size(); ++g)
+    s.groupPagesInUse.push_back(groupPagesInUse(static_cast<int32_t>(g)));
+  stats_.kv.push_back(std::move(s));
+}
+
+absl::Status ServingEngine::runUntilIdle() {
+  while (!live_.empty()) {
+    CP_ASSIGN_OR_RETURN(bool ran, step());
+    if (ran)
+      continue;
+    double next = std::numeric_limits<double>::infinity();
+    for (const auto &w : waiting_)
+      if (!w.empty())
+        next = std::min(next, w.begin()->first);
+    if (!(next > now_) || next == std::numeric_limits<double>::infinity())
+      return absl::InternalError(
+          "serving engine: requests are live but none can run");
+    advanceTo(next);
+  }
+  return absl::OkStatus();
+}
+
+} // namespace crosspool::runtime

@@ -1,0 +1,207 @@
+//===- ServingEngine.h - Continuous batching over many models --*- C++ -*-===//
+//
+// The serving core over one Runtime that holds several models (any mix of
+// architectures) and one shared KV page pool:
+//
+//   ServingEngine::Options opts;                  // virtual clock by default
+//   opts.layout = planKvLayout(...);              // or one shared group
+//   CP_ASSIGN_OR_RETURN(auto engine, ServingEngine::create(rt, models, opts));
+//   CP_ASSIGN_OR_RETURN(RequestId id, engine->submit(spec));
+//   CP_RETURN_IF_ERROR(engine->runUntilIdle());
+//   engine->record(id).output ...
+//
+// A step runs ONE model's batch: the decode tokens of its running requests
+// plus prefill chunks, within a token budget (chunked prefill). Between
+// steps new requests join (continuous batching). Which model steps next:
+// round-robin over the models with runnable work, or the model whose oldest
+// request has waited longest (`Policy::OldestFirst`).
+//
+// KV pages are admitted against quota groups (MemoryMode.h). A request's
+// priority is its (arrival time, submit order); it never changes, so a
+// preempted request only gets older relative to newcomers. Rules:
+//   * admission is FCFS per model, and a request is not admitted while an
+//     older waiting request of another model in its group is blocked for
+//     pages (the pages freed go to the oldest waiter first);
+//   * admission needs pages for all of the request's known tokens (prompt,
+//     plus output so far after a preemption) beyond a watermark;
+//   * when a running request needs a page and its group is full, the victim
+//     is the NEWEST request of the model holding the most pages in the
+//     group, among those younger than the needy request; if there is none,
+//     the needy request preempts itself. The group's oldest request is thus
+//     never preempted and always progresses: nobody starves.
+// A preempted request frees its pages and is requeued; when readmitted, its
+// prompt and output so far are re-prefilled, so its output is unchanged.
+// Every submitted request ends Finished, Cancelled or Failed with a reason;
+// one that can never fit its group, even alone, fails at submit.
+//
+// Time: a virtual clock. Each step advances it by a cost model
+// (deterministic, the default) or by the step's measured wall time; when no
+// request is runnable it jumps to the next arrival.
+//
+// Not thread-safe: drive it from one thread.
+//
+//===----------------------------------------------------------------------===//
+#ifndef CROSSPOOL_RUNTIME_SERVING_SERVINGENGINE_H
+#define CROSSPOOL_RUNTIME_SERVING_SERVINGENGINE_H
+
+#include "runtime/engine/Runtime.h"
+#include "runtime/serving/MemoryMode.h"
+#include "runtime/serving/Request.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace crosspool::runtime {
+
+/// Virtual time of one step, in microseconds:
+///   stepBaseUs + weightBytes / weightBytesPerUs + perTokenUs * rows
+///   + perContextTokenUs * (KV positions attended by all rows).
+struct StepCostModel {
+  double stepBaseUs = 500;
+  /// 0: weight reads are not charged.
+  double weightBytesPerUs = 0;
+  double perTokenUs = 40;
+  double perContextTokenUs = 0.02;
+};
+
+/// One sample of the KV pool over time (after a step).
+struct KvSample {
+  double time = 0;
+  int64_t pagesInUse = 0;
+  std::vector<int64_t> groupPagesInUse;
+};
+
+struct EngineStats {
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+  int64_t prefillTokens = 0; ///< includes recomputed ones
+  int64_t decodeTokens = 0;
+  int64_t peakPagesInUse = 0;
+  std::vector<KvSample> kv;
+};
+
+class ServingEngine {
+public:
+  enum class Clock { CostModel, Measured };
+  enum class Policy { RoundRobin, OldestFirst };
+
+  struct Options {
+    /// Quota groups; empty groupPages = one group of the whole Runtime pool.
+    KvLayout layout;
+    /// Token rows per step (decode tokens + prefill chunks), >= 1.
+    int64_t maxStepTokens = 256;
+    /// Sequences per step, >= 1.
+    int32_t maxBatchSeqs = 64;
+    /// Pages of a group kept free at admission (not at growth).
+    int64_t watermarkPages = 0;
+    Clock clock = Clock::CostModel;
+    StepCostModel cost;
+    Policy policy = Policy::RoundRobin;
+    /// Record a KvSample every this many steps (>= 1).
+    int64_t kvSampleEvery = 1;
+    /// Called after every step (e.g. a progress line).
+    std::function<void(const ServingEngine &)> onStep;
+  };
+
+  /// `models`: the Runtime ids served; request.model indexes this list.
+  /// InvalidArgument for bad options, a layout that does not match the
+  /// models, or group pages beyond the Runtime's pool.
+  static absl::StatusOr<std::unique_ptr<ServingEngine>>
+  create(Runtime *runtime, std::vector<ModelId> models, Options options);
+  /// Releases the KV of every live request.
+  ~ServingEngine();
+  ServingEngine(const ServingEngine &) = delete;
+  ServingEngine &operator=(const ServingEngine &) = delete;
+
+  /// Queues a request. InvalidArgument (nothing recorded) for an unknown
+  /// model index, an empty prompt, an id outside the vocabulary, bad
+  /// sampling parameters, or prompt + max_new_tokens beyond the model's
+  /// positions. A request that can never fit its KV group is recorded as
+  /// Failed with the reason and its id returned.
+  absl::StatusOr<RequestId> submit(const RequestSpec &spec);
+  /// Ends a waiting or running request (its pages are freed at once).
+  /// NotFound for an unknown id, FailedPrecondition when it already ended.
+  absl::Status cancel(RequestId id);
+
+  /// Runs one step of one model. Returns false when no request has arrived
+  /// and is unfinished (the clock is not moved). A Runtime error fails the
+  /// requests of that batch (with the error as reason), not the engine.
+  absl::StatusOr<bool> step();
+  /// Steps, jumping the clock over idle gaps, until every request ended.
+  absl::Status runUntilIdle();
+
+  double now() const { return now_; }
+  /// Moves the clock forward to `time` (never back).
+  void advanceTo(double time);
+
+  const RequestRecord &record(RequestId id) const;
+  /// All records in submit order (index == id).
+  const std::vector<RequestRecord> &records() const { return records_; }
+  const EngineStats &stats() const { return stats_; }
+  const KvLayout &layout() const { return options_.layout; }
+  const std::vector<ModelId> &models() const { return models_; }
+  Runtime &runtime() const { return *rt_; }
+  /// Requests not yet ended (waiting, including future arrivals, or running).
+  int64_t liveRequests() const;
+  /// Pages in use now by one quota group.
+  int64_t groupPagesInUse(int32_t group) const;
+
+private:
+  struct Live {
+    std::vector<int32_t> tokens; ///< prompt + output
+    int64_t fed = 0;             ///< tokens in the KV cache
+    SequenceId seq = -1;         ///< -1 when holding no pages
+    SamplingParams sampling;
+    double lastProgress = 0; ///< arrival or last token time
+  };
+  /// Priority order: (arrival, id).
+  using Key = std::pair<double, RequestId>;
+
+  ServingEngine() = default;
+  Key key(RequestId id) const { return {records_[id].arrivalTime, id}; }
+  int32_t groupOf(RequestId id) const;
+  int64_t heldPages(RequestId id) const;
+  /// Pages the group may still take now (its quota and the physical pool,
+  /// less what this step's batch has been promised).
+  int64_t groupFree(int32_t group) const;
+  int64_t prefillDebt(int32_t group) const;
+  std::vector<int> stepOrder();
+  bool ensurePages(RequestId id, int64_t tokens);
+  void preempt(RequestId id);
+  void finish(RequestId id, RequestState state, std::string reason);
+  bool admissible(int m, RequestId id) const;
+  absl::Status runBatch(int m, const std::vector<RequestId> &batch,
+                        const std::vector<int64_t> &counts);
+  void sampleKv();
+
+  Runtime *rt_ = nullptr;
+  std::vector<ModelId> models_;
+  Options options_;
+  std::vector<RequestRecord> records_;
+  std::map<RequestId, Live> live_;
+  /// Per model: waiting (arrived or not) and running, in priority order.
+  std::vector<std::set<Key>> waiting_, running_;
+  /// The batch being built: requests, rows each, rows left; and the pages
+  /// promised to its requests (not reserved until the step runs).
+  std::vector<RequestId> batch_;
+  std::vector<int64_t> counts_;
+  int64_t budget_ = 0;
+  std::map<RequestId, int64_t> promised_;
+  std::vector<int64_t> vocab_, maxPositions_;
+  std::vector<size_t> weightBytes_;
+  int lastModel_ = -1;
+  double now_ = 0;
+  EngineStats stats_;
+};
+
+} // namespace crosspool::runtime
+
+#endif // CROSSPOOL_RUNTIME_SERVING_SERVINGENGINE_H

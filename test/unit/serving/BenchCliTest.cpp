@@ -1,0 +1,120 @@
+//===- BenchCliTest.cpp - crosspool-bench serve: bad flags and traces -----===//
+//
+// Every bad input ends with exit status 1 and exactly one line on stderr
+// naming the flag / file:line and what was expected. Flags and the trace are
+// checked before any plan is opened, so these need no plans.
+
+#include "gtest/gtest.h"
+
+#include "test/unit/serving/BenchCli.h"
+
+#include <fstream>
+
+using crosspool::testing::runBench;
+
+namespace {
+
+void expectError(const std::string &args, const std::string &line) {
+  crosspool::testing::CliResult r = runBench(args);
+  EXPECT_EQ(r.exitCode, 1) << args;
+  EXPECT_EQ(r.err, line + "\n") << args;
+}
+
+const std::string kServeError = "crosspool-bench serve: error: ";
+
+TEST(BenchCliTest, SubcommandErrors) {
+  expectError("", "crosspool-bench: error: missing subcommand; usage: "
+                  "crosspool-bench serve MODEL.cpplan ... [flags] "
+                  "(crosspool-bench serve --help lists them)");
+  expectError("replay", "crosspool-bench: error: unknown subcommand 'replay' "
+                        "(expects serve); usage: crosspool-bench serve "
+                        "MODEL.cpplan ... [flags] (crosspool-bench serve "
+                        "--help lists them)");
+  crosspool::testing::CliResult help = runBench("serve --help");
+  EXPECT_EQ(help.exitCode, 0);
+  EXPECT_NE(help.out.find("--search-rate LO:HI[:ITERS]"), std::string::npos);
+}
+
+TEST(BenchCliTest, BadFlags) {
+  const std::string m = "serve a.cpplan ";
+  expectError("serve", kServeError + "expects at least one MODEL.cpplan");
+  expectError(m + "--rate 0", kServeError + "--rate expects a number > 0 but "
+                                            "got '0'");
+  expectError(m + "--rate fast",
+              kServeError + "--rate expects a number > 0 but got 'fast'");
+  expectError(m + "--rate", kServeError + "--rate expects a value");
+  expectError(m + "--cv -1",
+              kServeError + "--cv expects a number > 0 but got '-1'");
+  expectError(m + "--requests 0",
+              kServeError + "--requests expects an integer >= 1 but got '0'");
+  expectError(m + "--prompt-range 9:3",
+              kServeError +
+                  "--prompt-range expects LO:HI with 1 <= LO <= HI but got "
+                  "'9:3'");
+  expectError(m + "--long-context=8",
+              kServeError +
+                  "--long-context expects LO:HI with 1 <= LO <= HI but got "
+                  "'8'");
+  expectError(m + "--mode crosspool,vllm",
+              kServeError + "--mode: unknown memory mode 'vllm' (expects "
+                            "crosspool, kvcached or static)");
+  expectError(m + "--popularity cold:2",
+              kServeError + "--popularity: bad popularity 'cold:2' (expects "
+                            "zipf:S with S >= 0, cold:F with 0 < F < 1, or "
+                            "uniform)");
+  expectError(m + "--kv-page-bytes 100",
+              kServeError + "--kv-page-bytes expects a multiple of 64 but got "
+                            "'100'");
+  expectError(m + "--policy fifo",
+              kServeError + "--policy expects round-robin or oldest-first but "
+                            "got 'fifo'");
+  expectError(m + "--clock wall",
+              kServeError + "--clock expects cost or measured but got 'wall'");
+  expectError(m + "--frobnicate 3",
+              kServeError + "unknown flag '--frobnicate'");
+  expectError(m + "--search-rate 1:4",
+              kServeError +
+                  "--search-rate and --slo-tbt-ms must be given together");
+  expectError(m + "--slo-tbt-ms 50 --search-rate 4:1",
+              kServeError + "--search-rate expects LO:HI[:ITERS] with 0 < LO < "
+                            "HI and 1 <= ITERS <= 30 but got '4:1'");
+  expectError(m + "--trace t.csv --cv 2",
+              kServeError + "--cv is for synthetic arrivals and cannot be used "
+                            "with --trace");
+  expectError(m + "--gpus 0",
+              kServeError + "--gpus expects an integer >= 1 but got '0'");
+}
+
+TEST(BenchCliTest, MalformedTraces) {
+  std::string dir = ::testing::TempDir();
+  auto trace = [&](const std::string &name, const std::string &text) {
+    std::string path = dir + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  };
+  const std::string h = "TIMESTAMP,ContextTokens,GeneratedTokens\r\n";
+  std::string p = trace("hdr.csv", "ts,in,out\n1,2,3\n");
+  expectError("serve a.cpplan --trace " + p,
+              kServeError + p +
+                  ":1: expects the header "
+                  "'TIMESTAMP,ContextTokens,GeneratedTokens' but got "
+                  "'ts,in,out'");
+  p = trace("num.csv", h + "2023-11-16 18:15:46.1,12,x4\r\n");
+  expectError("serve a.cpplan --trace " + p,
+              kServeError + p +
+                  ":2: GeneratedTokens expects an integer but got 'x4'");
+  p = trace("neg.csv", h + "2023-11-16 18:15:46.1,12,4\r\n"
+                           "2023-11-16 18:15:47.1,-12,4\r\n");
+  expectError("serve a.cpplan --trace " + p,
+              kServeError + p + ":3: ContextTokens expects >= 1 but got -12");
+  p = trace("order.csv", h + "2023-11-16 18:15:46.1,12,4\r\n"
+                             "2023-11-16 18:15:45.1,12,4\r\n");
+  expectError("serve a.cpplan --trace " + p,
+              kServeError + p +
+                  ":3: timestamps must not go back in time: 2023-11-16 "
+                  "18:15:45.1 is before the previous row");
+  expectError("serve a.cpplan --trace /nonexistent.csv",
+              kServeError + "cannot read trace '/nonexistent.csv'");
+}
+
+} // namespace
