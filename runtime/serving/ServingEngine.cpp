@@ -434,6 +434,9 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
     now_ += us * 1e-6;
   }
   ++stats_.steps;
+  // Before the finished requests below release their pages.
+  stats_.peakPagesInUse =
+      std::max<int64_t>(stats_.peakPagesInUse, rt_->kvPagesInUse());
   if (!logits.ok()) {
     for (RequestId id : batch)
       finish(id, RequestState::Failed,
@@ -463,8 +466,6 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
         finish(id, RequestState::Finished, "max_tokens");
     }
   }
-  stats_.peakPagesInUse =
-      std::max<int64_t>(stats_.peakPagesInUse, rt_->kvPagesInUse());
   if (stats_.steps % options_.kvSampleEvery == 0)
     sampleKv();
   if (options_.onStep)

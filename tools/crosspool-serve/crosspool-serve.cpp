@@ -2,25 +2,29 @@
 //
 //   crosspool-serve A.cpplan [B.cpplan ...] [--request M:ID,ID,...:MAX_NEW]...
 //       [--kv-pages N] [--kv-page-bytes B] [--stop-at-eos]
+//       [--temperature T] [--top-k K] [--top-p P] [--seed S]
+//       [--json-out FILE]
 //
 // Loads every plan into one Runtime (one KV page allocator shared by all
-// models, one weight arena per pool) and runs the requests concurrently by
-// interleaving steps: each round admits (prefills) waiting requests, then
-// runs one decode step per model over all of that model's running sequences.
-// A request that cannot get KV pages waits for older ones; when nothing can
-// progress the newest running request is preempted (recomputed later), and a
-// request that cannot fit even alone in the pool fails with the KV error.
-// Without --request, a few prompts per model are served.
+// models, one weight arena per pool) and serves the requests with the
+// project's one scheduler, the ServingEngine (continuous batching across
+// models, chunked prefill, admission against the shared KV pool, preemption
+// by recompute; docs/serving.md). All requests arrive at time 0; the engine
+// runs on the measured clock, so TTFT and TBT are real wall time of the
+// steps. Sampling flags apply to every request (greedy by default). Without
+// --request, three prompts per model are served.
 //
-// stdout: one line per request (generated ids, prefill ms, mean ms/token),
-// then a table of the pool accounting. Exit status 1 on a bad argument or
-// plan, or when a request failed.
+// stdout: one line per request (generated ids, TTFT, mean TBT, preemptions,
+// final state and reason), the ServeReport latency table, a table of the
+// pool accounting, and a summary line. --json-out writes the ServeReport JSON
+// plus the per-request records. Exit status 1 on a bad argument or plan, or
+// when a request failed.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/base/Status.h"
 #include "runtime/engine/Runtime.h"
-
-#include "kernels/cpu/Linear.h"
+#include "runtime/serving/ServeReport.h"
+#include "runtime/serving/ServingEngine.h"
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -31,7 +35,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -42,9 +46,10 @@ namespace {
 const char *kUsage =
     "usage: crosspool-serve MODEL.cpplan [MODEL.cpplan ...] "
     "[--request MODEL_INDEX:ID,ID,...:MAX_NEW]... [--kv-pages N] "
-    "[--kv-page-bytes B] [--stop-at-eos]";
+    "[--kv-page-bytes B] [--stop-at-eos] [--temperature T] [--top-k K] "
+    "[--top-p P] [--seed S] [--json-out FILE]";
 
-struct RequestSpec {
+struct CliRequest {
   int model;
   std::vector<int32_t> prompt;
   int64_t maxNew;
@@ -52,12 +57,15 @@ struct RequestSpec {
 
 struct Args {
   std::vector<std::string> plans;
-  std::vector<RequestSpec> requests;
+  std::vector<CliRequest> requests;
   RuntimeOptions runtime;
   bool stopAtEos = false;
+  /// Applied to every request (maxNewTokens and stopIds are per request).
+  SamplingParams sampling;
+  std::string jsonOut;
 };
 
-absl::Status parseRequest(const std::string &text, RequestSpec *out) {
+absl::Status parseRequest(const std::string &text, CliRequest *out) {
   std::vector<std::string> parts = absl::StrSplit(text, ':');
   auto bad = [&](const std::string &why) {
     return absl::InvalidArgumentError(
@@ -80,7 +88,50 @@ absl::Status parseRequest(const std::string &text, RequestSpec *out) {
   return absl::OkStatus();
 }
 
+/// Parses one flag value; ranges of the sampling values are checked by the
+/// engine at submit (validateSampling names the field).
+absl::Status parseValue(const std::string &flag, const std::string &value,
+                        Args *args) {
+  auto bad = [&](const char *what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": expects ", what, " but got '", value, "'"));
+  };
+  if (flag == "--request") {
+    CliRequest r;
+    CP_RETURN_IF_ERROR(parseRequest(value, &r));
+    args->requests.push_back(std::move(r));
+  } else if (flag == "--json-out") {
+    if (value.empty())
+      return bad("a file path");
+    args->jsonOut = value;
+  } else if (flag == "--temperature" || flag == "--top-p") {
+    float v;
+    if (!absl::SimpleAtof(value, &v))
+      return bad("a number");
+    (flag == "--temperature" ? args->sampling.temperature
+                             : args->sampling.topP) = v;
+  } else if (flag == "--top-k") {
+    if (!absl::SimpleAtoi(value, &args->sampling.topK))
+      return bad("an integer");
+  } else if (flag == "--seed") {
+    if (!absl::SimpleAtoi(value, &args->sampling.seed))
+      return bad("an unsigned integer");
+  } else {
+    int64_t v;
+    if (!absl::SimpleAtoi(value, &v) || v < 1 || v > (int64_t(1) << 31) - 1)
+      return bad("an integer in [1, 2^31)");
+    if (flag == "--kv-pages")
+      args->runtime.kvPages = int32_t(v);
+    else
+      args->runtime.kvPageBytes = size_t(v);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Args> parseArgs(int argc, char **argv) {
+  static const char *kValueFlags[] = {
+      "--request", "--kv-pages", "--kv-page-bytes", "--temperature",
+      "--top-k",   "--top-p",    "--seed",          "--json-out"};
   Args args;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i], value;
@@ -98,7 +149,8 @@ absl::StatusOr<Args> parseArgs(int argc, char **argv) {
       args.stopAtEos = true;
       continue;
     }
-    if (arg != "--request" && arg != "--kv-pages" && arg != "--kv-page-bytes")
+    if (std::find(std::begin(kValueFlags), std::end(kValueFlags), arg) ==
+        std::end(kValueFlags))
       return absl::InvalidArgumentError(
           absl::StrCat("unknown flag '", arg, "'; ", kUsage));
     if (!inlineValue) {
@@ -107,25 +159,12 @@ absl::StatusOr<Args> parseArgs(int argc, char **argv) {
             absl::StrCat(arg, " expects a value"));
       value = argv[++i];
     }
-    if (arg == "--request") {
-      RequestSpec r;
-      CP_RETURN_IF_ERROR(parseRequest(value, &r));
-      args.requests.push_back(std::move(r));
-    } else {
-      int64_t v;
-      if (!absl::SimpleAtoi(value, &v) || v < 1 || v > (int64_t(1) << 31) - 1)
-        return absl::InvalidArgumentError(absl::StrCat(
-            arg, ": expects an integer in [1, 2^31) but got '", value, "'"));
-      if (arg == "--kv-pages")
-        args.runtime.kvPages = int32_t(v);
-      else
-        args.runtime.kvPageBytes = size_t(v);
-    }
+    CP_RETURN_IF_ERROR(parseValue(arg, value, &args));
   }
   if (args.plans.empty())
     return absl::InvalidArgumentError(
         absl::StrCat("missing plan files; ", kUsage));
-  for (const RequestSpec &r : args.requests)
+  for (const CliRequest &r : args.requests)
     if (r.model >= int(args.plans.size()))
       return absl::InvalidArgumentError(
           absl::StrCat("--request names model ", r.model, " but only ",
@@ -133,219 +172,14 @@ absl::StatusOr<Args> parseArgs(int argc, char **argv) {
   return args;
 }
 
-using Clock = std::chrono::steady_clock;
-double msSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-struct Request {
-  int index = 0;
-  RequestSpec spec;
-  enum State { kWaiting, kRunning, kDone, kFailed } state = kWaiting;
-  SequenceId seq = -1;
-  std::vector<int32_t> generated;
-  double prefillMs = 0, decodeMs = 0;
-  int64_t decodeSteps = 0;
-  int preemptions = 0;
-  std::string error;
-};
-
-/// Round-robin over models and sequences, first come first served for KV
-/// pages: each round runs one decode step per model (all its running
-/// sequences), then admits waiting requests in arrival order unless an older
-/// request is stuck waiting for pages. When nothing can progress, the newest
-/// running request is preempted (its pages released; it is recomputed from
-/// its prompt and tokens so far when readmitted). A request that cannot grow
-/// while alone in the pool, or that cannot be admitted into an empty pool,
-/// can never fit and fails.
-class Server {
-public:
-  Server(Runtime &rt, std::vector<ModelId> models, bool stopAtEos)
-      : rt_(rt), models_(std::move(models)), stopAtEos_(stopAtEos),
-        peakPages_(models_.size(), 0) {}
-
-  void serve(std::vector<Request> &reqs) {
-    auto live = [&](Request::State state) {
-      return std::any_of(reqs.begin(), reqs.end(),
-                         [&](const Request &r) { return r.state == state; });
-    };
-    while (live(Request::kWaiting) || live(Request::kRunning)) {
-      bool progress = false;
-      stuck_ = false;
-      for (size_t m = 0; m < models_.size(); ++m)
-        progress |= decodeModel(int(m), reqs);
-      for (Request &r : reqs) {
-        if (stuck_)
-          break;
-        if (r.state == Request::kWaiting)
-          progress |= admit(r);
-      }
-      if (progress)
-        continue;
-      int64_t running =
-          std::count_if(reqs.begin(), reqs.end(), [](const Request &r) {
-            return r.state == Request::kRunning;
-          });
-      if (running > 1)
-        preemptNewest(reqs);
-      else if (running == 1)
-        failNewestRunning(reqs); // alone in the pool and still cannot grow
-      else
-        failOldestWaiting(reqs);
-    }
-  }
-
-  int64_t peakPages(int model) const { return peakPages_[model]; }
-
-private:
-  void notePages() {
-    for (size_t m = 0; m < models_.size(); ++m)
-      peakPages_[m] = std::max(peakPages_[m], rt_.kvPagesInUse(models_[m]));
-  }
-
-  void finish(Request &r, Request::State state, std::string error = "") {
-    if (r.seq >= 0)
-      (void)rt_.release(r.seq);
-    r.seq = -1;
-    r.state = state;
-    r.error = std::move(error);
-  }
-
-  /// Appends the argmax of `logits` and finishes the request when complete.
-  void emit(Request &r, const float *logits) {
-    const ModelInfo *info = *rt_.modelInfo(models_[r.spec.model]);
-    int32_t next =
-        int32_t(crosspool::kernels::cpu::argmax(logits, info->vocabSize));
-    r.generated.push_back(next);
-    bool eos = stopAtEos_ && std::count(info->eosTokenIds.begin(),
-                                        info->eosTokenIds.end(), next);
-    if (eos || int64_t(r.generated.size()) >= r.spec.maxNew)
-      finish(r, Request::kDone);
-  }
-
-  /// Prefills a waiting request (a preempted one: its prompt plus all but
-  /// the last generated token, which the next decode step feeds).
-  bool admit(Request &r) {
-    ModelId model = models_[r.spec.model];
-    if (r.seq < 0)
-      r.seq = *rt_.startSequence(model);
-    std::vector<int32_t> ids = r.spec.prompt;
-    if (!r.generated.empty())
-      ids.insert(ids.end(), r.generated.begin(), r.generated.end() - 1);
-    auto t0 = Clock::now();
-    absl::StatusOr<std::vector<float>> logits = rt_.prefill(r.seq, ids);
-    if (absl::IsResourceExhausted(logits.status())) {
-      pendingError_[r.index] = std::string(logits.status().message());
-      stuck_ = true;
-      return false;
-    }
-    if (!logits.ok()) {
-      finish(r, Request::kFailed, std::string(logits.status().message()));
-      return true;
-    }
-    if (r.preemptions == 0)
-      r.prefillMs = msSince(t0);
-    r.state = Request::kRunning;
-    notePages();
-    if (r.generated.empty()) {
-      const ModelInfo *info = *rt_.modelInfo(model);
-      emit(r, logits->data() + (ids.size() - 1) * info->vocabSize);
-    }
-    return true;
-  }
-
-  /// One step over every running sequence of model `m`; sequences the KV pool
-  /// cannot extend wait for a later round.
-  bool decodeModel(int m, std::vector<Request> &reqs) {
-    std::vector<Request *> batch;
-    for (Request &r : reqs)
-      if (r.state == Request::kRunning && r.spec.model == m)
-        batch.push_back(&r);
-    if (batch.empty())
-      return false;
-    if (runBatch(batch))
-      return true;
-    bool progress = false;
-    for (Request *r : batch)
-      if (r->state == Request::kRunning)
-        progress |= runBatch({r});
-    return progress;
-  }
-
-  bool runBatch(const std::vector<Request *> &batch) {
-    std::vector<SequenceId> seqs;
-    std::vector<int32_t> ids;
-    for (Request *r : batch) {
-      seqs.push_back(r->seq);
-      ids.push_back(r->generated.back());
-    }
-    auto t0 = Clock::now();
-    absl::StatusOr<std::vector<float>> logits = rt_.decode(seqs, ids);
-    if (absl::IsResourceExhausted(logits.status())) {
-      for (Request *r : batch)
-        pendingError_[r->index] = std::string(logits.status().message());
-      stuck_ = true;
-      return false;
-    }
-    if (!logits.ok()) {
-      for (Request *r : batch)
-        finish(*r, Request::kFailed, std::string(logits.status().message()));
-      return true;
-    }
-    double ms = msSince(t0);
-    notePages();
-    int64_t vocab = (*rt_.modelInfo(models_[batch[0]->spec.model]))->vocabSize;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      batch[i]->decodeMs += ms;
-      ++batch[i]->decodeSteps;
-      emit(*batch[i], logits->data() + i * vocab);
-    }
-    return true;
-  }
-
-  void preemptNewest(std::vector<Request> &reqs) {
-    for (auto it = reqs.rbegin(); it != reqs.rend(); ++it)
-      if (it->state == Request::kRunning) {
-        (void)rt_.release(it->seq);
-        it->seq = -1;
-        it->state = Request::kWaiting;
-        ++it->preemptions;
-        return;
-      }
-  }
-
-  void failNewestRunning(std::vector<Request> &reqs) {
-    for (auto it = reqs.rbegin(); it != reqs.rend(); ++it)
-      if (it->state == Request::kRunning) {
-        finish(*it, Request::kFailed, pendingError_[it->index]);
-        return;
-      }
-  }
-
-  void failOldestWaiting(std::vector<Request> &reqs) {
-    for (Request &r : reqs)
-      if (r.state == Request::kWaiting) {
-        finish(r, Request::kFailed, pendingError_[r.index]);
-        return;
-      }
-  }
-
-  Runtime &rt_;
-  std::vector<ModelId> models_;
-  bool stopAtEos_;
-  bool stuck_ = false;
-  std::vector<int64_t> peakPages_;
-  std::map<int, std::string> pendingError_;
-};
-
 /// A few prompts per model: lengths 1, 5 and 9, 12 new tokens each.
-std::vector<RequestSpec> defaultRequests(const Runtime &rt,
-                                         const std::vector<ModelId> &models) {
-  std::vector<RequestSpec> out;
+std::vector<CliRequest> defaultRequests(const Runtime &rt,
+                                        const std::vector<ModelId> &models) {
+  std::vector<CliRequest> out;
   for (size_t m = 0; m < models.size(); ++m) {
     int64_t vocab = (*rt.modelInfo(models[m]))->vocabSize;
     for (int len : {1, 5, 9}) {
-      RequestSpec r{int(m), {}, 12};
+      CliRequest r{int(m), {}, 12};
       for (int j = 0; j < len; ++j)
         r.prompt.push_back(int32_t((m * 31 + len * 7 + j * 13 + 3) % vocab));
       out.push_back(std::move(r));
@@ -354,52 +188,139 @@ std::vector<RequestSpec> defaultRequests(const Runtime &rt,
   return out;
 }
 
+/// Per-model peak KV pages, sampled after every step. The engine releases a
+/// finished request's pages inside the step, so the pages such a request held
+/// during its last step (one per fed token: prompt + output - 1) are added
+/// back for that step.
+class PeakTracker {
+public:
+  PeakTracker(const Runtime &rt, std::vector<ModelId> models)
+      : rt_(rt), models_(std::move(models)), peak_(models_.size(), 0) {}
+
+  void onStep(const ServingEngine &engine) {
+    const std::vector<RequestRecord> &records = engine.records();
+    counted_.resize(records.size(), false);
+    std::vector<int64_t> released(models_.size(), 0);
+    for (size_t i = 0; i < records.size(); ++i) {
+      const RequestRecord &r = records[i];
+      if (counted_[i] || !r.terminal())
+        continue;
+      counted_[i] = true;
+      if (r.state == RequestState::Finished && !r.output.empty())
+        released[r.model] += rt_.kvPagesFor(
+            models_[r.model], r.promptTokens + int64_t(r.output.size()) - 1);
+    }
+    for (size_t m = 0; m < models_.size(); ++m)
+      peak_[m] = std::max(peak_[m], rt_.kvPagesInUse(models_[m]) + released[m]);
+  }
+  /// Requests that ended before the run (failed at submit) held no pages.
+  void skipEnded(const ServingEngine &engine) {
+    counted_.assign(engine.records().size(), false);
+    for (size_t i = 0; i < counted_.size(); ++i)
+      counted_[i] = engine.records()[i].terminal();
+  }
+  int64_t peak(int m) const { return peak_[m]; }
+
+private:
+  const Runtime &rt_;
+  std::vector<ModelId> models_;
+  std::vector<int64_t> peak_;
+  std::vector<bool> counted_;
+};
+
+std::string msOrDash(bool have, double seconds) {
+  return have ? absl::StrFormat("%.3f", seconds * 1e3) : std::string("-");
+}
+
+nlohmann::json recordJson(const RequestRecord &r) {
+  return {{"id", r.id},
+          {"model", r.model},
+          {"state", requestStateName(r.state)},
+          {"reason", r.reason},
+          {"prompt_tokens", r.promptTokens},
+          {"output", r.output},
+          {"arrival_s", r.arrivalTime},
+          {"finish_s", r.finishTime},
+          {"token_times_s", r.tokenTimes},
+          {"preemptions", r.preemptions},
+          {"recomputed_tokens", r.recomputedTokens}};
+}
+
 absl::Status runMain(int argc, char **argv, bool *requestFailed) {
   CP_ASSIGN_OR_RETURN(Args args, parseArgs(argc, argv));
   CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt,
                       Runtime::create(args.runtime));
   std::vector<ModelId> models;
+  std::vector<std::string> names;
   for (const std::string &plan : args.plans) {
     CP_ASSIGN_OR_RETURN(ModelId id, rt->loadModel(plan));
     models.push_back(id);
+    names.push_back((*rt->modelInfo(id))->name);
   }
   if (args.requests.empty())
     args.requests = defaultRequests(*rt, models);
-  std::vector<Request> reqs;
-  for (size_t i = 0; i < args.requests.size(); ++i) {
-    Request r;
-    r.index = int(i);
-    r.spec = args.requests[i];
-    reqs.push_back(std::move(r));
-  }
 
-  Server server(*rt, models, args.stopAtEos);
-  auto t0 = Clock::now();
-  server.serve(reqs);
-  double wallMs = msSince(t0);
+  PeakTracker peaks(*rt, models);
+  ServingEngine::Options options;
+  options.clock = ServingEngine::Clock::Measured;
+  options.onStep = [&peaks](const ServingEngine &e) { peaks.onStep(e); };
+  CP_ASSIGN_OR_RETURN(std::unique_ptr<ServingEngine> engine,
+                      ServingEngine::create(rt.get(), models, options));
+
+  // Every request is checked before any runs: a bad one is an error of the
+  // command line, not a failed request.
+  for (size_t i = 0; i < args.requests.size(); ++i) {
+    const CliRequest &c = args.requests[i];
+    const ModelInfo *info = *rt->modelInfo(models[c.model]);
+    RequestSpec spec;
+    spec.model = c.model;
+    spec.prompt = c.prompt;
+    spec.sampling = args.sampling;
+    spec.sampling.maxNewTokens = c.maxNew;
+    spec.arrivalTime = 0;
+    if (args.stopAtEos)
+      for (int64_t eos : info->eosTokenIds)
+        if (eos >= 0 && eos < info->vocabSize) // others can never be emitted
+          spec.sampling.stopIds.push_back(int32_t(eos));
+    absl::StatusOr<RequestId> id = engine->submit(spec);
+    if (!id.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("request ", i, " (model ", c.model, ", ", info->name,
+                       "): ", id.status().message()));
+  }
+  peaks.skipEnded(*engine);
+
+  auto t0 = std::chrono::steady_clock::now();
+  CP_RETURN_IF_ERROR(engine->runUntilIdle());
+  double wallS =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+          .count();
 
   int64_t tokens = 0;
-  std::vector<int64_t> perModelTokens(models.size(), 0),
-      perModelRequests(models.size(), 0);
-  for (const Request &r : reqs) {
-    const ModelInfo *info = *rt->modelInfo(models[r.spec.model]);
-    std::string head =
-        absl::StrFormat("request %d model %d (%s) prompt_len %d", r.index,
-                        r.spec.model, info->name, r.spec.prompt.size());
-    ++perModelRequests[r.spec.model];
-    if (r.state != Request::kDone) {
+  std::vector<int64_t> modelTokens(models.size(), 0),
+      modelRequests(models.size(), 0);
+  for (const RequestRecord &r : engine->records()) {
+    const size_t n = r.output.size();
+    ++modelRequests[r.model];
+    modelTokens[r.model] += int64_t(n);
+    tokens += int64_t(n);
+    if (r.state != RequestState::Finished)
       *requestFailed = true;
-      std::printf("%s error: %s\n", head.c_str(), r.error.c_str());
-      continue;
-    }
-    tokens += r.generated.size();
-    perModelTokens[r.spec.model] += r.generated.size();
-    std::printf("%s generated [%s] prefill_ms %.3f ms_per_token %.3f "
-                "preemptions %d\n",
-                head.c_str(), absl::StrJoin(r.generated, ", ").c_str(),
-                r.prefillMs, r.decodeSteps ? r.decodeMs / r.decodeSteps : 0.0,
-                r.preemptions);
+    double ttft = n ? r.tokenTimes.front() - r.arrivalTime : 0;
+    double tbt =
+        n > 1 ? (r.tokenTimes.back() - r.tokenTimes.front()) / double(n - 1)
+              : 0;
+    std::printf("request %lld model %d (%s) prompt_len %lld generated [%s] "
+                "ttft_ms %s tbt_ms %s preemptions %d state %s reason %s\n",
+                (long long)r.id, int(r.model), names[r.model].c_str(),
+                (long long)r.promptTokens,
+                absl::StrJoin(r.output, ", ").c_str(),
+                msOrDash(n > 0, ttft).c_str(), msOrDash(n > 1, tbt).c_str(),
+                r.preemptions, requestStateName(r.state), r.reason.c_str());
   }
+
+  ServeReport report = buildReport(*engine, "crosspool", names);
+  std::printf("\n%s", formatReportTable(report).c_str());
 
   std::printf("\n%-3s %-24s %14s %16s %9s %7s %14s\n", "id", "model",
               "kv_pool_bytes", "weights_pool_b", "requests", "tokens",
@@ -408,9 +329,8 @@ absl::Status runMain(int argc, char **argv, bool *requestFailed) {
     const ModelInfo *info = *rt->modelInfo(models[m]);
     std::printf("%-3zu %-24s %14zu %16zu %9lld %7lld %14lld\n", m,
                 info->name.c_str(), info->kvPoolWeightBytes,
-                info->weightsPoolWeightBytes, (long long)perModelRequests[m],
-                (long long)perModelTokens[m],
-                (long long)server.peakPages(int(m)));
+                info->weightsPoolWeightBytes, (long long)modelRequests[m],
+                (long long)modelTokens[m], (long long)peaks.peak(int(m)));
   }
   std::printf("%-3s %-24s %14zu %16zu\n", "", "total",
               rt->kvPoolArena().totalBytes(),
@@ -420,9 +340,26 @@ absl::Status runMain(int argc, char **argv, bool *requestFailed) {
               rt->kvPagesTotal(), rt->kvPageBytes(), models.size(),
               rt->kvPagesPeak(), 100.0 * rt->kvPagesPeak() / rt->kvPagesTotal(),
               rt->kvPagesInUse());
-  std::printf("served %zu requests, %lld tokens in %.1f ms (%.1f tokens/s)\n",
-              reqs.size(), (long long)tokens, wallMs,
-              wallMs > 0 ? tokens * 1000.0 / wallMs : 0.0);
+  std::printf("served %zu requests, %lld tokens in %.1f ms (%.1f tokens/s), "
+              "%lld steps, %lld preemptions\n",
+              engine->records().size(), (long long)tokens, wallS * 1e3,
+              wallS > 0 ? double(tokens) / wallS : 0.0,
+              (long long)engine->stats().steps,
+              (long long)engine->stats().preemptions);
+
+  if (!args.jsonOut.empty()) {
+    nlohmann::json out = reportToJson(report);
+    out["wall_s"] = wallS;
+    nlohmann::json requests = nlohmann::json::array();
+    for (const RequestRecord &r : engine->records())
+      requests.push_back(recordJson(r));
+    out["requests"] = std::move(requests);
+    std::ofstream file(args.jsonOut);
+    file << out.dump(2) << "\n";
+    if (!file)
+      return absl::UnavailableError(
+          absl::StrCat("--json-out: cannot write '", args.jsonOut, "'"));
+  }
   return absl::OkStatus();
 }
 

@@ -4,9 +4,12 @@
 #include "test/e2e/Goldens.h"
 #include "test/unit/runtime/TinyModel.h"
 
+#include "nlohmann/json.hpp"
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -419,21 +422,24 @@ TEST(EngineTest, ServeToolInterleavesModelsAndPreempts) {
               pb = writeTinyModel(b, "serve_b");
   std::string requests = " --request 0:1,2,3:6 --request 1:4:6 "
                          "--request 0:9,9:6 --request 1:5,6,7,8:6";
+  auto ids = [](const std::vector<int32_t> &v) {
+    std::string out;
+    for (size_t k = 0; k < v.size(); ++k)
+      out += (k ? ", " : "") + std::to_string(v[k]);
+    return "generated [" + out + "] ttft_ms ";
+  };
   // 20 pages of 2 tokens x 2 layers hold 10 tokens in all: the four requests
   // (up to 9 tokens each) must share them, with preemption, and still get
   // exactly the reference tokens.
+  std::string dir = makeTempDir("serve_json");
   for (std::string pages : {"4096", "20"}) {
-    ToolResult r = runTool("crosspool-serve", pa + " " + pb + requests +
-                                                  " --kv-page-bytes 64 "
-                                                  "--kv-pages " +
-                                                  pages);
+    std::string json = dir + "/serve_" + pages + ".json";
+    ToolResult r =
+        runTool("crosspool-serve", pa + " " + pb + requests +
+                                       " --kv-page-bytes 64 "
+                                       "--kv-pages " +
+                                       pages + " --json-out " + json);
     ASSERT_EQ(r.status, 0) << r.err << r.out;
-    auto ids = [](const std::vector<int32_t> &v) {
-      std::string out;
-      for (size_t k = 0; k < v.size(); ++k)
-        out += (k ? ", " : "") + std::to_string(v[k]);
-      return "generated [" + out + "]";
-    };
     EXPECT_THAT(r.out, HasSubstr("request 0 model 0 (tiny) prompt_len 3 " +
                                  ids(a.referenceGenerate({1, 2, 3}, 6))));
     EXPECT_THAT(r.out, HasSubstr("request 1 model 1 (tiny) prompt_len 1 " +
@@ -442,31 +448,105 @@ TEST(EngineTest, ServeToolInterleavesModelsAndPreempts) {
                                  ids(a.referenceGenerate({9, 9}, 6))));
     EXPECT_THAT(r.out, HasSubstr("request 3 model 1 (tiny) prompt_len 4 " +
                                  ids(b.referenceGenerate({5, 6, 7, 8}, 6))));
+    EXPECT_THAT(r.out, ::testing::Not(HasSubstr("state failed")));
     EXPECT_THAT(r.out, HasSubstr("kv pool: " + pages +
                                  " pages x 64 bytes shared by 2 models"));
     EXPECT_THAT(r.out, HasSubstr("in use at end 0"));
-    if (pages == "20")
-      EXPECT_THAT(r.out, ::testing::ContainsRegex("preemptions [1-9]"));
+    EXPECT_THAT(r.out, HasSubstr("served 4 requests, 24 tokens in "));
+    // Pool table rows: 2 requests and 12 tokens per model.
+    EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                           "\n0 +tiny +[0-9]+ +[0-9]+ +2 +12 +[1-9][0-9]*\n"));
+    EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                           "\n1 +tiny +[0-9]+ +[0-9]+ +2 +12 +[1-9][0-9]*\n"));
+    if (pages == "20") {
+      EXPECT_THAT(r.out, ::testing::ContainsRegex(
+                             "preemptions [1-9][0-9]* state finished"));
+      EXPECT_THAT(r.out, ::testing::ContainsRegex(", [1-9][0-9]* preemptions"));
+      EXPECT_THAT(r.out, HasSubstr("peak in use 20 (100.0%)"));
+    } else {
+      EXPECT_THAT(r.out, HasSubstr(", 0 preemptions"));
+    }
+    // The JSON report carries the same records.
+    std::ifstream in(json);
+    ASSERT_TRUE(in) << json;
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    ASSERT_FALSE(j.is_discarded());
+    ASSERT_EQ(j["requests"].size(), 4u);
+    EXPECT_EQ(j["requests"][3]["output"].get<std::vector<int32_t>>(),
+              b.referenceGenerate({5, 6, 7, 8}, 6));
+    EXPECT_EQ(j["overall"]["output_tokens"].get<int64_t>(), 24);
+    EXPECT_EQ(j["kv_pages_capacity"].get<int64_t>(), std::stoll(pages));
+    EXPECT_LE(j["kv_pages_peak"].get<int64_t>(), std::stoll(pages));
   }
+
+  // Sampling: the same seed gives the same tokens whatever the pool size
+  // (preemption recomputes), and temperature 0 is greedy.
+  std::string sampled[2];
+  for (int k = 0; k < 2; ++k) {
+    ToolResult r = runTool("crosspool-serve",
+                           pa + " " + pb + requests +
+                               " --kv-page-bytes 64 --temperature 1.5 "
+                               "--top-k 8 --top-p 0.95 --seed 7 --kv-pages " +
+                               (k ? "20" : "4096"));
+    ASSERT_EQ(r.status, 0) << r.err << r.out;
+    for (size_t at = r.out.find("generated ["); at != std::string::npos;
+         at = r.out.find("generated [", at + 1))
+      sampled[k] += r.out.substr(at, r.out.find(']', at) - at) + "\n";
+  }
+  EXPECT_EQ(sampled[0], sampled[1]);
+  EXPECT_EQ(std::count(sampled[0].begin(), sampled[0].end(), '\n'), 4);
+  EXPECT_THAT(sampled[0], ::testing::Not(HasSubstr(
+                              ids(a.referenceGenerate({1, 2, 3}, 6)))));
+  ToolResult greedy =
+      runTool("crosspool-serve", pa + " --request 0:1,2,3:6 --temperature 0 "
+                                      "--seed 99");
+  ASSERT_EQ(greedy.status, 0) << greedy.err;
+  EXPECT_THAT(greedy.out, HasSubstr(ids(a.referenceGenerate({1, 2, 3}, 6))));
 
   // A request that cannot fit even alone fails; the others still finish.
   ToolResult r = runTool("crosspool-serve",
                          pa + " --request 0:1,2,3,4,5,6,7:4 --request 0:1:2 "
                               "--kv-page-bytes 64 --kv-pages 8");
   EXPECT_EQ(r.status, 1);
-  EXPECT_THAT(r.out, HasSubstr("request 0 model 0 (tiny) prompt_len 7 error: "
-                               "tiny: KV pool exhausted"));
-  EXPECT_THAT(r.out, HasSubstr("request 1 model 0 (tiny) prompt_len 1 "
-                               "generated"));
+  EXPECT_THAT(r.out, HasSubstr("request 0 model 0 (tiny) prompt_len 7 "
+                               "generated [] ttft_ms - tbt_ms - preemptions 0 "
+                               "state failed reason can never fit: needs 10 "
+                               "KV pages"));
+  EXPECT_THAT(r.out, HasSubstr("request 1 model 0 (tiny) prompt_len 1 " +
+                               ids(a.referenceGenerate({1}, 2))));
+  EXPECT_THAT(r.out, HasSubstr("state finished reason max_tokens"));
 
   r = runTool("crosspool-serve", pa + " --request 1:1:2");
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "crosspool-serve: error: --request names model 1 but only "
                    "1 plans were given\n");
   r = runTool("crosspool-serve", pa + " --request 0:1");
+  EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.err, HasSubstr("expects 3 fields but got 2"));
   r = runTool("crosspool-serve", "");
+  EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.err, HasSubstr("missing plan files"));
+  r = runTool("crosspool-serve", pa + " --top-p 0");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err,
+              ::testing::StartsWith(
+                  "crosspool-serve: error: request 0 (model 0, tiny): "));
+  EXPECT_THAT(r.err, HasSubstr("top"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  r = runTool("crosspool-serve", pa + " --temperature warm");
+  EXPECT_EQ(r.err, "crosspool-serve: error: --temperature: expects a number "
+                   "but got 'warm'\n");
+  r = runTool("crosspool-serve", pa + " --request 0:1,999999:2");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err, HasSubstr("prompt id 999999 is outside the vocabulary"));
+  r = runTool("crosspool-serve", pa + " --json-out /nonexistent_dir/x.json");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err, "crosspool-serve: error: --json-out: cannot write "
+                   "'/nonexistent_dir/x.json'\n");
+  r = runTool("crosspool-serve", pa + " --bogus 1");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_THAT(r.err, HasSubstr("unknown flag '--bogus'"));
 }
 
 //===--- Real compiled plans (only when crosspool-compile is available) ---===//
