@@ -3,6 +3,7 @@
 //   crosspool-run model.cpplan --prompt-ids 3,17,42 [--max-new-tokens 16]
 //       [--logits-out F.safetensors] [--checkpoint DIR] [--kv-pages N]
 //       [--kv-page-bytes B] [--stop-at-eos]
+//       [--device cpu|cuda] [--precision fp32|bf16] (cuda builds only)
 //
 // Prints exactly one JSON object {"generated_ids": [...]} on stdout. Greedy;
 // stops at max-new-tokens (at the first eos only with --stop-at-eos).
@@ -13,6 +14,9 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/base/Status.h"
 #include "runtime/engine/Runtime.h"
+#ifdef CROSSPOOL_HAVE_CUDA
+#include "runtime/cuda/CudaRuntime.h"
+#endif
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -39,12 +43,15 @@ struct Args {
   std::string checkpoint;
   RuntimeOptions runtime;
   bool stopAtEos = false;
+  std::string device = "cpu";
+  std::string precision = "fp32";
 };
 
 const char *kUsage =
     "usage: crosspool-run MODEL.cpplan --prompt-ids ID,ID,... "
     "[--max-new-tokens N] [--logits-out FILE.safetensors] [--checkpoint DIR] "
-    "[--kv-pages N] [--kv-page-bytes B] [--stop-at-eos]";
+    "[--kv-pages N] [--kv-page-bytes B] [--stop-at-eos] [--device cpu|cuda] "
+    "[--precision fp32|bf16]";
 
 template <typename T>
 absl::Status parseNumber(const std::string &flag, const std::string &text,
@@ -100,7 +107,8 @@ absl::StatusOr<Args> parseArgs(int argc, char **argv) {
       return absl::InvalidArgumentError(kUsage);
     static const char *const kValued[] = {"--prompt-ids", "--max-new-tokens",
                                           "--logits-out", "--checkpoint",
-                                          "--kv-pages",   "--kv-page-bytes"};
+                                          "--kv-pages",   "--kv-page-bytes",
+                                          "--device",     "--precision"};
     if (std::find(std::begin(kValued), std::end(kValued), arg) ==
         std::end(kValued))
       return absl::InvalidArgumentError(
@@ -120,6 +128,16 @@ absl::StatusOr<Args> parseArgs(int argc, char **argv) {
           parseNumber<int64_t>(arg, value, 0, &args.maxNewTokens));
     } else if (arg == "--logits-out") {
       args.logitsOut = value;
+    } else if (arg == "--device") {
+      if (value != "cpu" && value != "cuda")
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--device: expects cpu or cuda but got '", value, "'"));
+      args.device = value;
+    } else if (arg == "--precision") {
+      if (value != "fp32" && value != "bf16")
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--precision: expects fp32 or bf16 but got '", value, "'"));
+      args.precision = value;
     } else if (arg == "--checkpoint") {
       args.checkpoint = value;
     } else if (arg == "--kv-pages") {
@@ -161,10 +179,9 @@ absl::Status writeLogits(const std::string &path,
   return absl::OkStatus();
 }
 
-absl::Status runMain(int argc, char **argv) {
-  CP_ASSIGN_OR_RETURN(Args args, parseArgs(argc, argv));
-  CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt,
-                      Runtime::create(args.runtime));
+/// Loads the plan into `rt` (Runtime or cuda::CudaRuntime), generates and
+/// prints the result.
+template <typename Rt> absl::Status generateAndPrint(Rt *rt, const Args &args) {
   LoadOptions load;
   load.checkpointDir = args.checkpoint;
   CP_ASSIGN_OR_RETURN(ModelId model, rt->loadModel(args.plan, load));
@@ -182,6 +199,31 @@ absl::Status runMain(int argc, char **argv) {
   std::printf("{\"generated_ids\": [%s]}\n",
               absl::StrJoin(result.generatedIds, ", ").c_str());
   return absl::OkStatus();
+}
+
+absl::Status runMain(int argc, char **argv) {
+  CP_ASSIGN_OR_RETURN(Args args, parseArgs(argc, argv));
+  if (args.device == "cuda") {
+#ifdef CROSSPOOL_HAVE_CUDA
+    cuda::CudaRuntimeOptions options;
+    CP_ASSIGN_OR_RETURN(options.precision,
+                        cuda::parsePrecision(args.precision));
+    CP_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaRuntime> rt,
+                        cuda::CudaRuntime::create(options));
+    return generateAndPrint(rt.get(), args);
+#else
+    return absl::FailedPreconditionError(
+        "--device cuda: this crosspool-run was built without CUDA "
+        "(configure with -DCROSSPOOL_ENABLE_CUDA=ON)");
+#endif
+  }
+  if (args.precision != "fp32")
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--precision ", args.precision,
+        " needs --device cuda (the CPU backend is fp32)"));
+  CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt,
+                      Runtime::create(args.runtime));
+  return generateAndPrint(rt.get(), args);
 }
 
 } // namespace

@@ -1,0 +1,663 @@
+//===- CudaExecutor.cpp - A plan's streams on one GPU ---------------------===//
+#include "runtime/cuda/CudaExecutor.h"
+
+#include "kernels/cuda/CudaCheck.h"
+#include "runtime/base/Status.h"
+#include "runtime/format/StreamCheck.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <algorithm>
+
+namespace crosspool::runtime::cuda {
+
+namespace fb = crosspool::plan;
+namespace cudak = crosspool::kernels::cuda;
+
+/// An instruction decoded once at load (slot ids, device weight pointers,
+/// kernel parameter structs).
+struct CudaExecutor::Instr {
+  fb::Opcode op = fb::Opcode::Task;
+  fb::Kernel kernel = fb::Kernel::None;
+  std::string where;
+  int32_t in0 = -1, in1 = -1, out = -1;
+  int32_t channel = -1, seq = 0;
+  int64_t width = 0, outWidth = 0;
+  std::vector<const void *> w;
+  float eps = 0;
+  int64_t intermediate = 0;
+  int32_t kvLayer = -1;
+  cudak::AttentionWeights attnWeights;
+  cudak::AttentionParams attnParams;
+  cudak::MoeWeights moeWeights;
+  cudak::MoeParams moeParams;
+};
+
+struct CudaExecutor::Pool {
+  fb::Pool pool = fb::Pool::KV;
+  std::vector<Instr> instrs;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  void *workspace = nullptr;
+  int64_t workspaceBytes = 0;
+  void *mlpScratch = nullptr; ///< gate and up rows of Mlp tasks
+  int64_t mlpScratchBytes = 0;
+  /// Fork (first pool: inputs are on the device) and join (other pools:
+  /// their part of the step is done) point of a step.
+  cudaEvent_t inputsReady = nullptr;
+  cudak::BlockContext ctx(int32_t numSms) const {
+    cudak::BlockContext c;
+    c.stream = stream;
+    c.blas = blas;
+    c.numSms = numSms;
+    c.workspace = workspace;
+    c.workspaceBytes = workspaceBytes;
+    return c;
+  }
+};
+
+namespace {
+
+const char *poolName(fb::Pool pool) {
+  return pool == fb::Pool::KV ? "KV" : "Weights";
+}
+
+absl::Status prefixed(const absl::Status &st, const std::string &prefix) {
+  return absl::Status(st.code(), absl::StrCat(prefix, st.message()));
+}
+
+} // namespace
+
+absl::StatusOr<std::unique_ptr<CudaExecutor>>
+CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
+                     std::vector<cudak::KvCacheView> kvLayers, cudak::DType dt,
+                     std::string name, bool useGraphs) {
+  auto fail = [&](const std::string &msg) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", msg));
+  };
+  absl::Status check = checkPlanStreams(plan);
+  if (!check.ok())
+    return prefixed(check, name + ": ");
+  const auto &planWeights = *plan.weights();
+  if (weights.size() != planWeights.size())
+    return fail(absl::StrCat("expects ", planWeights.size(),
+                             " device weights but got ", weights.size()));
+  for (size_t i = 0; i < weights.size(); ++i)
+    if (!weights[i])
+      return fail(absl::StrCat("weight ", i, " '",
+                               planWeights.Get(i)->name()->str(),
+                               "' has no device data"));
+  size_t numKv = plan.kv_layers() ? plan.kv_layers()->size() : 0;
+  if (kvLayers.size() != numKv)
+    return fail(absl::StrCat("expects ", numKv, " KV layer views but got ",
+                             kvLayers.size()));
+
+  std::unique_ptr<CudaExecutor> ex(new CudaExecutor());
+  ex->name_ = name;
+  ex->dt_ = dt;
+  ex->useGraphs_ = useGraphs;
+  ex->vocab_ = plan.vocab_size();
+  ex->inputSlot_ = plan.input_slot();
+  ex->outputSlot_ = plan.output_slot();
+  ex->kv_ = std::move(kvLayers);
+  int device = 0;
+  CP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  CP_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
+      &ex->numSms_, cudaDevAttrMultiProcessorCount, device));
+
+  for (const fb::Slot *s : *plan.slots()) {
+    ex->slotWidth_.push_back(s->width());
+    ex->slotPool_.push_back(static_cast<int>(s->pool()));
+    ex->slotKind_.push_back(static_cast<int>(s->kind()));
+    ex->slotPtr_.push_back(nullptr);
+  }
+  if (plan.channels()) {
+    for (const fb::Channel *ch : *plan.channels()) {
+      ex->eventBase_.push_back(static_cast<int32_t>(ex->events_.size()));
+      ex->perStep_.push_back(ch->per_step());
+      for (int32_t i = 0; i < ch->per_step(); ++i) {
+        cudaEvent_t e;
+        CP_CUDA_RETURN_IF_ERROR(
+            cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+        ex->events_.push_back(e);
+      }
+    }
+  }
+
+  auto shape0 = [&](int32_t id) -> int64_t {
+    return id < 0 ? 0 : planWeights.Get(id)->shape()->Get(0);
+  };
+  bool poolSeen[2] = {false, false};
+  for (size_t s = 0; s < plan.streams()->size(); ++s) {
+    const fb::Stream *stream = plan.streams()->Get(s);
+    int poolIndex = static_cast<int>(stream->pool());
+    if (poolIndex < 0 || poolIndex > 1)
+      return fail(
+          absl::StrCat("stream ", s, " has an unknown pool ", poolIndex));
+    if (poolSeen[poolIndex])
+      return fail(absl::StrCat("stream ", s,
+                               ": expects one stream per pool "
+                               "but pool ",
+                               poolName(stream->pool()), " has two"));
+    poolSeen[poolIndex] = true;
+    auto pool = std::make_unique<Pool>();
+    pool->pool = stream->pool();
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaStreamCreateWithFlags(&pool->stream, cudaStreamNonBlocking));
+    CP_CUBLAS_RETURN_IF_ERROR(cublasCreate(&pool->blas));
+    CP_CUBLAS_RETURN_IF_ERROR(cublasSetStream(pool->blas, pool->stream));
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaEventCreateWithFlags(&pool->inputsReady, cudaEventDisableTiming));
+    ex->pools_.push_back(std::move(pool));
+    std::vector<Instr> &instrs = ex->pools_.back()->instrs;
+    for (size_t i = 0; i < stream->instrs()->size(); ++i) {
+      const fb::Instr *src = stream->instrs()->Get(i);
+      Instr in;
+      in.op = src->op();
+      in.kernel = src->kernel();
+      in.where = absl::StrCat("stream ", s, " (", poolName(stream->pool()),
+                              ") instr ", i, " (", fb::EnumNameOpcode(in.op));
+      if (in.op == fb::Opcode::Task)
+        absl::StrAppend(&in.where, " ", fb::EnumNameKernel(in.kernel));
+      absl::StrAppend(&in.where, ")");
+      in.channel = src->channel();
+      in.seq = src->seq();
+      if (src->inputs() && src->inputs()->size() > 0)
+        in.in0 = src->inputs()->Get(0);
+      if (src->inputs() && src->inputs()->size() > 1)
+        in.in1 = src->inputs()->Get(1);
+      if (src->outputs() && src->outputs()->size() > 0)
+        in.out = src->outputs()->Get(0);
+      if (in.in0 >= 0)
+        in.width = ex->slotWidth_[in.in0];
+      if (in.out >= 0)
+        in.outWidth = ex->slotWidth_[in.out];
+      if (src->weights())
+        for (int32_t id : *src->weights())
+          in.w.push_back(id < 0 ? nullptr : weights[id]);
+      auto ip = [&](int k) { return src->iparams()->Get(k); };
+      auto fp = [&](int k) { return src->fparams()->Get(k); };
+      if (in.op == fb::Opcode::Task) {
+        switch (in.kernel) {
+        case fb::Kernel::Embed:
+          if (in.in0 != ex->inputSlot_)
+            return fail(absl::StrCat(in.where,
+                                     ": Embed must read the input "
+                                     "slot ",
+                                     ex->inputSlot_, " but reads slot ",
+                                     in.in0));
+          break;
+        case fb::Kernel::RmsNorm:
+          in.eps = static_cast<float>(fp(0));
+          break;
+        case fb::Kernel::LmHead:
+          if (in.out != ex->outputSlot_)
+            return fail(absl::StrCat(in.where,
+                                     ": LmHead must write the "
+                                     "output slot ",
+                                     ex->outputSlot_, " but writes slot ",
+                                     in.out));
+          break;
+        case fb::Kernel::Mlp:
+          in.intermediate = shape0(src->weights()->Get(0));
+          break;
+        case fb::Kernel::Attention: {
+          in.kvLayer = static_cast<int32_t>(ip(0));
+          if (in.kvLayer < 0 || size_t(in.kvLayer) >= ex->kv_.size())
+            return fail(absl::StrCat(in.where, ": KV layer ", in.kvLayer,
+                                     " is out of range [0, ", ex->kv_.size(),
+                                     ")"));
+          cudak::AttentionWeights &aw = in.attnWeights;
+          aw.q = in.w[0], aw.k = in.w[1], aw.v = in.w[2], aw.o = in.w[3];
+          aw.qBias = in.w[4], aw.kBias = in.w[5], aw.vBias = in.w[6];
+          aw.oBias = in.w[7], aw.qNorm = in.w[8], aw.kNorm = in.w[9];
+          cudak::AttentionParams &ap = in.attnParams;
+          ap.hidden = in.width;
+          ap.numHeads = static_cast<int32_t>(ip(1));
+          ap.numKvHeads = static_cast<int32_t>(ip(2));
+          ap.headDim = static_cast<int32_t>(ip(3));
+          ap.qkNorm = static_cast<int32_t>(ip(4));
+          ap.slidingWindow = static_cast<int32_t>(ip(5));
+          ap.ropeType = static_cast<int32_t>(ip(6));
+          ap.ropeTheta = static_cast<float>(fp(0));
+          ap.qkNormEps = static_cast<float>(fp(1));
+          ap.clipQkv = static_cast<float>(fp(2));
+          ap.ropeFactor = static_cast<float>(fp(3));
+          ap.softmaxScale = static_cast<float>(fp(4));
+          break;
+        }
+        case fb::Kernel::Moe: {
+          int32_t numExperts = static_cast<int32_t>(ip(0));
+          cudak::MoeParams &mp = in.moeParams;
+          mp.hidden = in.width;
+          mp.numExperts = numExperts;
+          mp.topK = static_cast<int32_t>(ip(1));
+          mp.normTopkProb = ip(2) != 0;
+          mp.intermediate = shape0(src->weights()->Get(5));
+          mp.sharedIntermediate = shape0(src->weights()->Get(1));
+          std::vector<cudak::ExpertPtrs> experts;
+          for (int32_t e = 0; e < numExperts; ++e) {
+            int64_t inter = shape0(src->weights()->Get(5 + 3 * e));
+            if (inter != mp.intermediate)
+              return fail(absl::StrCat(
+                  in.where,
+                  ": expects every expert to have intermediate "
+                  "size ",
+                  mp.intermediate, " but expert ", e, " has ", inter));
+            experts.push_back(
+                {in.w[5 + 3 * e], in.w[6 + 3 * e], in.w[7 + 3 * e]});
+          }
+          void *table = nullptr;
+          size_t bytes = experts.size() * sizeof(cudak::ExpertPtrs);
+          CP_CUDA_RETURN_IF_ERROR(
+              cudaMalloc(&table, std::max<size_t>(bytes, 1)));
+          ex->expertTables_.push_back(table);
+          CP_CUDA_RETURN_IF_ERROR(
+              cudaMemcpy(table, experts.data(), bytes, cudaMemcpyHostToDevice));
+          cudak::MoeWeights &mw = in.moeWeights;
+          mw.router = in.w[0];
+          mw.experts = static_cast<const cudak::ExpertPtrs *>(table);
+          mw.shared = {in.w[1], in.w[2], in.w[3]};
+          mw.sharedGate = in.w[4];
+          break;
+        }
+        default:
+          break;
+        }
+      }
+      instrs.push_back(std::move(in));
+    }
+  }
+  if (ex->pools_.empty())
+    return fail("plan has no streams");
+  return ex;
+}
+
+CudaExecutor::~CudaExecutor() {
+  for (auto &p : pools_)
+    if (p->stream)
+      cudaStreamSynchronize(p->stream);
+  dropGraphs();
+  for (void *p : slotPtr_)
+    cudaFree(p);
+  for (void *p : expertTables_)
+    cudaFree(p);
+  for (cudaEvent_t e : events_)
+    cudaEventDestroy(e);
+  for (auto &p : pools_) {
+    cudaFree(p->workspace);
+    cudaFree(p->mlpScratch);
+    if (p->inputsReady)
+      cudaEventDestroy(p->inputsReady);
+    if (p->blas)
+      cublasDestroy(p->blas);
+    if (p->stream)
+      cudaStreamDestroy(p->stream);
+  }
+  cudaFree(stagingDev_);
+  cudaFreeHost(stagingHost_);
+}
+
+size_t CudaExecutor::scratchBytes() const {
+  size_t n = stagingInts_ * 4;
+  for (size_t s = 0; s < slotPtr_.size(); ++s)
+    if (slotPtr_[s])
+      n += slotRows_ * slotWidth_[s] *
+           (slotKind_[s] == int(fb::SlotKind::Hidden) ? cudak::dtypeBytes(dt_)
+                                                      : 4);
+  for (const auto &p : pools_)
+    n += p->workspaceBytes + p->mlpScratchBytes;
+  return n;
+}
+
+const float *CudaExecutor::deviceLogits() const {
+  return static_cast<const float *>(slotPtr_[outputSlot_]);
+}
+
+absl::Status CudaExecutor::checkStep(const CudaStep &step) const {
+  auto fail = [&](const std::string &msg) {
+    return absl::InvalidArgumentError(absl::StrCat(name_, ": step: ", msg));
+  };
+  size_t T = step.tokenIds.size();
+  if (T == 0)
+    return fail("expects at least one token row but got 0");
+  if (step.rowSeq.size() != T || step.rowPos.size() != T)
+    return fail(absl::StrCat("expects ", T,
+                             " row sequences and positions but "
+                             "got ",
+                             step.rowSeq.size(), " and ", step.rowPos.size()));
+  if (step.pageTables.size() != kv_.size())
+    return fail(absl::StrCat("expects page tables of ", kv_.size(),
+                             " KV layers but got ", step.pageTables.size()));
+  for (size_t t = 0; t < T; ++t)
+    if (step.tokenIds[t] < 0 || step.tokenIds[t] >= vocab_)
+      return fail(absl::StrCat("row ", t, " has token id ", step.tokenIds[t],
+                               " outside the vocabulary (size ", vocab_, ")"));
+  for (size_t l = 0; l < kv_.size(); ++l) {
+    const auto &seqs = step.pageTables[l];
+    for (size_t t = 0; t < T; ++t) {
+      int32_t s = step.rowSeq[t], p = step.rowPos[t];
+      if (s < 0 || size_t(s) >= seqs.size())
+        return fail(absl::StrCat("row ", t, " names sequence ", s,
+                                 " but the step has ", seqs.size()));
+      if (p < 0)
+        return fail(absl::StrCat("row ", t, " has negative position ", p));
+      if (size_t(p / kv_[l].tokensPerPage) >= seqs[s].size())
+        return fail(absl::StrCat("row ", t, " at position ", p, " of sequence ",
+                                 s,
+                                 " has no KV page in "
+                                 "layer ",
+                                 l));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaExecutor::ensureCapacity(int64_t T, int32_t maxContext,
+                                          int32_t numSeqs, int32_t maxPages) {
+  if (T > slotRows_) {
+    for (auto &p : pools_)
+      CP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(p->stream));
+    dropGraphs();
+    int64_t rows = std::max<int64_t>((T + 15) / 16 * 16, 2 * slotRows_);
+    for (size_t s = 0; s < slotPtr_.size(); ++s) {
+      cudaFree(slotPtr_[s]);
+      slotPtr_[s] = nullptr;
+      if (int(s) == inputSlot_)
+        continue; // ids live in the staging buffer
+      int64_t elem = slotKind_[s] == int(fb::SlotKind::Hidden)
+                         ? cudak::dtypeBytes(dt_)
+                         : 4;
+      CP_CUDA_RETURN_IF_ERROR(
+          cudaMalloc(&slotPtr_[s], size_t(rows * slotWidth_[s] * elem)));
+    }
+    slotRows_ = rows;
+  }
+  for (auto &p : pools_) {
+    int64_t ws = 0, mlp = 0;
+    for (const Instr &in : p->instrs) {
+      if (in.op != fb::Opcode::Task)
+        continue;
+      if (in.kernel == fb::Kernel::Attention)
+        ws = std::max(ws, cudak::attentionWorkspaceBytes(
+                              T, in.attnParams,
+                              cudak::chooseAttendConfig(T, in.attnParams,
+                                                        maxContext, numSms_)));
+      else if (in.kernel == fb::Kernel::Moe)
+        ws = std::max(ws, cudak::moeWorkspaceBytes(T, in.moeParams));
+      else if (in.kernel == fb::Kernel::Mlp)
+        mlp = std::max(mlp, 2 * T * in.intermediate * cudak::dtypeBytes(dt_));
+    }
+    if (ws > p->workspaceBytes) {
+      CP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(p->stream));
+      dropGraphs();
+      cudaFree(p->workspace);
+      p->workspace = nullptr;
+      p->workspaceBytes = 0;
+      CP_CUDA_RETURN_IF_ERROR(cudaMalloc(&p->workspace, size_t(ws)));
+      p->workspaceBytes = ws;
+    }
+    if (mlp > p->mlpScratchBytes) {
+      CP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(p->stream));
+      dropGraphs();
+      cudaFree(p->mlpScratch);
+      p->mlpScratch = nullptr;
+      p->mlpScratchBytes = 0;
+      CP_CUDA_RETURN_IF_ERROR(cudaMalloc(&p->mlpScratch, size_t(mlp)));
+      p->mlpScratchBytes = mlp;
+    }
+  }
+  size_t ints = size_t(3 * T + int64_t(kv_.size()) * numSeqs * maxPages);
+  if (ints > stagingInts_) {
+    dropGraphs();
+    cudaFree(stagingDev_);
+    cudaFreeHost(stagingHost_);
+    stagingDev_ = nullptr;
+    stagingHost_ = nullptr;
+    stagingInts_ = 0;
+    size_t n = std::max(ints, 2 * stagingInts_);
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaMalloc(reinterpret_cast<void **>(&stagingDev_), n * 4));
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaMallocHost(reinterpret_cast<void **>(&stagingHost_), n * 4));
+    stagingInts_ = n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaExecutor::runTask(const Instr &in, Pool &pool, int64_t T,
+                                   int32_t maxContext) {
+  void *y = slotPtr_[in.out];
+  const void *x = in.in0 >= 0 ? slotPtr_[in.in0] : nullptr;
+  const cudak::BlockContext ctx = pool.ctx(numSms_);
+  switch (in.kernel) {
+  case fb::Kernel::Embed:
+    return cudak::embed(stagingDev_, T, in.w[0], vocab_, in.outWidth, y, dt_,
+                        nullptr, pool.stream);
+  case fb::Kernel::RmsNorm:
+    return cudak::rmsNorm(x, in.w[0], in.eps, T, in.width, y, dt_, pool.stream);
+  case fb::Kernel::Add:
+    return cudak::add(x, slotPtr_[in.in1], y, T * in.width, dt_, pool.stream);
+  case fb::Kernel::LmHead:
+    return cudak::lmHead(x, in.w[0], T, in.width, vocab_,
+                         static_cast<float *>(y), dt_, ctx);
+  case fb::Kernel::Mlp: {
+    char *g = static_cast<char *>(pool.mlpScratch);
+    char *u = g + T * in.intermediate * cudak::dtypeBytes(dt_);
+    CP_RETURN_IF_ERROR(cudak::linear(x, in.w[0], nullptr, T, in.width,
+                                     in.intermediate, g, dt_, ctx));
+    CP_RETURN_IF_ERROR(cudak::linear(x, in.w[1], nullptr, T, in.width,
+                                     in.intermediate, u, dt_, ctx));
+    CP_RETURN_IF_ERROR(
+        cudak::swiglu(g, u, g, T * in.intermediate, dt_, pool.stream));
+    return cudak::linear(g, in.w[2], nullptr, T, in.intermediate, in.outWidth,
+                         y, dt_, ctx);
+  }
+  case fb::Kernel::Moe:
+    return cudak::moe(x, T, in.moeWeights, in.moeParams, y, dt_, ctx);
+  case fb::Kernel::Attention: {
+    cudak::KvCacheView kv = kv_[in.kvLayer];
+    kv.pageTable =
+        stagingDev_ + 3 * T + int64_t(in.kvLayer) * numSeqs_ * maxPagesPerSeq_;
+    kv.maxPagesPerSeq = maxPagesPerSeq_;
+    kv.numSeqs = numSeqs_;
+    return cudak::attention(x, T, in.attnWeights, in.attnParams,
+                            stagingDev_ + T, stagingDev_ + 2 * T, kv,
+                            maxContext, y, ctx);
+  }
+  default:
+    return absl::InternalError("unknown kernel");
+  }
+}
+
+absl::Status CudaExecutor::enqueueStep(int64_t T, int32_t maxContext) {
+  // Fork: the other pools start after the inputs are on the device (inside a
+  // capture this makes them join the graph).
+  Pool &first = *pools_[0];
+  CP_CUDA_RETURN_IF_ERROR(cudaEventRecord(first.inputsReady, first.stream));
+  for (size_t p = 1; p < pools_.size(); ++p)
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaStreamWaitEvent(pools_[p]->stream, first.inputsReady, 0));
+
+  // Enqueue both streams in an order that respects the channels.
+  std::vector<char> sent(events_.size(), 0);
+  std::vector<int32_t> sentSlot(events_.size(), -1);
+  std::vector<size_t> pc(pools_.size(), 0);
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (size_t p = 0; p < pools_.size(); ++p) {
+      Pool &pool = *pools_[p];
+      while (pc[p] < pool.instrs.size()) {
+        const Instr &in = pool.instrs[pc[p]];
+        if (in.op == fb::Opcode::Recv &&
+            !sent[eventBase_[in.channel] + in.seq - 1])
+          break;
+        absl::Status status;
+        if (in.op == fb::Opcode::Task) {
+          status = runTask(in, pool, T, maxContext);
+        } else {
+          int32_t msg = eventBase_[in.channel] + in.seq - 1;
+          status = [&]() -> absl::Status {
+            if (in.op == fb::Opcode::Send) {
+              CP_CUDA_RETURN_IF_ERROR(
+                  cudaEventRecord(events_[msg], pool.stream));
+              sent[msg] = 1;
+              sentSlot[msg] = in.in0;
+              return absl::OkStatus();
+            }
+            CP_CUDA_RETURN_IF_ERROR(
+                cudaStreamWaitEvent(pool.stream, events_[msg], 0));
+            int64_t elem = slotKind_[in.out] == int(fb::SlotKind::Hidden)
+                               ? cudak::dtypeBytes(dt_)
+                               : 4;
+            CP_CUDA_RETURN_IF_ERROR(
+                cudaMemcpyAsync(slotPtr_[in.out], slotPtr_[sentSlot[msg]],
+                                size_t(T * slotWidth_[in.out] * elem),
+                                cudaMemcpyDeviceToDevice, pool.stream));
+            return absl::OkStatus();
+          }();
+        }
+        if (!status.ok())
+          return prefixed(status, absl::StrCat(name_, ": ", in.where, ": "));
+        ++pc[p];
+        progress = true;
+      }
+    }
+  }
+  for (size_t p = 0; p < pools_.size(); ++p)
+    if (pc[p] != pools_[p]->instrs.size())
+      return absl::InternalError(
+          absl::StrCat(name_, ": streams deadlocked at instruction ", pc[p],
+                       " of stream ", p));
+  // Join: the first stream ends after every other one.
+  for (size_t p = 1; p < pools_.size(); ++p) {
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaEventRecord(pools_[p]->inputsReady, pools_[p]->stream));
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaStreamWaitEvent(first.stream, pools_[p]->inputsReady, 0));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<cudaGraphExec_t> CudaExecutor::graphFor(int64_t T,
+                                                       int32_t maxContext) {
+  // Everything a captured launch bakes in: row count, page-table shape and
+  // the attention tiling that maxContext selects (pointers are fixed until
+  // ensureCapacity reallocates, which drops every graph).
+  std::vector<int64_t> key = {T, numSeqs_, maxPagesPerSeq_};
+  for (const auto &pool : pools_)
+    for (const Instr &in : pool->instrs)
+      if (in.op == fb::Opcode::Task && in.kernel == fb::Kernel::Attention) {
+        cudak::AttendConfig c =
+            cudak::chooseAttendConfig(T, in.attnParams, maxContext, numSms_);
+        key.insert(key.end(), {c.rowsPerBlock, c.numSplits, c.splitLen});
+      }
+  auto it = graphs_.find(key);
+  if (it != graphs_.end())
+    return it->second;
+  if (graphs_.size() >= kMaxGraphs)
+    dropGraphs();
+  cudaStream_t s0 = pools_[0]->stream;
+  CP_CUDA_RETURN_IF_ERROR(
+      cudaStreamBeginCapture(s0, cudaStreamCaptureModeThreadLocal));
+  absl::Status enqueued = enqueueStep(T, maxContext);
+  cudaGraph_t graph = nullptr;
+  cudaError_t ended = cudaStreamEndCapture(s0, &graph);
+  if (!enqueued.ok()) {
+    if (graph)
+      cudaGraphDestroy(graph);
+    return enqueued;
+  }
+  if (ended != cudaSuccess)
+    return cudak::cudaErrorStatus(ended, "cudaStreamEndCapture", __FILE__,
+                                  __LINE__);
+  cudaGraphExec_t exec = nullptr;
+  cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (inst != cudaSuccess)
+    return cudak::cudaErrorStatus(inst, "cudaGraphInstantiate", __FILE__,
+                                  __LINE__);
+  graphs_[key] = exec;
+  return exec;
+}
+
+void CudaExecutor::dropGraphs() {
+  for (auto &entry : graphs_)
+    cudaGraphExecDestroy(entry.second);
+  graphs_.clear();
+}
+
+absl::Status CudaExecutor::run(const CudaStep &step,
+                               std::vector<float> *logits) {
+  CP_RETURN_IF_ERROR(checkStep(step));
+  const int64_t T = static_cast<int64_t>(step.tokenIds.size());
+  int32_t numSeqs = 0, maxPages = 1, maxContext = 1;
+  for (int32_t s : step.rowSeq)
+    numSeqs = std::max(numSeqs, s + 1);
+  for (int32_t p : step.rowPos)
+    maxContext = std::max(maxContext, p + 1);
+  for (const auto &layer : step.pageTables) {
+    numSeqs = std::max<int32_t>(numSeqs, int32_t(layer.size()));
+    for (const auto &t : layer)
+      maxPages = std::max<int32_t>(maxPages, int32_t(t.size()));
+  }
+  CP_RETURN_IF_ERROR(ensureCapacity(T, maxContext, numSeqs, maxPages));
+  numSeqs_ = numSeqs;
+  maxPagesPerSeq_ = maxPages;
+
+  // The previous step ended with a synchronize, so the staging buffer is free.
+  int32_t *h = stagingHost_;
+  std::copy(step.tokenIds.begin(), step.tokenIds.end(), h);
+  std::copy(step.rowSeq.begin(), step.rowSeq.end(), h + T);
+  std::copy(step.rowPos.begin(), step.rowPos.end(), h + 2 * T);
+  int32_t *tables = h + 3 * T;
+  std::fill(tables, tables + kv_.size() * numSeqs * maxPages, -1);
+  for (size_t l = 0; l < step.pageTables.size(); ++l)
+    for (size_t s = 0; s < step.pageTables[l].size(); ++s)
+      std::copy(step.pageTables[l][s].begin(), step.pageTables[l][s].end(),
+                tables + (l * numSeqs + s) * maxPages);
+  size_t ints = size_t(3 * T + int64_t(kv_.size()) * numSeqs * maxPages);
+  cudaStream_t s0 = pools_[0]->stream;
+  CP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(stagingDev_, stagingHost_, ints * 4,
+                                          cudaMemcpyHostToDevice, s0));
+
+  absl::Status status;
+  bool replayed = false;
+  if (useGraphs_ && T <= kGraphMaxRows) {
+    absl::StatusOr<cudaGraphExec_t> exec = graphFor(T, maxContext);
+    if (exec.ok()) {
+      cudaError_t err = cudaGraphLaunch(*exec, s0);
+      if (err != cudaSuccess)
+        status =
+            cudak::cudaErrorStatus(err, "cudaGraphLaunch", __FILE__, __LINE__);
+      ++graphLaunches_;
+      replayed = true;
+    } else {
+      // A step that cannot be captured (or a kernel rejecting its input)
+      // runs eagerly from now on; a real input error shows up again there.
+      cudaGetLastError();
+      useGraphs_ = false;
+    }
+  }
+  if (!replayed)
+    status = enqueueStep(T, maxContext);
+  // Drain every stream even after an error, so no buffer is in use when the
+  // caller retries or frees.
+  for (auto &p : pools_) {
+    cudaError_t err = cudaStreamSynchronize(p->stream);
+    if (err != cudaSuccess && status.ok())
+      status = cudak::cudaErrorStatus(err, "cudaStreamSynchronize", __FILE__,
+                                      __LINE__);
+  }
+  CP_RETURN_IF_ERROR(status);
+  if (logits) {
+    logits->resize(size_t(T * vocab_));
+    CP_CUDA_RETURN_IF_ERROR(cudaMemcpy(logits->data(), deviceLogits(),
+                                       logits->size() * sizeof(float),
+                                       cudaMemcpyDeviceToHost));
+  }
+  return absl::OkStatus();
+}
+
+} // namespace crosspool::runtime::cuda

@@ -1,0 +1,63 @@
+//===- DeviceWeightArena.h - Device weights with per-model accounting -*- C++
+//-*-===//
+//
+// One pool's weights on the device: every tensor of every model loaded into
+// this pool, with a byte budget for the pool and per-model accounting, so a
+// model's weights are freed as a whole when it is unloaded. Uploads convert
+// the checkpoint's dtype (F32/F16/BF16, mmapped) to the storage type of the
+// precision mode (fp32 or bf16) on the host, then copy once.
+//
+//===----------------------------------------------------------------------===//
+#ifndef CROSSPOOL_RUNTIME_CUDA_DEVICEWEIGHTARENA_H
+#define CROSSPOOL_RUNTIME_CUDA_DEVICEWEIGHTARENA_H
+
+#include "kernels/cuda/Kernels.h"
+#include "runtime/checkpoint/Safetensors.h"
+
+#include "absl/status/statusor.h"
+
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace crosspool::runtime::cuda {
+
+class DeviceWeightArena {
+public:
+  /// budgetBytes 0 = unlimited.
+  DeviceWeightArena(size_t budgetBytes, std::string name)
+      : budget_(budgetBytes), name_(std::move(name)) {}
+  ~DeviceWeightArena();
+  DeviceWeightArena(const DeviceWeightArena &) = delete;
+  DeviceWeightArena &operator=(const DeviceWeightArena &) = delete;
+
+  /// `bytes` of uninitialized device memory owned by `model`.
+  /// ResourceExhausted past the budget or when the device is full.
+  absl::StatusOr<void *> allocate(int model, size_t bytes);
+  /// numel values of `src` (checkpoint dtype) converted to `dt` on the device.
+  /// `roundToBf16` rounds fp32 values to bf16 first (kept in fp32 storage).
+  absl::StatusOr<void *> upload(int model, const void *src,
+                                runtime::DType srcType, size_t numel,
+                                kernels::cuda::DType dt,
+                                bool roundToBf16 = false);
+  /// Frees everything of `model`.
+  void unload(int model);
+  size_t bytesUsed(int model) const;
+  size_t bytesUsed() const { return used_; }
+  const std::string &name() const { return name_; }
+
+private:
+  size_t budget_;
+  std::string name_;
+  size_t used_ = 0;
+  struct Block {
+    void *ptr;
+    size_t bytes;
+  };
+  std::map<int, std::vector<Block>> blocks_;
+};
+
+} // namespace crosspool::runtime::cuda
+
+#endif // CROSSPOOL_RUNTIME_CUDA_DEVICEWEIGHTARENA_H

@@ -1,0 +1,298 @@
+//===- VmmKvPool.cpp - KV-cache pool on CUDA virtual memory ---------------===//
+#include "runtime/cuda/VmmKvPool.h"
+
+#include "kernels/cuda/CudaCheck.h"
+#include "runtime/base/Status.h"
+#include "runtime/cuda/DriverCheck.h"
+
+#include "absl/strings/str_cat.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+
+namespace crosspool::runtime::cuda {
+
+namespace cudak = crosspool::kernels::cuda;
+
+namespace {
+
+CUmemAllocationProp deviceProp(int device) {
+  CUmemAllocationProp prop = {};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = device;
+  return prop;
+}
+
+} // namespace
+
+absl::StatusOr<std::unique_ptr<PhysicalChunkPool>>
+PhysicalChunkPool::create(int device, int32_t numChunks, size_t chunkBytes) {
+  if (numChunks <= 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV pool: expects at least one physical chunk but got ", numChunks));
+  // The runtime API creates (and makes current) the primary context that the
+  // driver calls below use.
+  CP_CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  CP_CUDA_RETURN_IF_ERROR(cudaFree(nullptr));
+  CP_ASSIGN_OR_RETURN(const DriverApi *api, driverApi());
+  const DriverApi &drv = *api;
+  CUmemAllocationProp prop = deviceProp(device);
+  size_t minGran = 0, recGran = 0;
+  CP_CU_RETURN_IF_ERROR(drv.memGetAllocationGranularity(
+      &minGran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+  CP_CU_RETURN_IF_ERROR(drv.memGetAllocationGranularity(
+      &recGran, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED));
+  if (chunkBytes == 0)
+    chunkBytes = recGran;
+  chunkBytes = (chunkBytes + minGran - 1) / minGran * minGran;
+
+  std::unique_ptr<PhysicalChunkPool> pool(new PhysicalChunkPool());
+  pool->device_ = device;
+  pool->chunkBytes_ = chunkBytes;
+  for (int32_t i = 0; i < numChunks; ++i) {
+    CUmemGenericAllocationHandle h;
+    CUresult res = drv.memCreate(&h, chunkBytes, &prop, 0);
+    if (res != CUDA_SUCCESS) {
+      absl::Status st =
+          driverErrorStatus(res, "cuMemCreate", __FILE__, __LINE__);
+      return absl::Status(st.code(),
+                          absl::StrCat("KV pool: physical chunk ", i, " of ",
+                                       numChunks, " (", chunkBytes,
+                                       " bytes): ", st.message()));
+    }
+    pool->handles_.push_back(h);
+  }
+  for (int32_t i = numChunks - 1; i >= 0; --i)
+    pool->free_.push_back(i);
+  return pool;
+}
+
+PhysicalChunkPool::~PhysicalChunkPool() {
+  if (handles_.empty())
+    return;
+  const DriverApi *drv = *driverApi(); // loaded: create() succeeded
+  for (CUmemGenericAllocationHandle h : handles_)
+    drv->memRelease(h);
+}
+
+absl::StatusOr<int32_t> PhysicalChunkPool::acquire() {
+  if (free_.empty())
+    return absl::ResourceExhaustedError(
+        absl::StrCat("KV pool exhausted: all ", handles_.size(),
+                     " physical chunks of ", chunkBytes_, " bytes are mapped"));
+  int32_t c = free_.back();
+  free_.pop_back();
+  return c;
+}
+
+void PhysicalChunkPool::release(int32_t chunk) {
+  free_.push_back(chunk);
+  std::sort(free_.begin(), free_.end(), std::greater<int32_t>());
+}
+
+absl::StatusOr<std::unique_ptr<VirtualKvSpace>>
+VirtualKvSpace::create(PhysicalChunkPool &pool,
+                       std::vector<KvLayerShape> layers, int32_t tokensPerPage,
+                       cudak::DType dtype, std::string name) {
+  if (tokensPerPage <= 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": KV tokens per page must be > 0 but got ", tokensPerPage));
+  std::unique_ptr<VirtualKvSpace> s(new VirtualKvSpace(pool));
+  s->name_ = std::move(name);
+  s->tokensPerPage_ = tokensPerPage;
+  s->dtype_ = dtype;
+  int64_t page = 256;
+  for (size_t l = 0; l < layers.size(); ++l) {
+    if (layers[l].numKvHeads <= 0 || layers[l].headDim <= 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          s->name_, ": KV layer ", l, " has ", layers[l].numKvHeads,
+          " kv heads of dim ", layers[l].headDim));
+    page = std::max<int64_t>(page, 2LL * tokensPerPage * layers[l].numKvHeads *
+                                       layers[l].headDim *
+                                       cudak::dtypeBytes(dtype));
+  }
+  s->layers_ = std::move(layers);
+  s->pageStride_ = (page + 255) / 256 * 256;
+  if (s->pageStride_ > static_cast<int64_t>(pool.chunkBytes()))
+    return absl::InvalidArgumentError(absl::StrCat(
+        s->name_, ": a KV page of ", tokensPerPage, " tokens needs ",
+        s->pageStride_, " bytes but a physical chunk has only ",
+        pool.chunkBytes()));
+  s->pagesPerChunk_ = static_cast<int32_t>(pool.chunkBytes() / s->pageStride_);
+  s->slots_.resize(pool.numChunks());
+  s->rangeBytes_ = pool.chunkBytes() * pool.numChunks();
+  CP_ASSIGN_OR_RETURN(const DriverApi *drv, driverApi());
+  CP_CU_RETURN_IF_ERROR(drv->memAddressReserve(&s->base_, s->rangeBytes_,
+                                               pool.chunkBytes(), 0, 0));
+  return s;
+}
+
+VirtualKvSpace::~VirtualKvSpace() {
+  if (!base_)
+    return; // nothing was reserved, so nothing is mapped
+  const DriverApi *drv = *driverApi();
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i].chunk >= 0)
+      unmapSlot(static_cast<int32_t>(i));
+  drv->memAddressFree(base_, rangeBytes_);
+}
+
+absl::Status VirtualKvSpace::mapSlot(int32_t slot, int32_t chunk) {
+  const DriverApi *drv = *driverApi();
+  CUdeviceptr va = base_ + size_t(slot) * pool_.chunkBytes();
+  CP_CU_RETURN_IF_ERROR(
+      drv->memMap(va, pool_.chunkBytes(), 0, pool_.handle(chunk), 0));
+  CUmemAccessDesc access = {};
+  access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  access.location.id = pool_.device();
+  access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+  CUresult res = drv->memSetAccess(va, pool_.chunkBytes(), &access, 1);
+  if (res != CUDA_SUCCESS) {
+    drv->memUnmap(va, pool_.chunkBytes());
+    return driverErrorStatus(res, "cuMemSetAccess", __FILE__, __LINE__);
+  }
+  SlotState &st = slots_[slot];
+  st.chunk = chunk;
+  st.used = 0;
+  st.freePages.clear();
+  for (int32_t i = pagesPerChunk_ - 1; i >= 0; --i)
+    st.freePages.push_back(i);
+  return absl::OkStatus();
+}
+
+void VirtualKvSpace::unmapSlot(int32_t slot) {
+  const DriverApi *drv = *driverApi();
+  SlotState &st = slots_[slot];
+  drv->memUnmap(base_ + size_t(slot) * pool_.chunkBytes(), pool_.chunkBytes());
+  pool_.release(st.chunk);
+  st = SlotState();
+}
+
+absl::StatusOr<int32_t> VirtualKvSpace::allocPage() {
+  // Fill mapped chunks before mapping another, lowest slot first.
+  int32_t emptySlot = -1;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    SlotState &st = slots_[i];
+    if (st.chunk >= 0 && !st.freePages.empty()) {
+      int32_t idx = st.freePages.back();
+      st.freePages.pop_back();
+      ++st.used;
+      ++pagesInUse_;
+      return static_cast<int32_t>(i) * pagesPerChunk_ + idx;
+    }
+    if (st.chunk < 0 && emptySlot < 0)
+      emptySlot = static_cast<int32_t>(i);
+  }
+  if (emptySlot < 0)
+    return absl::ResourceExhaustedError(
+        absl::StrCat(name_, ": KV pool exhausted: virtual range full"));
+  CP_ASSIGN_OR_RETURN(int32_t chunk, pool_.acquire());
+  absl::Status mapped = mapSlot(emptySlot, chunk);
+  if (!mapped.ok()) {
+    pool_.release(chunk);
+    return mapped;
+  }
+  return allocPage();
+}
+
+void VirtualKvSpace::freePage(int32_t page) {
+  int32_t slot = page / pagesPerChunk_;
+  SlotState &st = slots_[slot];
+  st.freePages.push_back(page % pagesPerChunk_);
+  --pagesInUse_;
+  if (--st.used == 0)
+    unmapSlot(slot);
+}
+
+int64_t VirtualKvSpace::pagesFor(int64_t numTokens) const {
+  if (numTokens <= 0)
+    return 0;
+  return int64_t(layers_.size()) *
+         ((numTokens + tokensPerPage_ - 1) / tokensPerPage_);
+}
+
+absl::Status VirtualKvSpace::reserve(SequenceId seq, int64_t numTokens) {
+  auto &tables = tables_[seq];
+  tables.resize(layers_.size());
+  int64_t perLayer = (numTokens + tokensPerPage_ - 1) / tokensPerPage_;
+  int64_t need = 0;
+  for (const auto &t : tables)
+    need += std::max<int64_t>(0, perLayer - int64_t(t.size()));
+  if (need == 0)
+    return absl::OkStatus();
+  int64_t room = int64_t(pool_.numFree()) * pagesPerChunk_;
+  for (const SlotState &st : slots_)
+    if (st.chunk >= 0)
+      room += int64_t(st.freePages.size());
+  if (need > room)
+    return absl::ResourceExhaustedError(absl::StrCat(
+        name_, ": KV pool exhausted: sequence ", seq, " needs ", need,
+        " more pages for ", numTokens, " tokens but only ", room, " are free (",
+        pool_.numFree(), " of ", pool_.numChunks(), " physical chunks of ",
+        pagesPerChunk_, " pages)"));
+  std::vector<std::pair<size_t, int32_t>> added;
+  for (size_t l = 0; l < tables.size(); ++l) {
+    while (int64_t(tables[l].size()) < perLayer) {
+      absl::StatusOr<int32_t> page = allocPage();
+      if (!page.ok()) {
+        for (auto it = added.rbegin(); it != added.rend(); ++it) {
+          tables[it->first].pop_back();
+          freePage(it->second);
+        }
+        return page.status();
+      }
+      tables[l].push_back(*page);
+      added.push_back({l, *page});
+    }
+  }
+  return absl::OkStatus();
+}
+
+void VirtualKvSpace::release(SequenceId seq) {
+  auto it = tables_.find(seq);
+  if (it == tables_.end())
+    return;
+  for (const auto &t : it->second)
+    for (int32_t page : t)
+      freePage(page);
+  tables_.erase(it);
+}
+
+const std::vector<int32_t> &VirtualKvSpace::pageTable(SequenceId seq,
+                                                      int layer) const {
+  static const std::vector<int32_t> kEmpty;
+  auto it = tables_.find(seq);
+  if (it == tables_.end() || layer < 0 ||
+      layer >= static_cast<int>(it->second.size()))
+    return kEmpty;
+  return it->second[layer];
+}
+
+cudak::KvCacheView VirtualKvSpace::layerView(int layer) const {
+  cudak::KvCacheView v;
+  v.base = reinterpret_cast<void *>(base_);
+  v.pageStrideBytes = pageStride_;
+  v.tokensPerPage = tokensPerPage_;
+  v.numKvHeads = layers_[layer].numKvHeads;
+  v.headDim = layers_[layer].headDim;
+  v.dtype = dtype_;
+  return v;
+}
+
+std::vector<int32_t> VirtualKvSpace::mappedChunks() const {
+  std::vector<int32_t> out;
+  for (const SlotState &st : slots_)
+    if (st.chunk >= 0)
+      out.push_back(st.chunk);
+  return out;
+}
+
+int32_t VirtualKvSpace::chunkOfPage(int32_t page) const {
+  if (page < 0 || page / pagesPerChunk_ >= int32_t(slots_.size()))
+    return -1;
+  return slots_[page / pagesPerChunk_].chunk;
+}
+
+} // namespace crosspool::runtime::cuda
