@@ -8,6 +8,7 @@
 #include "runtime/format/StreamCheck.h"
 
 #include "runtime/base/Status.h"
+#include "runtime/format/StreamModel.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -104,6 +105,11 @@ absl::Status invalid(const std::string &where, const std::string &what) {
   return absl::InvalidArgumentError(absl::StrCat(where, ": ", what));
 }
 
+/// An instruction's error; the caller adds which instruction.
+absl::Status invalid(const std::string &what) {
+  return absl::InvalidArgumentError(what);
+}
+
 class Checker {
 public:
   explicit Checker(const fb::Plan &plan)
@@ -115,26 +121,17 @@ public:
 
   absl::Status run() {
     CP_RETURN_IF_ERROR(checkTables());
-    sendCount_.assign(numChannels_, 0);
-    recvCount_.assign(numChannels_, 0);
     kvLayerUser_.assign(numKvLayers_, "");
-    for (int64_t s = 0; s < numStreams_; ++s)
-      CP_RETURN_IF_ERROR(checkStream(s));
-    for (int64_t c = 0; c < numChannels_; ++c) {
-      const fb::Channel &ch = *plan_.channels()->Get(c);
-      if (sendCount_[c] != ch.per_step() || recvCount_[c] != ch.per_step())
-        return invalid(
-            absl::StrCat("channel ", c),
-            absl::StrCat("expects ", ch.per_step(),
-                         " sends and receives per step (per_step) but the "
-                         "streams have ",
-                         sendCount_[c], " sends and ", recvCount_[c],
-                         " receives"));
-    }
-    if (!outputWritten_)
-      return invalid("plan", absl::StrCat("output slot ", plan_.output_slot(),
-                                          " is never written in a step"));
-    return simulate();
+    StreamErrorLocation loc;
+    absl::Status status = checkStreamModel(
+        toStreamModel(),
+        [this](int64_t s, int64_t i) { return checkInstr(s, i); }, &loc);
+    if (status.ok())
+      return status;
+    std::string at = loc.stream >= 0    ? where(loc.stream, loc.instr)
+                     : loc.channel >= 0 ? absl::StrCat("channel ", loc.channel)
+                                        : "plan";
+    return invalid(at, std::string(status.message()));
   }
 
 private:
@@ -233,25 +230,6 @@ private:
                                     "head_dim but got ",
                                     kv.num_kv_heads(), " and ", kv.head_dim()));
     }
-    if (plan_.input_slot() < 0 || plan_.input_slot() >= numSlots_)
-      return invalid("plan", absl::StrCat("input_slot ", plan_.input_slot(),
-                                          " out of range (plan has ", numSlots_,
-                                          " slots)"));
-    if (slot(plan_.input_slot()).kind() != fb::SlotKind::TokenIds)
-      return invalid(
-          "plan", absl::StrCat("input_slot ", plan_.input_slot(),
-                               " expects kind TokenIds but got ",
-                               slotKindName(slot(plan_.input_slot()).kind())));
-    if (plan_.output_slot() < 0 || plan_.output_slot() >= numSlots_)
-      return invalid("plan", absl::StrCat("output_slot ", plan_.output_slot(),
-                                          " out of range (plan has ", numSlots_,
-                                          " slots)"));
-    if (slot(plan_.output_slot()).kind() != fb::SlotKind::Logits)
-      return invalid(
-          "plan", absl::StrCat("output_slot ", plan_.output_slot(),
-                               " expects kind Logits but got ",
-                               slotKindName(slot(plan_.output_slot()).kind())));
-
     // Exactly one stream per pool: two would race on the pool's slots.
     std::vector<int64_t> streamOf(2, -1);
     for (int64_t s = 0; s < numStreams_; ++s) {
@@ -284,117 +262,77 @@ private:
     return absl::OkStatus();
   }
 
-  /// Checks a slot reference: in range and in the stream's pool.
-  absl::Status checkSlotRef(int64_t s, int64_t i, const char *role, int64_t k,
-                            int32_t id) const {
-    if (id < 0 || id >= numSlots_)
-      return invalid(where(s, i), absl::StrCat(role, "[", k, "]: slot ", id,
-                                               " out of range (plan has ",
-                                               numSlots_, " slots)"));
-    if (slot(id).pool() != stream(s).pool())
-      return invalid(where(s, i),
-                     absl::StrCat(role, "[", k, "]: slot ", id, " is in pool ",
-                                  poolName(slot(id).pool()),
-                                  " but this stream runs pool ",
-                                  poolName(stream(s).pool())));
-    return absl::OkStatus();
-  }
-
-  absl::Status expectCount(int64_t s, int64_t i, const char *what,
-                           int64_t expected, int64_t actual) const {
+  static absl::Status expectCount(const char *what, int64_t expected,
+                                  int64_t actual) {
     if (expected != actual)
-      return invalid(where(s, i), absl::StrCat("expects ", expected, " ", what,
-                                               " but got ", actual));
+      return invalid(
+          absl::StrCat("expects ", expected, " ", what, " but got ", actual));
     return absl::OkStatus();
   }
 
-  absl::Status checkStream(int64_t s) {
-    const fb::Stream &st = stream(s);
-    std::vector<bool> defined(numSlots_, false);
-    // The runtime fills the input slot before each step.
-    if (slot(plan_.input_slot()).pool() == st.pool())
-      defined[plan_.input_slot()] = true;
-    for (int64_t i = 0; i < sizeOf(st.instrs()); ++i) {
-      const fb::Instr &in = instr(s, i);
-      const auto *inputs = in.inputs();
-      const auto *outputs = in.outputs();
-      for (int64_t k = 0; k < sizeOf(inputs); ++k)
-        CP_RETURN_IF_ERROR(checkSlotRef(s, i, "inputs", k, inputs->Get(k)));
-      for (int64_t k = 0; k < sizeOf(outputs); ++k)
-        CP_RETURN_IF_ERROR(checkSlotRef(s, i, "outputs", k, outputs->Get(k)));
-      switch (in.op()) {
-      case fb::Opcode::Task:
-        CP_RETURN_IF_ERROR(checkTask(s, i));
-        break;
-      case fb::Opcode::Send:
-      case fb::Opcode::Recv:
-        CP_RETURN_IF_ERROR(checkTransfer(s, i));
-        break;
-      default:
-        return invalid(where(s, i), "unknown opcode");
-      }
-      for (int64_t k = 0; k < sizeOf(inputs); ++k)
-        if (!defined[inputs->Get(k)])
-          return invalid(where(s, i),
-                         absl::StrCat("reads slot ", inputs->Get(k),
-                                      " before any instruction of this step "
-                                      "writes it"));
-      for (int64_t k = 0; k < sizeOf(outputs); ++k) {
-        defined[outputs->Get(k)] = true;
-        if (outputs->Get(k) == plan_.output_slot())
-          outputWritten_ = true;
+  /// The plan's streams in the shared model; an unknown opcode becomes a
+  /// Task, which checkInstr rejects before the model looks at it.
+  StreamModel toStreamModel() const {
+    StreamModel model;
+    model.poolNames = {poolName(fb::Pool::KV), poolName(fb::Pool::Weights)};
+    for (fb::SlotKind kind : fb::EnumValuesSlotKind())
+      model.kindNames.push_back(slotKindName(kind));
+    for (int64_t id = 0; id < numSlots_; ++id)
+      model.slots.push_back({static_cast<int>(slot(id).pool()),
+                             static_cast<StreamModel::Kind>(slot(id).kind()),
+                             slot(id).width()});
+    for (int64_t c = 0; c < numChannels_; ++c) {
+      const fb::Channel &ch = *plan_.channels()->Get(c);
+      model.channels.push_back({static_cast<int>(ch.from()),
+                                static_cast<int>(ch.to()), ch.width(),
+                                ch.per_step()});
+    }
+    for (int64_t s = 0; s < numStreams_; ++s) {
+      StreamModel::Stream &st = model.streams.emplace_back();
+      st.pool = static_cast<int>(stream(s).pool());
+      for (int64_t i = 0; i < sizeOf(stream(s).instrs()); ++i) {
+        const fb::Instr &in = instr(s, i);
+        StreamModel::Instr &mi = st.instrs.emplace_back();
+        mi.op = in.op() == fb::Opcode::Send   ? StreamModel::Op::Send
+                : in.op() == fb::Opcode::Recv ? StreamModel::Op::Recv
+                                              : StreamModel::Op::Task;
+        if (in.inputs())
+          mi.inputs.assign(in.inputs()->begin(), in.inputs()->end());
+        if (in.outputs())
+          mi.outputs.assign(in.outputs()->begin(), in.outputs()->end());
+        mi.channel = in.channel();
+        mi.seq = in.seq();
       }
     }
-    return absl::OkStatus();
+    model.inputSlot = plan_.input_slot();
+    model.outputSlot = plan_.output_slot();
+    return model;
   }
 
-  absl::Status checkTransfer(int64_t s, int64_t i) {
+  /// The plan-specific checks of one instruction, run by checkStreamModel
+  /// once its slot ids are valid; errors leave the location to the caller.
+  absl::Status checkInstr(int64_t s, int64_t i) {
     const fb::Instr &in = instr(s, i);
-    bool isSend = in.op() == fb::Opcode::Send;
-    if (in.kernel() != fb::Kernel::None)
-      return invalid(where(s, i), absl::StrCat("expects kernel None but got ",
-                                               kernelName(in.kernel())));
-    CP_RETURN_IF_ERROR(
-        expectCount(s, i, "inputs", isSend ? 1 : 0, sizeOf(in.inputs())));
-    CP_RETURN_IF_ERROR(
-        expectCount(s, i, "outputs", isSend ? 0 : 1, sizeOf(in.outputs())));
-    CP_RETURN_IF_ERROR(expectCount(s, i, "weights", 0, sizeOf(in.weights())));
-    CP_RETURN_IF_ERROR(expectCount(s, i, "iparams", 0, sizeOf(in.iparams())));
-    CP_RETURN_IF_ERROR(expectCount(s, i, "fparams", 0, sizeOf(in.fparams())));
-    int32_t c = in.channel();
-    if (c < 0 || c >= numChannels_)
-      return invalid(where(s, i),
-                     absl::StrCat("channel ", c, " out of range (plan has ",
-                                  numChannels_, " channels)"));
-    const fb::Channel &ch = *plan_.channels()->Get(c);
-    fb::Pool end = isSend ? ch.from() : ch.to();
-    if (end != stream(s).pool())
-      return invalid(where(s, i),
-                     absl::StrCat("channel ", c, " goes from ",
-                                  poolName(ch.from()), " to ",
-                                  poolName(ch.to()), "; its ",
-                                  isSend ? "sends" : "receives",
-                                  " belong in the ", poolName(end), " stream"));
-    int32_t slotId = isSend ? in.inputs()->Get(0) : in.outputs()->Get(0);
-    if (slot(slotId).width() != ch.width())
-      return invalid(where(s, i),
-                     absl::StrCat("slot ", slotId, " has width ",
-                                  slot(slotId).width(), " but channel ", c,
-                                  " has width ", ch.width()));
-    int32_t &count = isSend ? sendCount_[c] : recvCount_[c];
-    ++count;
-    if (in.seq() != count)
-      return invalid(where(s, i),
-                     absl::StrCat("expects seq ", count, " (",
-                                  isSend ? "send" : "receive", " ", count,
-                                  " of channel ", c, " in this step) but got ",
-                                  in.seq()));
-    if (count > ch.per_step())
-      return invalid(where(s, i),
-                     absl::StrCat("channel ", c, " has per_step ",
-                                  ch.per_step(), " but this is ",
-                                  isSend ? "send " : "receive ", count));
-    return absl::OkStatus();
+    switch (in.op()) {
+    case fb::Opcode::Task:
+      return checkTask(s, i);
+    case fb::Opcode::Send:
+    case fb::Opcode::Recv: {
+      bool isSend = in.op() == fb::Opcode::Send;
+      if (in.kernel() != fb::Kernel::None)
+        return invalid(absl::StrCat("expects kernel None but got ",
+                                    kernelName(in.kernel())));
+      CP_RETURN_IF_ERROR(
+          expectCount("inputs", isSend ? 1 : 0, sizeOf(in.inputs())));
+      CP_RETURN_IF_ERROR(
+          expectCount("outputs", isSend ? 0 : 1, sizeOf(in.outputs())));
+      CP_RETURN_IF_ERROR(expectCount("weights", 0, sizeOf(in.weights())));
+      CP_RETURN_IF_ERROR(expectCount("iparams", 0, sizeOf(in.iparams())));
+      return expectCount("fparams", 0, sizeOf(in.fparams()));
+    }
+    default:
+      return invalid("unknown opcode");
+    }
   }
 
   /// Checks weights[k] of a task: in range, or -1 when `optional`; in the
@@ -407,20 +345,18 @@ private:
     if (*id == -1) {
       if (optional)
         return absl::OkStatus();
-      return invalid(where(s, i), absl::StrCat(at, " is required but is -1"));
+      return invalid(absl::StrCat(at, " is required but is -1"));
     }
     if (*id < 0 || *id >= numWeights_)
-      return invalid(where(s, i), absl::StrCat(at, ": weight ", *id,
-                                               " out of range (plan has ",
-                                               numWeights_, " weights)"));
+      return invalid(absl::StrCat(at, ": weight ", *id,
+                                  " out of range (plan has ", numWeights_,
+                                  " weights)"));
     const fb::Weight &w = weight(*id);
     if (w.pool() != stream(s).pool())
-      return invalid(where(s, i),
-                     absl::StrCat(at, ": weight ", *id, " '", w.name()->str(),
-                                  "' is in pool ", poolName(w.pool()),
-                                  " but kernel ", kernelName(in.kernel()),
-                                  " runs in pool ",
-                                  poolName(stream(s).pool())));
+      return invalid(absl::StrCat(
+          at, ": weight ", *id, " '", w.name()->str(), "' is in pool ",
+          poolName(w.pool()), " but kernel ", kernelName(in.kernel()),
+          " runs in pool ", poolName(stream(s).pool())));
     return absl::OkStatus();
   }
 
@@ -431,8 +367,7 @@ private:
       return absl::OkStatus();
     std::vector<int64_t> actual = shapeOf(weight(id));
     if (actual != expected)
-      return invalid(where(s, i),
-                     absl::StrCat("weights[", k, "] (", label, ") '",
+      return invalid(absl::StrCat("weights[", k, "] (", label, ") '",
                                   weight(id).name()->str(), "': expects shape ",
                                   shapeStr(expected), " but got ",
                                   shapeStr(actual)));
@@ -446,8 +381,7 @@ private:
       return absl::OkStatus();
     int64_t actual = numelOf(shapeOf(weight(id)));
     if (actual != expected)
-      return invalid(where(s, i),
-                     absl::StrCat("weights[", k, "] (", label, ") '",
+      return invalid(absl::StrCat("weights[", k, "] (", label, ") '",
                                   weight(id).name()->str(), "': expects ",
                                   expected, " elements but got ", actual));
     return absl::OkStatus();
@@ -456,8 +390,7 @@ private:
   absl::Status expectWidth(int64_t s, int64_t i, const char *what,
                            int32_t slotId, int64_t expected) const {
     if (slot(slotId).width() != expected)
-      return invalid(where(s, i),
-                     absl::StrCat(what, " slot ", slotId, " expects width ",
+      return invalid(absl::StrCat(what, " slot ", slotId, " expects width ",
                                   expected, " but got ", slot(slotId).width()));
     return absl::OkStatus();
   }
@@ -466,15 +399,13 @@ private:
     const fb::Instr &in = instr(s, i);
     fb::Kernel kernel = in.kernel();
     if (kernel <= fb::Kernel::None || kernel > fb::Kernel::MAX)
-      return invalid(where(s, i), "Task expects a kernel but got none");
+      return invalid("Task expects a kernel but got none");
     if (in.channel() != -1 || in.seq() != 0)
-      return invalid(where(s, i),
-                     absl::StrCat("Task expects channel -1 and seq 0 but got "
+      return invalid(absl::StrCat("Task expects channel -1 and seq 0 but got "
                                   "channel ",
                                   in.channel(), " and seq ", in.seq()));
     if (homePool(kernel) != stream(s).pool())
-      return invalid(where(s, i),
-                     absl::StrCat("kernel ", kernelName(kernel),
+      return invalid(absl::StrCat("kernel ", kernelName(kernel),
                                   " runs in the ", poolName(homePool(kernel)),
                                   " pool, not in the ",
                                   poolName(stream(s).pool()), " stream"));
@@ -491,17 +422,15 @@ private:
     }
     if (kernel == fb::Kernel::Moe)
       numIparams = 3;
+    CP_RETURN_IF_ERROR(expectCount("inputs", numInputs, sizeOf(in.inputs())));
+    CP_RETURN_IF_ERROR(expectCount("outputs", 1, sizeOf(in.outputs())));
     CP_RETURN_IF_ERROR(
-        expectCount(s, i, "inputs", numInputs, sizeOf(in.inputs())));
-    CP_RETURN_IF_ERROR(expectCount(s, i, "outputs", 1, sizeOf(in.outputs())));
+        expectCount("iparams", numIparams, sizeOf(in.iparams())));
     CP_RETURN_IF_ERROR(
-        expectCount(s, i, "iparams", numIparams, sizeOf(in.iparams())));
-    CP_RETURN_IF_ERROR(
-        expectCount(s, i, "fparams", numFparams, sizeOf(in.fparams())));
+        expectCount("fparams", numFparams, sizeOf(in.fparams())));
     for (int64_t k = 0; k < numFparams; ++k)
       if (!std::isfinite(in.fparams()->Get(k)))
-        return invalid(where(s, i),
-                       absl::StrCat("fparams[", k, "] must be finite but got ",
+        return invalid(absl::StrCat("fparams[", k, "] must be finite but got ",
                                     in.fparams()->Get(k)));
 
     // Slot kinds: only Embed reads token ids, only LmHead writes logits.
@@ -511,8 +440,7 @@ private:
                                   : fb::SlotKind::Hidden;
       int32_t id = in.inputs()->Get(k);
       if (slot(id).kind() != expected)
-        return invalid(where(s, i),
-                       absl::StrCat("inputs[", k, "]: slot ", id,
+        return invalid(absl::StrCat("inputs[", k, "]: slot ", id,
                                     " expects kind ", slotKindName(expected),
                                     " but got ",
                                     slotKindName(slot(id).kind())));
@@ -521,8 +449,7 @@ private:
                                                         : fb::SlotKind::Hidden;
     int32_t out = in.outputs()->Get(0);
     if (slot(out).kind() != outKind)
-      return invalid(where(s, i),
-                     absl::StrCat("outputs[0]: slot ", out, " expects kind ",
+      return invalid(absl::StrCat("outputs[0]: slot ", out, " expects kind ",
                                   slotKindName(outKind), " but got ",
                                   slotKindName(slot(out).kind())));
     int32_t x = in.inputs()->Get(0);
@@ -532,7 +459,7 @@ private:
     case fb::Kernel::Embed:
     case fb::Kernel::LmHead:
     case fb::Kernel::RmsNorm: {
-      CP_RETURN_IF_ERROR(expectCount(s, i, "weights", 1, sizeOf(in.weights())));
+      CP_RETURN_IF_ERROR(expectCount("weights", 1, sizeOf(in.weights())));
       int32_t w;
       const char *label = kernel == fb::Kernel::Embed    ? "embed"
                           : kernel == fb::Kernel::LmHead ? "lm_head"
@@ -542,8 +469,8 @@ private:
         CP_RETURN_IF_ERROR(expectWidth(s, i, "output", out, width));
         CP_RETURN_IF_ERROR(expectNumel(s, i, 0, label, w, width));
         if (in.fparams()->Get(0) < 0)
-          return invalid(where(s, i), absl::StrCat("eps must be >= 0 but got ",
-                                                   in.fparams()->Get(0)));
+          return invalid(
+              absl::StrCat("eps must be >= 0 but got ", in.fparams()->Get(0)));
       } else if (kernel == fb::Kernel::Embed) {
         int64_t h = slot(out).width();
         CP_RETURN_IF_ERROR(
@@ -557,12 +484,12 @@ private:
       return absl::OkStatus();
     }
     case fb::Kernel::Add:
-      CP_RETURN_IF_ERROR(expectCount(s, i, "weights", 0, sizeOf(in.weights())));
+      CP_RETURN_IF_ERROR(expectCount("weights", 0, sizeOf(in.weights())));
       CP_RETURN_IF_ERROR(
           expectWidth(s, i, "inputs[1]", in.inputs()->Get(1), width));
       return expectWidth(s, i, "output", out, width);
     case fb::Kernel::Mlp: {
-      CP_RETURN_IF_ERROR(expectCount(s, i, "weights", 3, sizeOf(in.weights())));
+      CP_RETURN_IF_ERROR(expectCount("weights", 3, sizeOf(in.weights())));
       CP_RETURN_IF_ERROR(expectWidth(s, i, "output", out, width));
       return checkMlp(s, i, 0, "gate", "up", "down", false, width);
     }
@@ -571,7 +498,7 @@ private:
     case fb::Kernel::Attention:
       return checkAttention(s, i, width);
     default:
-      return invalid(where(s, i), "unknown kernel");
+      return invalid("unknown kernel");
     }
   }
 
@@ -584,8 +511,7 @@ private:
     CP_RETURN_IF_ERROR(weightRef(s, i, first + 1, up, optional, &u));
     CP_RETURN_IF_ERROR(weightRef(s, i, first + 2, down, optional, &d));
     if ((g < 0) != (u < 0) || (g < 0) != (d < 0))
-      return invalid(where(s, i),
-                     absl::StrCat("weights[", first, "..", first + 2, "] (",
+      return invalid(absl::StrCat("weights[", first, "..", first + 2, "] (",
                                   gate, ", ", up, ", ", down,
                                   ") must be all present or all -1"));
     if (g < 0)
@@ -602,18 +528,15 @@ private:
     int64_t experts = in.iparams()->Get(0), topK = in.iparams()->Get(1),
             norm = in.iparams()->Get(2);
     if (experts < 1 || experts > (1 << 20))
-      return invalid(
-          where(s, i),
-          absl::StrCat("num_experts must be in [1, 1048576] but got ",
-                       experts));
+      return invalid(absl::StrCat(
+          "num_experts must be in [1, 1048576] but got ", experts));
     if (topK < 1 || topK > experts)
-      return invalid(where(s, i), absl::StrCat("top_k must be in [1, ", experts,
-                                               "] but got ", topK));
+      return invalid(
+          absl::StrCat("top_k must be in [1, ", experts, "] but got ", topK));
     if (norm != 0 && norm != 1)
       return invalid(
-          where(s, i),
           absl::StrCat("norm_topk_prob must be 0 or 1 but got ", norm));
-    CP_RETURN_IF_ERROR(expectCount(s, i, "weights (5 + 3 * num_experts)",
+    CP_RETURN_IF_ERROR(expectCount("weights (5 + 3 * num_experts)",
                                    5 + 3 * experts, sizeOf(in.weights())));
     CP_RETURN_IF_ERROR(expectWidth(s, i, "output", in.outputs()->Get(0), h));
     int32_t router, sharedGate;
@@ -624,8 +547,8 @@ private:
     CP_RETURN_IF_ERROR(
         weightRef(s, i, 4, "shared_expert_gate", true, &sharedGate));
     if (sharedGate >= 0 && in.weights()->Get(1) < 0)
-      return invalid(where(s, i), "weights[4] (shared_expert_gate) is set but "
-                                  "the model has no shared expert");
+      return invalid("weights[4] (shared_expert_gate) is set but "
+                     "the model has no shared expert");
     CP_RETURN_IF_ERROR(
         expectShape(s, i, 4, "shared_expert_gate", sharedGate, {1, h}));
     for (int64_t e = 0; e < experts; ++e)
@@ -636,47 +559,40 @@ private:
 
   absl::Status checkAttention(int64_t s, int64_t i, int64_t h) {
     const fb::Instr &in = instr(s, i);
-    CP_RETURN_IF_ERROR(expectCount(s, i, "weights", 10, sizeOf(in.weights())));
+    CP_RETURN_IF_ERROR(expectCount("weights", 10, sizeOf(in.weights())));
     const auto &ip = *in.iparams();
     int64_t layer = ip.Get(0), nh = ip.Get(1), nkv = ip.Get(2), hd = ip.Get(3),
             qkNorm = ip.Get(4), window = ip.Get(5), ropeType = ip.Get(6);
     if (layer < 0 || layer >= numKvLayers_)
-      return invalid(where(s, i), absl::StrCat("kv_layer ", layer,
-                                               " out of range (plan has ",
-                                               numKvLayers_, " kv_layers)"));
+      return invalid(absl::StrCat("kv_layer ", layer,
+                                  " out of range (plan has ", numKvLayers_,
+                                  " kv_layers)"));
     if (!kvLayerUser_[layer].empty())
-      return invalid(where(s, i),
-                     absl::StrCat("kv_layer ", layer, " is already used by ",
+      return invalid(absl::StrCat("kv_layer ", layer, " is already used by ",
                                   kvLayerUser_[layer]));
     kvLayerUser_[layer] = where(s, i);
     const fb::KvLayer &kv = *plan_.kv_layers()->Get(layer);
     if (nh < 1 || nh > (1 << 16) || nkv < 1 || nh % nkv != 0)
-      return invalid(where(s, i),
-                     absl::StrCat("num_heads ", nh,
+      return invalid(absl::StrCat("num_heads ", nh,
                                   " must be a positive multiple of "
                                   "num_kv_heads ",
                                   nkv));
     if (nkv != kv.num_kv_heads() || hd != kv.head_dim())
-      return invalid(where(s, i),
-                     absl::StrCat("num_kv_heads/head_dim ", nkv, "/", hd,
+      return invalid(absl::StrCat("num_kv_heads/head_dim ", nkv, "/", hd,
                                   " do not match kv_layer ", layer, " (",
                                   kv.num_kv_heads(), "/", kv.head_dim(), ")"));
     if (qkNorm < 0 || qkNorm > 2)
       return invalid(
-          where(s, i),
           absl::StrCat("qk_norm must be 0, 1 or 2 but got ", qkNorm));
     if (window < 0)
       return invalid(
-          where(s, i),
           absl::StrCat("sliding_window must be >= 0 but got ", window));
     if (ropeType != 0 && ropeType != 1)
       return invalid(
-          where(s, i),
           absl::StrCat("rope_type must be 0 or 1 but got ", ropeType));
     const auto &fp = *in.fparams();
     if (fp.Get(0) <= 0 || fp.Get(3) <= 0 || fp.Get(1) < 0 || fp.Get(2) < 0)
-      return invalid(where(s, i),
-                     absl::StrCat("expects rope_theta > 0, qk_norm_eps >= 0, "
+      return invalid(absl::StrCat("expects rope_theta > 0, qk_norm_eps >= 0, "
                                   "clip_qkv >= 0, rope_factor > 0 but got ",
                                   fp.Get(0), ", ", fp.Get(1), ", ", fp.Get(2),
                                   ", ", fp.Get(3)));
@@ -690,8 +606,7 @@ private:
       CP_RETURN_IF_ERROR(weightRef(s, i, k, kLabels[k], k >= 4, &w[k]));
     for (int k = 8; k < 10; ++k)
       if ((w[k] >= 0) != (qkNorm != 0))
-        return invalid(where(s, i),
-                       absl::StrCat("weights[", k, "] (", kLabels[k], ") ",
+        return invalid(absl::StrCat("weights[", k, "] (", kLabels[k], ") ",
                                     qkNorm ? "is required" : "must be -1",
                                     " with qk_norm ", qkNorm));
     CP_RETURN_IF_ERROR(expectShape(s, i, 0, kLabels[0], w[0], {nh * hd, h}));
@@ -707,50 +622,9 @@ private:
     return expectNumel(s, i, 9, kLabels[9], w[9], qkNorm == 2 ? nkv * hd : hd);
   }
 
-  /// Runs one step of all streams round-robin; a Recv blocks until its
-  /// message was sent. Per-step counts are already checked, so completing one
-  /// step means every later step completes too.
-  absl::Status simulate() const {
-    std::vector<int64_t> pc(numStreams_, 0);
-    std::vector<int32_t> sent(numChannels_, 0);
-    for (;;) {
-      bool progress = false, done = true;
-      for (int64_t s = 0; s < numStreams_; ++s) {
-        int64_t n = sizeOf(stream(s).instrs());
-        while (pc[s] < n) {
-          const fb::Instr &in = instr(s, pc[s]);
-          if (in.op() == fb::Opcode::Recv && sent[in.channel()] < in.seq())
-            break;
-          if (in.op() == fb::Opcode::Send)
-            ++sent[in.channel()];
-          ++pc[s];
-          progress = true;
-        }
-        done = done && pc[s] == n;
-      }
-      if (done)
-        return absl::OkStatus();
-      if (!progress) {
-        std::vector<std::string> stuck;
-        for (int64_t s = 0; s < numStreams_; ++s) {
-          if (pc[s] == sizeOf(stream(s).instrs()))
-            continue;
-          const fb::Instr &in = instr(s, pc[s]);
-          stuck.push_back(absl::StrCat(where(s, pc[s]), " waits for message ",
-                                       in.seq(), " of channel ", in.channel(),
-                                       " (", sent[in.channel()], " sent)"));
-        }
-        return absl::InvalidArgumentError(absl::StrCat(
-            "deadlock: no stream can advance: ", absl::StrJoin(stuck, "; ")));
-      }
-    }
-  }
-
   const fb::Plan &plan_;
   int64_t numSlots_, numWeights_, numChannels_, numStreams_, numKvLayers_;
-  std::vector<int32_t> sendCount_, recvCount_;
   std::vector<std::string> kvLayerUser_;
-  bool outputWritten_ = false;
 };
 
 } // namespace

@@ -2,7 +2,9 @@
 //
 // The "Static stream check" of docs/plan-format.md. The compiler runs it
 // before it writes a plan and the runtime before it runs one, so both sides
-// reject exactly the same plans. Plain C++ (FlatBuffers + Abseil only).
+// reject exactly the same plans. Plain C++ (FlatBuffers + Abseil only). The
+// stream semantics are runtime/format/StreamModel.h, shared with the exec
+// dialect's verifier; this adds the plan's tables, kernels and weights.
 //
 //===----------------------------------------------------------------------===//
 #ifndef CROSSPOOL_RUNTIME_FORMAT_STREAMCHECK_H

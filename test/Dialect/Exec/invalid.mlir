@@ -451,7 +451,7 @@ model.weight @embed : tensor<16x8xf32> {tensor = "e", file = "m.safetensors", of
 model.weight @norm : tensor<8xf32> {tensor = "n", file = "m.safetensors", offset = 0, nbytes = 32, pool = #model<pool kv>}
 model.weight @mlp : tensor<4x8xf32> {tensor = "g", file = "m.safetensors", offset = 0, nbytes = 128, pool = #model<pool weights>}
 model.weight @lm_head : tensor<16x8xf32> {tensor = "e", file = "m.safetensors", offset = 0, nbytes = 512, pool = #model<pool kv>}
-// expected-error @below {{'exec.program' op expects a task writing the output slot 7}}
+// expected-error @below {{'exec.program' op expects an instruction writing the output slot 7}}
 exec.program input 0 output 7 {
   exec.slot 0 : token_ids, width 1, pool kv
   exec.slot 1 : hidden, width 8, pool kv

@@ -137,8 +137,8 @@ TEST(PlanFileTest, StreamCheckErrorsArePrefixedWithTheFile) {
   TPlan p = makeTwoPoolPlan();
   std::swap(p.streams[0].instrs[5], p.streams[0].instrs[6]);
   EXPECT_THAT(loadError(p.serialize(), "model.cpplan"),
-              HasSubstr("model.cpplan: deadlock: no stream can advance: "
-                        "stream 0 (KV) instr 5 (Recv)"));
+              HasSubstr("model.cpplan: stream 0 (KV) instr 5 (Recv): "
+                        "deadlocks: message 1 of channel 1"));
 }
 
 /// Offsets of tensors computed from the raw safetensors header, independent

@@ -1,5 +1,6 @@
 //===- StreamCheckTest.cpp - Static stream check of plans -----------------===//
 #include "runtime/format/StreamCheck.h"
+#include "runtime/format/StreamModel.h"
 
 #include "test/unit/runtime/TestPlans.h"
 
@@ -77,8 +78,8 @@ TEST(StreamCheckTest, ValidPlanWithSharedExpertAndQkNormPasses) {
 TEST(StreamCheckTest, SlotOutOfRange) {
   TPlan p = makeTwoPoolPlan();
   kvInstr(p, 1).outputs = {40};
-  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 1 (Task RmsNorm): outputs[0]: "
-                        "slot 40 out of range (plan has 12 slots)");
+  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 1 (Task RmsNorm): expects a slot "
+                        "id below 12 but got 40");
 }
 
 TEST(StreamCheckTest, WeightAndChannelOutOfRange) {
@@ -88,15 +89,15 @@ TEST(StreamCheckTest, WeightAndChannelOutOfRange) {
                         "(norm): weight 99 out of range (plan has 16 weights)");
   p = makeTwoPoolPlan();
   kvInstr(p, 5).channel = 7;
-  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 5 (Send): channel 7 out of "
-                        "range (plan has 2 channels)");
+  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 5 (Send): expects a channel id "
+                        "below 2 but got 7");
 }
 
 TEST(StreamCheckTest, SlotOfOtherPool) {
   TPlan p = makeTwoPoolPlan();
   kvInstr(p, 3).inputs = {kH, kMoeOut};
-  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 3 (Task Add): inputs[1]: slot 7 "
-                        "is in pool Weights but this stream runs pool KV");
+  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 3 (Task Add): expects slot 7 in "
+                        "pool KV but it is in pool Weights");
 }
 
 TEST(StreamCheckTest, WeightOfOtherPool) {
@@ -201,7 +202,8 @@ TEST(StreamCheckTest, SlotKinds) {
   p = makeTwoPoolPlan();
   p.inputSlot = kH;
   EXPECT_EQ(errorOf(p),
-            "plan: input_slot 1 expects kind TokenIds but got Hidden");
+            "plan: expects the input slot 1 of kind TokenIds but got "
+            "Hidden");
   p = makeTwoPoolPlan();
   p.slots[kIds].width = 2;
   EXPECT_EQ(errorOf(p), "slot 0: TokenIds slot expects width 1 but got 2");
@@ -211,19 +213,20 @@ TEST(StreamCheckTest, ReadBeforeWrite) {
   TPlan p = makeTwoPoolPlan();
   std::swap(kvInstr(p, 1), kvInstr(p, 2)); // attention before its norm
   EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 1 (Task Attention): reads slot "
-                        "2 before any instruction of this step writes it");
+                        "2 before it is written in this step");
   // A slot written in the Weights stream never counts as written on KV, and
   // the receive slot is not defined before its Recv.
   p = makeTwoPoolPlan();
   std::swap(kvInstr(p, 6), kvInstr(p, 7));
   EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 6 (Task Add): reads slot 8 "
-                        "before any instruction of this step writes it");
+                        "before it is written in this step");
 }
 
 TEST(StreamCheckTest, OutputSlotNeverWritten) {
   TPlan p = makeTwoPoolPlan();
   p.streams[0].instrs.pop_back();
-  EXPECT_EQ(errorOf(p), "plan: output slot 11 is never written in a step");
+  EXPECT_EQ(errorOf(p), "plan: expects an instruction writing the output "
+                        "slot 11");
 }
 
 TEST(StreamCheckTest, UnpairedSend) {
@@ -231,40 +234,35 @@ TEST(StreamCheckTest, UnpairedSend) {
   TPlan p = makeTwoPoolPlan();
   p.channels[0].perStep = 2;
   p.streams[0].instrs.insert(p.streams[0].instrs.begin() + 6, send(kX2, 0, 2));
-  EXPECT_EQ(errorOf(p), "channel 0: expects 2 sends and receives per step "
-                        "(per_step) but the streams have 2 sends and 1 "
-                        "receives");
+  EXPECT_EQ(errorOf(p), "channel 0: expects 2 receives per step but got 1");
   // More sends than per_step.
   p = makeTwoPoolPlan();
   p.streams[0].instrs.insert(p.streams[0].instrs.begin() + 6, send(kX2, 0, 2));
-  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 6 (Send): channel 0 has "
-                        "per_step 1 but this is send 2");
+  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 6 (Send): expects at most 1 "
+                        "messages per step on channel 0 but got seq 2");
   // A receive with no send at all.
   p = makeTwoPoolPlan();
   p.streams[0].instrs.erase(p.streams[0].instrs.begin() + 5);
-  EXPECT_EQ(errorOf(p), "channel 0: expects 1 sends and receives per step "
-                        "(per_step) but the streams have 0 sends and 1 "
-                        "receives");
+  EXPECT_EQ(errorOf(p), "channel 0: expects 1 sends per step but got 0");
 }
 
 TEST(StreamCheckTest, SendOrRecvInWrongStream) {
   TPlan p = makeTwoPoolPlan();
   kvInstr(p, 5).channel = 1; // KV sends on the Weights->KV channel
-  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 5 (Send): channel 1 goes from "
-                        "Weights to KV; its sends belong in the Weights "
-                        "stream");
+  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 5 (Send): expects channel 1 to "
+                        "send from pool KV but it sends from pool Weights");
   p = makeTwoPoolPlan();
   wInstr(p, 0).channel = 1;
-  EXPECT_EQ(errorOf(p), "stream 1 (Weights) instr 0 (Recv): channel 1 goes "
-                        "from Weights to KV; its receives belong in the KV "
-                        "stream");
+  EXPECT_EQ(errorOf(p), "stream 1 (Weights) instr 0 (Recv): expects channel "
+                        "1 to receive from pool Weights but it receives "
+                        "from pool KV");
 }
 
 TEST(StreamCheckTest, SeqOutOfOrder) {
   TPlan p = makeTwoPoolPlan();
   kvInstr(p, 5).seq = 2;
-  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 5 (Send): expects seq 1 (send 1 "
-                        "of channel 0 in this step) but got 2");
+  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 5 (Send): expects seq 1 on "
+                        "channel 0 but got 2");
   // Two messages per step, received in swapped order.
   p = makeTwoPoolPlan();
   p.channels[0].perStep = 2;
@@ -275,23 +273,23 @@ TEST(StreamCheckTest, SeqOutOfOrder) {
   wInstr(p, 0).seq = 2;
   wInstr(p, 1).seq = 1;
   EXPECT_EQ(errorOf(p), "stream 1 (Weights) instr 0 (Recv): expects seq 1 "
-                        "(receive 1 of channel 0 in this step) but got 2");
+                        "on channel 0 but got 2");
 }
 
 TEST(StreamCheckTest, ChannelWidthMismatch) {
   TPlan p = makeTwoPoolPlan();
   p.channels[1].width = 4;
-  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 6 (Recv): slot 8 has width 8 "
-                        "but channel 1 has width 4");
+  EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 6 (Recv): expects slot 8 of "
+                        "channel width 4 but got 8");
 }
 
 TEST(StreamCheckTest, DeadlockBothStreamsRecvFirst) {
   TPlan p = makeTwoPoolPlan();
   std::swap(kvInstr(p, 5), kvInstr(p, 6)); // KV receives before it sends
   EXPECT_EQ(errorOf(p),
-            "deadlock: no stream can advance: stream 0 (KV) instr 5 (Recv) "
-            "waits for message 1 of channel 1 (0 sent); stream 1 (Weights) "
-            "instr 0 (Recv) waits for message 1 of channel 0 (0 sent)");
+            "stream 0 (KV) instr 5 (Recv): deadlocks: message 1 of channel 1 "
+            "is never sent while the streams wait; stream 1 (Weights) "
+            "instr 0 waits for message 1 of channel 0");
 }
 
 TEST(StreamCheckTest, StreamsPerPool) {
@@ -326,8 +324,7 @@ TEST(StreamCheckTest, TableEntries) {
   EXPECT_EQ(errorOf(p), "slot 3: width must be positive but got 0");
   p = makeTwoPoolPlan();
   p.outputSlot = 12;
-  EXPECT_EQ(errorOf(p), "plan: output_slot 12 out of range (plan has 12 "
-                        "slots)");
+  EXPECT_EQ(errorOf(p), "plan: expects the output slot below 12 but got 12");
 }
 
 TEST(StreamCheckTest, AttentionParams) {
@@ -357,6 +354,36 @@ TEST(StreamCheckTest, TaskFieldsOfOtherOpcodes) {
   p = makeTwoPoolPlan();
   kvInstr(p, 3).op = static_cast<fb::Opcode>(9);
   EXPECT_EQ(errorOf(p), "stream 0 (KV) instr 3 (<opcode 9>): unknown opcode");
+}
+
+/// The shared checker alone (no plan, no hook): errors carry their location.
+TEST(StreamCheckTest, StreamModelErrorsCarryTheirLocation) {
+  using runtime::StreamModel;
+  using Op = StreamModel::Op;
+  StreamModel m;
+  m.poolNames = {"A", "B"};
+  using Kind = StreamModel::Kind;
+  m.slots = {
+      {0, Kind::TokenIds, 1}, {0, Kind::Hidden, 4}, {1, Kind::Logits, 4}};
+  m.channels = {{0, 1, 4, 1}};
+  m.streams = {{0, {{Op::Task, {0}, {1}}, {Op::Send, {1}, {}, 0, 1}}},
+               {1, {{Op::Recv, {}, {2}, 0, 1}}}};
+  m.inputSlot = 0;
+  m.outputSlot = 2;
+  EXPECT_TRUE(runtime::checkStreamModel(m).ok());
+  m.streams[1].instrs[0].outputs = {2, 2};
+  runtime::StreamErrorLocation loc;
+  absl::Status status = runtime::checkStreamModel(m, nullptr, &loc);
+  EXPECT_EQ(status.message(), "expects a receive to move one slot");
+  EXPECT_EQ(loc.stream, 1);
+  EXPECT_EQ(loc.instr, 0);
+  EXPECT_EQ(loc.channel, -1);
+  m.streams[1].instrs[0].outputs = {2};
+  m.channels[0].perStep = 2;
+  status = runtime::checkStreamModel(m, nullptr, &loc);
+  EXPECT_EQ(status.message(), "expects 2 sends per step but got 1");
+  EXPECT_EQ(loc.stream, -1);
+  EXPECT_EQ(loc.channel, 0);
 }
 
 } // namespace
