@@ -17,13 +17,27 @@
 // time, so no local-memory spills for any head_dim). Splits write partial
 // (max, sum, unnormalized acc) and attendReduceKernel merges them.
 //
+// attendDecodeMmaKernel: the decode case (one row per block) with bf16 KV
+// and head_dim 32/64/128 on tensor cores, without shared-memory tiles. Each
+// warp takes 16 positions at a time: scores S[heads x 8 keys] = Q K^T by
+// mma.sync with K rows loaded straight from the pages (Mma.cuh's permuted-k
+// trick), an online softmax in registers (rows across a lane quad), and
+// acc[heads x dims] += P V with P reused from the score fragments and V's
+// B fragments packed from 16-byte row loads by byte permutes (lane (g, t)
+// loads dims [8g, 8g + 8) of keys 2t, 2t + 1, 8 + 2t, 9 + 2t, which is n-tile
+// j's column g for the dims 8n + j). The four warps' partial softmaxes are
+// merged through shared memory at the end. Rows beyond the G query heads
+// of the KV head are zero (m16 tiles; G <= 16).
+//
 //===----------------------------------------------------------------------===//
 
 #include "kernels/cuda/Common.cuh"
+#include "kernels/cuda/Mma.cuh"
 
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <cmath>
 
 namespace crosspool::kernels::cuda {
@@ -405,6 +419,225 @@ __global__ void __launch_bounds__(kAttnThreads) attendKernel(AttendArgs a) {
   }
 }
 
+/// See the file comment. HD: head_dim; R2: G > 8 (rows g + 8 are heads).
+template <int HD, bool R2>
+__global__ void __launch_bounds__(kAttnThreads)
+    attendDecodeMmaKernel(AttendArgs a) {
+  constexpr int NC = HD / 32;             // 32-dim chunks of q and k
+  constexpr int DV = HD >= 64 ? 8 : 4;    // dims per lane and V load
+  constexpr int NG = HD / (8 * DV);       // V dim groups per lane
+  constexpr int NT = HD / 8;              // n-tiles of the output
+  constexpr int NW = kAttnThreads / 32;
+  constexpr int VW = DV / 2;              // 32-bit words per V load
+  __shared__ float accW[NW][16][HD];
+  __shared__ float mW[NW][16], lW[NW][16];
+
+  const int split = blockIdx.x, kvh = blockIdx.y;
+  const int64_t t = blockIdx.z;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, tq = lane & 3;
+  const int G = a.G;
+
+  int32_t pos = a.rowPos[t], seq = a.rowSeq[t];
+  if (seq < 0 || seq >= a.kv.numSeqs || pos < 0)
+    pos = seq = -1;
+  const int lo = a.window > 0 ? max(0, pos - a.window + 1) : 0;
+  const int splitBegin = split * a.splitLen;
+  const int splitEnd =
+      split == a.numSplits - 1 ? INT_MAX : splitBegin + a.splitLen;
+  const int begin = max(lo, splitBegin), end = min(pos + 1, splitEnd);
+
+  // Q fragments of heads g and g + 8 (zero beyond G).
+  const bf16 *q = static_cast<const bf16 *>(a.q);
+  const int64_t qStride = int64_t(a.nh) * HD;
+  const uint4 z = make_uint4(0, 0, 0, 0);
+  uint4 qa[NC], qb[NC];
+#pragma unroll
+  for (int c = 0; c < NC; ++c) {
+    qa[c] = g < G ? __ldg(reinterpret_cast<const uint4 *>(
+                        q + t * qStride + int64_t(kvh * G + g) * HD + c * 32 +
+                        tq * 8))
+                  : z;
+    qb[c] = R2 && g + 8 < G
+                ? __ldg(reinterpret_cast<const uint4 *>(
+                      q + t * qStride + int64_t(kvh * G + g + 8) * HD +
+                      c * 32 + tq * 8))
+                : z;
+  }
+
+  float acc[NT][4];
+#pragma unroll
+  for (int n = 0; n < NT; ++n)
+    acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
+  const int64_t rowBytes = int64_t(a.nkv) * HD * 2;
+  const int64_t headOff = int64_t(kvh) * HD * 2;
+  const int64_t vOff = int64_t(a.kv.tpp) * rowBytes;
+  const char *kvBase = a.kv.base + headOff;
+  const float scale = a.scale;
+
+  // Page-table lookups run one step ahead of the K/V loads that use them.
+  int64_t offNext = -1;
+  {
+    const int my = begin + 16 * warp + (lane & 15);
+    offNext = my < end ? kvRowOffset(a.kv, seq, my, rowBytes) : int64_t(-1);
+  }
+  for (int kb = begin + 16 * warp; kb < end; kb += 16 * NW) {
+    const int64_t off = offNext;
+    const int64_t oK0 = __shfl_sync(0xffffffffu, off, g);
+    const int64_t oK1 = __shfl_sync(0xffffffffu, off, g + 8);
+    const int64_t oV[4] = {__shfl_sync(0xffffffffu, off, 2 * tq),
+                           __shfl_sync(0xffffffffu, off, 2 * tq + 1),
+                           __shfl_sync(0xffffffffu, off, 8 + 2 * tq),
+                           __shfl_sync(0xffffffffu, off, 9 + 2 * tq)};
+    uint4 kA[NC], kB[NC];
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      kA[c] = oK0 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
+                             kvBase + oK0 + (c * 32 + tq * 8) * 2))
+                       : z;
+      kB[c] = oK1 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
+                             kvBase + oK1 + (c * 32 + tq * 8) * 2))
+                       : z;
+    }
+    uint32_t vw[4][NG][VW];
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+#pragma unroll
+      for (int gi = 0; gi < NG; ++gi) {
+        const char *p = kvBase + vOff + oV[k] + (gi * 8 * DV + g * DV) * 2;
+        if constexpr (DV == 8) {
+          uint4 v = oV[k] >= 0 ? __ldg(reinterpret_cast<const uint4 *>(p)) : z;
+          vw[k][gi][0] = v.x, vw[k][gi][1] = v.y, vw[k][gi][2] = v.z,
+          vw[k][gi][3] = v.w;
+        } else {
+          uint2 v = oV[k] >= 0 ? __ldg(reinterpret_cast<const uint2 *>(p))
+                               : make_uint2(0, 0);
+          vw[k][gi][0] = v.x, vw[k][gi][1] = v.y;
+        }
+      }
+
+    {
+      const int my = kb + 16 * NW + (lane & 15);
+      offNext = my < end ? kvRowOffset(a.kv, seq, my, rowBytes) : int64_t(-1);
+    }
+    float s0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      detail::mmaChunk32(s0, qa[c], qb[c], kA[c]);
+      detail::mmaChunk32(s1, qa[c], qb[c], kB[c]);
+    }
+    // Lane's keys: s0[0,1] / s1[0,1] are keys 2tq, 2tq+1, 8+2tq, 9+2tq of
+    // row g, s*[2,3] the same keys of row g + 8.
+    const bool v0 = oV[0] >= 0, v1 = oV[1] >= 0, v2 = oV[2] >= 0,
+               v3 = oV[3] >= 0;
+    float x0[4] = {v0 ? s0[0] * scale : -INFINITY, v1 ? s0[1] * scale : -INFINITY,
+                   v2 ? s1[0] * scale : -INFINITY, v3 ? s1[1] * scale : -INFINITY};
+    float x1[4] = {v0 ? s0[2] * scale : -INFINITY, v1 ? s0[3] * scale : -INFINITY,
+                   v2 ? s1[2] * scale : -INFINITY, v3 ? s1[3] * scale : -INFINITY};
+    float mx0 = fmaxf(fmaxf(x0[0], x0[1]), fmaxf(x0[2], x0[3]));
+    float mx1 = fmaxf(fmaxf(x1[0], x1[1]), fmaxf(x1[2], x1[3]));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+    float al0 = 1.0f, al1 = 1.0f;
+    float p0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, p1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (n0 != -INFINITY) {
+      al0 = __expf(m0 - n0);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        p0[i] = __expf(x0[i] - n0);
+      m0 = n0;
+    }
+    if (n1 != -INFINITY) {
+      al1 = __expf(m1 - n1);
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        p1[i] = __expf(x1[i] - n1);
+      m1 = n1;
+    }
+    l0 = l0 * al0 + (p0[0] + p0[1] + p0[2] + p0[3]);
+    l1 = l1 * al1 + (p1[0] + p1[1] + p1[2] + p1[3]);
+    const uint32_t pa0 = detail::packBf16(p0[0], p0[1]);
+    const uint32_t pa1 = detail::packBf16(p1[0], p1[1]);
+    const uint32_t pa2 = detail::packBf16(p0[2], p0[3]);
+    const uint32_t pa3 = detail::packBf16(p1[2], p1[3]);
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi)
+#pragma unroll
+      for (int j = 0; j < DV; ++j) {
+        const int n = gi * DV + j;
+        const uint32_t sel = (j & 1) ? 0x7632u : 0x5410u;
+        const uint32_t b0 =
+            __byte_perm(vw[0][gi][j >> 1], vw[1][gi][j >> 1], sel);
+        const uint32_t b1 =
+            __byte_perm(vw[2][gi][j >> 1], vw[3][gi][j >> 1], sel);
+        acc[n][0] *= al0;
+        acc[n][1] *= al0;
+        acc[n][2] *= al1;
+        acc[n][3] *= al1;
+        detail::mma16816(acc[n], pa0, pa1, pa2, pa3, b0, b1);
+      }
+  }
+
+  // Lane-partial sums over the quad, then the warps' merge.
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  if (tq == 0) {
+    mW[warp][g] = m0;
+    lW[warp][g] = l0;
+    mW[warp][g + 8] = m1;
+    lW[warp][g + 8] = l1;
+  }
+#pragma unroll
+  for (int gi = 0; gi < NG; ++gi)
+#pragma unroll
+    for (int j = 0; j < DV; ++j) {
+      const int n = gi * DV + j;
+      const int d0 = gi * 8 * DV + (2 * tq) * DV + j;
+      const int d1 = gi * 8 * DV + (2 * tq + 1) * DV + j;
+      accW[warp][g][d0] = acc[n][0];
+      accW[warp][g][d1] = acc[n][1];
+      accW[warp][g + 8][d0] = acc[n][2];
+      accW[warp][g + 8][d1] = acc[n][3];
+    }
+  __syncthreads();
+
+  bf16 *out = static_cast<bf16 *>(a.out);
+  for (int e = threadIdx.x; e < G * HD; e += kAttnThreads) {
+    const int row = e / HD, d = e % HD;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < NW; ++w)
+      M = fmaxf(M, mW[w][row]);
+    float L = 0.0f, O = 0.0f;
+    if (M != -INFINITY)
+#pragma unroll
+      for (int w = 0; w < NW; ++w) {
+        const float f = __expf(mW[w][row] - M); // 0 for an empty warp
+        L += lW[w][row] * f;
+        O += accW[w][row][d] * f;
+      }
+    const int h = kvh * G + row;
+    if (a.numSplits == 1) {
+      out[t * qStride + int64_t(h) * HD + d] =
+          __float2bfloat16_rn(L > 0 ? O / L : 0.0f);
+    } else {
+      const int64_t slot = (t * a.nh + h) * a.numSplits + split;
+      a.partAcc[slot * HD + d] = O;
+      if (d == 0) {
+        a.partMl[2 * slot] = M;
+        a.partMl[2 * slot + 1] = L;
+      }
+    }
+  }
+}
+
 /// Merges the splits of one (row, head): out = sum_s e^(m_s - M) acc_s /
 /// sum_s e^(m_s - M) l_s.
 template <typename T>
@@ -505,14 +738,41 @@ int64_t partMlFloats(int64_t T, const AttentionParams &p,
   return c.numSplits > 1 ? T * p.numHeads * c.numSplits * 2 : 0;
 }
 
+/// The tensor-core decode kernel for one head_dim, or false when none fits.
+bool launchDecodeMma(const AttendArgs &args, dim3 grid, cudaStream_t stream) {
+  const bool r2 = args.G > 8;
+#define CP_DECODE_MMA(HD)                                                      \
+  if (args.hd == HD) {                                                         \
+    if (r2)                                                                    \
+      attendDecodeMmaKernel<HD, true><<<grid, kAttnThreads, 0, stream>>>(args); \
+    else                                                                       \
+      attendDecodeMmaKernel<HD, false>                                         \
+          <<<grid, kAttnThreads, 0, stream>>>(args);                           \
+    return true;                                                               \
+  }
+  CP_DECODE_MMA(32)
+  CP_DECODE_MMA(64)
+  CP_DECODE_MMA(128)
+#undef CP_DECODE_MMA
+  return false;
+}
+
 template <typename T>
 absl::Status launchAttend(const AttendArgs &args, bool vec, int64_t smem,
                           dim3 grid, cudaStream_t stream) {
-  auto kernel = vec ? attendKernel<T, true> : attendKernel<T, false>;
-  CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  kernel<<<grid, kAttnThreads, size_t(smem), stream>>>(args);
-  CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendKernel");
+  const bool decodeMma = std::is_same_v<T, bf16> && vec &&
+                         detail::aligned16(args.q) &&
+                         args.rowsPerBlock == 1 && args.G <= 16 &&
+                         launchDecodeMma(args, grid, stream);
+  if (decodeMma) {
+    CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendDecodeMmaKernel");
+  } else {
+    auto kernel = vec ? attendKernel<T, true> : attendKernel<T, false>;
+    CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<grid, kAttnThreads, size_t(smem), stream>>>(args);
+    CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendKernel");
+  }
   if (args.numSplits > 1) {
     int threads = std::min(512, (args.hd + 31) / 32 * 32);
     attendReduceKernel<T><<<unsigned(args.T * args.nh), threads, 0, stream>>>(
@@ -596,11 +856,17 @@ AttendConfig chooseAttendConfig(int64_t T, const AttentionParams &p,
   }
   int64_t tiles = (T + c.rowsPerBlock - 1) / c.rowsPerBlock;
   int64_t blocks = std::max<int64_t>(1, tiles * p.numKvHeads);
+  // About two blocks per SM. Measured on an H100 (docs/perf.md): four per SM
+  // helps the main kernel (ctx 32K, T=8: 281 -> 230 us) but doubles the
+  // splits, and attendReduceKernel walks the splits serially (ctx 32K, T=1:
+  // 51 -> 83 us); revisit together with a parallel reduce.
   int64_t want = 2 * int64_t(std::max(1, numSms));
   int64_t ctx = std::max(1, maxContext);
-  if (blocks < want && ctx > 256) {
+  if (blocks < want && ctx > 64) {
     int64_t splits = (want + blocks - 1) / blocks;
-    int64_t len = std::max<int64_t>(256, (ctx + splits - 1) / splits);
+    // 64 positions keep a short context's splits worth a block (4 warps x
+    // 16) while still spreading 1K positions over 16 blocks per KV head.
+    int64_t len = std::max<int64_t>(64, (ctx + splits - 1) / splits);
     len = (len + kTileK - 1) / kTileK * kTileK;
     c.splitLen = int32_t(len);
     c.numSplits = int32_t((ctx + len - 1) / len);

@@ -6,11 +6,22 @@
 // the few activation rows in L1. Larger T goes to cublasGemmEx (bf16 or fp32
 // operands, fp32 compute; the pedantic fp32 mode so fp32 never becomes TF32).
 //
+// bf16 with `in` a multiple of 64 takes gemvMmaKernel instead: a block owns 8
+// output rows, its W warps split `in` (so even a 512-row matrix puts enough
+// loads in flight), each lane streams 16-byte weight chunks straight into
+// mma.sync (Mma.cuh) against up to 16 token rows at once, and the warps'
+// partial tiles are summed in a fixed order through shared memory. The
+// weights are read once per 16 tokens instead of once per 8, and the tensor
+// cores take the multiply-adds off the issue slots.
+//
 //===----------------------------------------------------------------------===//
 
 #include "kernels/cuda/Common.cuh"
+#include "kernels/cuda/Mma.cuh"
 
 #include "absl/strings/str_cat.h"
+
+#include <algorithm>
 
 namespace crosspool::kernels::cuda {
 namespace {
@@ -86,6 +97,59 @@ void launchGemv(const T *x, const T *w, const T *bias, int64_t numTokens,
                                     stream);
 }
 
+/// y[t, o] = x[t] . w[o] + bias[o] for bf16 x, w; 8 rows o per block.
+template <typename TY, int W>
+__global__ void __launch_bounds__(W * 32)
+    gemvMmaKernel(const bf16 *__restrict__ x, const bf16 *__restrict__ w,
+                  const bf16 *__restrict__ bias, int64_t numTokens, int64_t in,
+                  int64_t out, TY *__restrict__ y) {
+  __shared__ float red[W * 4 * 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t n0 = int64_t(blockIdx.x) * 8;
+  const bf16 *wr[1] = {n0 + g < out ? w + (n0 + g) * in + t * 16 : nullptr};
+  const int chunks = int(in / 64);
+  for (int64_t m0 = 0; m0 < numTokens; m0 += 16) {
+    const bf16 *xg = m0 + g < numTokens ? x + (m0 + g) * in + t * 16 : nullptr;
+    const bf16 *xh =
+        m0 + g + 8 < numTokens ? x + (m0 + g + 8) * in + t * 16 : nullptr;
+    float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    detail::tileDots<1, W, bf16>(xg, xh, wr, true, true, chunks, warp, c);
+    detail::reduceTiles<1, W>(c, red);
+    if (warp == 0)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int64_t tok = m0 + g + (r >= 2 ? 8 : 0);
+        const int64_t o = n0 + 2 * t + (r & 1);
+        if (tok < numTokens && o < out)
+          y[tok * out + o] = fromF<TY>(c[0][r] + (bias ? toF(bias[o]) : 0.0f));
+      }
+  }
+}
+
+template <typename TY>
+void launchGemvMma(const bf16 *x, const bf16 *w, const bf16 *bias,
+                   int64_t numTokens, int64_t in, int64_t out, TY *y,
+                   int numSms, cudaStream_t stream) {
+  const int64_t blocks = (out + 7) / 8;
+  const int64_t chunks = in / 64;
+  // Few row blocks: more warps per block split `in`, so every SM has loads
+  // in flight; never more warps than chunks.
+  int warps = blocks < 4 * int64_t(std::max(numSms, 1)) ? 16 : 8;
+  while (warps > 4 && chunks < warps)
+    warps /= 2;
+  const unsigned grid = unsigned(blocks);
+  if (warps == 16)
+    gemvMmaKernel<TY, 16><<<grid, 16 * 32, 0, stream>>>(x, w, bias, numTokens,
+                                                         in, out, y);
+  else if (warps == 8)
+    gemvMmaKernel<TY, 8><<<grid, 8 * 32, 0, stream>>>(x, w, bias, numTokens,
+                                                       in, out, y);
+  else
+    gemvMmaKernel<TY, 4><<<grid, 4 * 32, 0, stream>>>(x, w, bias, numTokens,
+                                                       in, out, y);
+}
+
 /// y[t, :] = bias (or 0), so cuBLAS can add the product with beta = 1.
 template <typename T, typename TY>
 __global__ void broadcastBiasKernel(const T *bias, int64_t T_, int64_t out,
@@ -117,7 +181,20 @@ absl::Status linearImpl(const char *kernel, const void *x, const void *w,
   if (algo == LinearAlgo::kGemv) {
     if (out > int64_t(INT32_MAX) * kGemvWarps)
       return invalid(kernel, absl::StrCat("out ", out, " too large"));
-    if (dt == DType::kF32)
+    // One token: the one-warp-per-row FMA kernel measured ~1 us faster on
+    // q_proj (no cross-warp reduction); from two tokens on the mma kernel
+    // reads the weights once for up to 16 rows (docs/perf.md).
+    const bool mma = dt == DType::kBF16 && T >= 2 && in % 64 == 0 &&
+                     detail::aligned16(x) && detail::aligned16(w);
+    if (mma && floatOut)
+      launchGemvMma(static_cast<const bf16 *>(x), static_cast<const bf16 *>(w),
+                    static_cast<const bf16 *>(bias), T, in, out,
+                    static_cast<float *>(y), ctx.numSms, ctx.stream);
+    else if (mma)
+      launchGemvMma(static_cast<const bf16 *>(x), static_cast<const bf16 *>(w),
+                    static_cast<const bf16 *>(bias), T, in, out,
+                    static_cast<bf16 *>(y), ctx.numSms, ctx.stream);
+    else if (dt == DType::kF32)
       launchGemv(static_cast<const float *>(x), static_cast<const float *>(w),
                  static_cast<const float *>(bias), T, in, out,
                  static_cast<float *>(y), ctx.stream);

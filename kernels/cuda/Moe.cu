@@ -19,13 +19,25 @@
 // Slots beyond the number of active experts exit at once, so the grid is
 // sized on the host from min(E, T*K) without a device-to-host copy.
 //
+// bf16 with hidden and intermediate multiples of 64 uses the tensor-core
+// variants (gateUpMmaKernel, downMmaKernel; Mma.cuh): a block owns 8 rows of
+// one active expert (gate and up rows together), its warps split the
+// reduction dimension, and every selected expert's weights are streamed
+// once per 16 of its tokens, all experts in one launch. The router logits
+// then come from the same tensor-core GEMV (many blocks instead of one block
+// per token re-reading the whole router) and routeKernel only does the
+// softmax and top-k. The down projection rounds the fp32 SwiGLU rows to bf16
+// for the mma, as a bf16 model's activations are anyway.
+//
 //===----------------------------------------------------------------------===//
 
 #include "kernels/cuda/Common.cuh"
+#include "kernels/cuda/Mma.cuh"
 
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace crosspool::kernels::cuda {
 namespace {
@@ -50,13 +62,19 @@ template <typename T>
 __global__ void routeKernel(const T *__restrict__ x,
                             const T *__restrict__ router, int64_t H, int32_t E,
                             int32_t K, bool norm, bool vec, int32_t *idx,
-                            float *wts) {
+                            float *wts, const float *__restrict__ logits) {
   extern __shared__ float probs[]; // E probabilities, then E taken flags
   int32_t *taken = reinterpret_cast<int32_t *>(probs + E);
   const int64_t t = blockIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const T *xr[1] = {x + t * H};
-  for (int e = warp; e < E; e += blockDim.x >> 5) {
+  if (logits) {
+    for (int e = threadIdx.x; e < E; e += blockDim.x) {
+      probs[e] = logits[t * E + e];
+      taken[e] = 0;
+    }
+  }
+  for (int e = warp; e < E && !logits; e += blockDim.x >> 5) {
     float acc[1] = {0.0f};
     warpDots<T, T, 1>(router + int64_t(e) * H, xr, 1, H, vec, acc);
     float s = detail::warpSum(acc[0]);
@@ -110,35 +128,68 @@ __global__ void routeKernel(const T *__restrict__ x,
       wts[t * K + k] = wts[t * K + k] / total;
 }
 
-/// Stable counting sort of the T*K routed pairs by expert.
+constexpr int kGroupStage = 4096;
+
+/// Stable counting sort of the T*K routed pairs by expert, in shared memory:
+/// counts by shared atomics, offsets and the active list by a one-warp scan,
+/// then each expert's thread collects its rows in order (from a staged copy
+/// of the routing when it fits).
 __global__ void groupKernel(const int32_t *__restrict__ idx, int64_t n,
                             int32_t E, int32_t *counts, int32_t *offsets,
                             int32_t *activeList, int32_t *numActive,
                             int32_t *rowsOf) {
-  for (int e = threadIdx.x; e < E; e += blockDim.x) {
-    int32_t c = 0;
-    for (int64_t f = 0; f < n; ++f)
-      c += idx[f] == e;
-    counts[e] = c;
+  extern __shared__ int32_t gsm[]; // E counts, E offsets, staged idx
+  int32_t *sc = gsm, *so = gsm + E, *sidx = gsm + 2 * E;
+  const bool staged = n <= kGroupStage;
+  for (int e = threadIdx.x; e < E; e += blockDim.x)
+    sc[e] = 0;
+  __syncthreads();
+  for (int64_t f = threadIdx.x; f < n; f += blockDim.x) {
+    int32_t e = idx[f];
+    if (staged)
+      sidx[f] = e;
+    if (e >= 0 && e < E)
+      atomicAdd(&sc[e], 1);
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
-    int32_t off = 0, active = 0;
-    for (int e = 0; e < E; ++e) {
-      offsets[e] = off;
-      off += counts[e];
-      if (counts[e] > 0)
-        activeList[active++] = e;
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    const int per = (E + 31) / 32, lo = min(E, lane * per),
+              hi = min(E, lo + per);
+    int32_t sum = 0, act = 0;
+    for (int e = lo; e < hi; ++e) {
+      sum += sc[e];
+      act += sc[e] > 0;
     }
-    *numActive = active;
+    int32_t incS = sum, incA = act;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      int32_t vs = __shfl_up_sync(0xffffffffu, incS, o);
+      int32_t va = __shfl_up_sync(0xffffffffu, incA, o);
+      if (lane >= o) {
+        incS += vs;
+        incA += va;
+      }
+    }
+    int32_t off = incS - sum, a = incA - act;
+    for (int e = lo; e < hi; ++e) {
+      so[e] = off;
+      offsets[e] = off;
+      counts[e] = sc[e];
+      off += sc[e];
+      if (sc[e] > 0)
+        activeList[a++] = e;
+    }
+    if (lane == 31)
+      *numActive = incA;
   }
   __syncthreads();
   for (int e = threadIdx.x; e < E; e += blockDim.x) {
-    if (counts[e] == 0)
+    if (sc[e] == 0)
       continue;
-    int32_t at = offsets[e];
+    int32_t at = so[e];
     for (int64_t f = 0; f < n; ++f)
-      if (idx[f] == e)
+      if ((staged ? sidx[f] : idx[f]) == e)
         rowsOf[at++] = int32_t(f);
   }
 }
@@ -251,6 +302,91 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   }
 }
 
+/// gateUpKernel on tensor cores (bf16, H % 64 == 0): 8 rows of gate and of
+/// up per block, W warps over H.
+template <int W>
+__global__ void __launch_bounds__(W * 32)
+    gateUpMmaKernel(const bf16 *__restrict__ x, int64_t H, int64_t I,
+                    GroupArgs g, float *__restrict__ hbuf) {
+  __shared__ float red[2 * W * 4 * 32];
+  ExpertPtrs e;
+  int64_t n, base;
+  if (!groupOf(g, blockIdx.y, e, n, base) || !e.gate || !e.up)
+    return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gq = lane >> 2, t = lane & 3;
+  const int64_t n0 = int64_t(blockIdx.x) * 8, row = n0 + gq;
+  const bf16 *gw = static_cast<const bf16 *>(e.gate);
+  const bf16 *uw = static_cast<const bf16 *>(e.up);
+  const bool wal = al16(gw) && al16(uw);
+  const bf16 *wr[2] = {row < I ? gw + row * H + t * 16 : nullptr,
+                       row < I ? uw + row * H + t * 16 : nullptr};
+  const int K = g.experts ? g.K : 1;
+  for (int64_t m0 = 0; m0 < n; m0 += 16) {
+    const bf16 *xg =
+        m0 + gq < n ? x + (flatRow(g, base, m0 + gq) / K) * H + t * 16 : nullptr;
+    const bf16 *xh = m0 + gq + 8 < n
+                         ? x + (flatRow(g, base, m0 + gq + 8) / K) * H + t * 16
+                         : nullptr;
+    float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    detail::tileDots<2, W, bf16>(xg, xh, wr, wal, true, int(H / 64), warp, c);
+    detail::reduceTiles<2, W>(c, red);
+    if (warp == 0)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int64_t j = m0 + gq + (r >= 2 ? 8 : 0);
+        const int64_t i = n0 + 2 * t + (r & 1);
+        const float gs = c[0][r], us = c[1][r];
+        if (j < n && i < I)
+          hbuf[(base + j) * I + i] = gs / (1.0f + expf(-gs)) * us;
+      }
+  }
+}
+
+/// downKernel on tensor cores (bf16 weights, I % 64 == 0).
+template <int W>
+__global__ void __launch_bounds__(W * 32)
+    downMmaKernel(const float *__restrict__ hbuf, int64_t H, int64_t I,
+                  GroupArgs g, const float *__restrict__ rowWeight,
+                  float *__restrict__ outbuf) {
+  __shared__ float red[W * 4 * 32];
+  ExpertPtrs e;
+  int64_t n, base;
+  if (!groupOf(g, blockIdx.y, e, n, base) || !e.down)
+    return;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gq = lane >> 2, t = lane & 3;
+  const int64_t n0 = int64_t(blockIdx.x) * 8, row = n0 + gq;
+  const bf16 *dw = static_cast<const bf16 *>(e.down);
+  const bf16 *wr[1] = {row < H ? dw + row * I + t * 16 : nullptr};
+  const bool wal = al16(dw), xal = al16(hbuf);
+  for (int64_t m0 = 0; m0 < n; m0 += 16) {
+    const float *xg = m0 + gq < n ? hbuf + (base + m0 + gq) * I + t * 16 : nullptr;
+    const float *xh =
+        m0 + gq + 8 < n ? hbuf + (base + m0 + gq + 8) * I + t * 16 : nullptr;
+    float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    detail::tileDots<1, W, float>(xg, xh, wr, wal, xal, int(I / 64), warp, c);
+    detail::reduceTiles<1, W>(c, red);
+    if (warp == 0)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int64_t j = m0 + gq + (r >= 2 ? 8 : 0);
+        const int64_t o = n0 + 2 * t + (r & 1);
+        if (j < n && o < H) {
+          const int64_t f = flatRow(g, base, j);
+          outbuf[f * H + o] = rowWeight ? c[0][r] * rowWeight[f] : c[0][r];
+        }
+      }
+  }
+}
+
+/// Warps per block of the mma kernels: split `len / 64` chunks so each warp
+/// has a few, at most 8 warps.
+int mmaWarps(int64_t len) {
+  const int64_t chunks = len / 64;
+  return chunks >= 16 ? 8 : 4;
+}
+
 template <typename T>
 __global__ void
 combineKernel(const int32_t *__restrict__ idx, const float *__restrict__ outbuf,
@@ -298,7 +434,7 @@ template <typename F> void withTB(int64_t rows, F &&f) {
 
 struct MoeScratch {
   int32_t *idx, *counts, *offsets, *activeList, *numActive, *rowsOf;
-  float *wts, *hbuf, *outbuf, *hbufShared, *sharedOut, *gateLogit;
+  float *wts, *hbuf, *outbuf, *hbufShared, *sharedOut, *gateLogit, *logits;
 };
 
 MoeScratch carveMoe(detail::WorkspaceCarver &c, int64_t T, const MoeParams &p) {
@@ -316,7 +452,41 @@ MoeScratch carveMoe(detail::WorkspaceCarver &c, int64_t T, const MoeParams &p) {
   s.hbufShared = c.take<float>(T * std::max<int64_t>(p.sharedIntermediate, 0));
   s.sharedOut = c.take<float>(T * p.hidden);
   s.gateLogit = c.take<float>(T);
+  s.logits = c.take<float>(T * E);
   return s;
+}
+
+/// gate/up then down over `slots` grid slots: the tensor-core kernels when
+/// `mma` (bf16, H % 64 == 0, x aligned) and I % 64 == 0, else the FMA ones.
+template <typename T>
+void launchExperts(const T *x, int64_t H, int64_t I, const GroupArgs &g,
+                   float *hbuf, const float *rowWeight, float *outbuf,
+                   unsigned slots, bool mma, cudaStream_t st) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (mma && I % 64 == 0) {
+      const dim3 gridUp(unsigned((I + 7) / 8), slots);
+      const dim3 gridDown(unsigned((H + 7) / 8), slots);
+      if (mmaWarps(H) == 8)
+        gateUpMmaKernel<8><<<gridUp, 256, 0, st>>>(x, H, I, g, hbuf);
+      else
+        gateUpMmaKernel<4><<<gridUp, 128, 0, st>>>(x, H, I, g, hbuf);
+      if (mmaWarps(I) == 8)
+        downMmaKernel<8><<<gridDown, 256, 0, st>>>(hbuf, H, I, g, rowWeight,
+                                                   outbuf);
+      else
+        downMmaKernel<4><<<gridDown, 128, 0, st>>>(hbuf, H, I, g, rowWeight,
+                                                   outbuf);
+      return;
+    }
+  }
+  withTB(g.T, [&](auto tb) {
+    constexpr int TB = decltype(tb)::value;
+    gateUpKernel<T, TB><<<dim3(unsigned((I + kWarps - 1) / kWarps), slots),
+                          kWarps * 32, 0, st>>>(x, H, I, g, hbuf);
+    downKernel<T, TB><<<dim3(unsigned((H + kWarps - 1) / kWarps), slots),
+                        kWarps * 32, 0, st>>>(hbuf, H, I, g, rowWeight,
+                                              outbuf);
+  });
 }
 
 template <typename T>
@@ -327,13 +497,34 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
   const int64_t H = p.hidden, I = p.intermediate, K = p.topK, E = p.numExperts;
   detail::WorkspaceCarver carver(ctx.workspace, ctx.workspaceBytes);
   MoeScratch s = carveMoe(carver, Tn, p);
-  CP_RETURN_IF_ERROR(route(x, w.router, Tn, H, p.numExperts, p.topK,
-                           p.normTopkProb, s.idx, s.wts, dt, st));
+  const bool mma = dt == DType::kBF16 && H % 64 == 0 && detail::aligned16(x);
+  if (mma && detail::aligned16(w.router)) {
+    // Router logits on the tensor-core GEMV, then softmax + top-k.
+    CP_RETURN_IF_ERROR(lmHead(x, w.router, Tn, H, E, s.logits, dt, ctx,
+                              LinearAlgo::kGemv));
+    const size_t smem = size_t(E) * 8;
+    auto kernel = routeKernel<T>;
+    CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    kernel<<<unsigned(Tn), 256, smem, st>>>(x, static_cast<const T *>(w.router),
+                                            H, int32_t(E), int32_t(K),
+                                            p.normTopkProb, false, s.idx, s.wts,
+                                            s.logits);
+    CP_CUDA_RETURN_IF_LAUNCH_FAILED("routeKernel");
+  } else {
+    CP_RETURN_IF_ERROR(route(x, w.router, Tn, H, p.numExperts, p.topK,
+                             p.normTopkProb, s.idx, s.wts, dt, st));
+  }
   if (routedIndices)
     CP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(routedIndices, s.idx,
                                             Tn * K * sizeof(int32_t),
                                             cudaMemcpyDeviceToDevice, st));
-  groupKernel<<<1, 256, 0, st>>>(s.idx, Tn * K, p.numExperts, s.counts,
+  const size_t groupSmem =
+      (size_t(2) * E + std::min<int64_t>(Tn * K, kGroupStage)) * 4;
+  CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      groupKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      int(groupSmem)));
+  groupKernel<<<1, 256, groupSmem, st>>>(s.idx, Tn * K, p.numExperts, s.counts,
                                  s.offsets, s.activeList, s.numActive,
                                  s.rowsOf);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("groupKernel");
@@ -343,13 +534,7 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
               s.rowsOf,     int32_t(K),   Tn};
   const unsigned slots = unsigned(std::min<int64_t>(E, Tn * K));
   absl::Status launched = absl::OkStatus();
-  withTB(Tn, [&](auto tb) {
-    constexpr int TB = decltype(tb)::value;
-    gateUpKernel<T, TB><<<dim3(unsigned((I + kWarps - 1) / kWarps), slots),
-                          kWarps * 32, 0, st>>>(x, H, I, g, s.hbuf);
-    downKernel<T, TB><<<dim3(unsigned((H + kWarps - 1) / kWarps), slots),
-                        kWarps * 32, 0, st>>>(s.hbuf, H, I, g, s.wts, s.outbuf);
-  });
+  launchExperts<T>(x, H, I, g, s.hbuf, s.wts, s.outbuf, slots, mma, st);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("gateUpKernel/downKernel");
 
   const bool hasShared = w.shared.gate != nullptr;
@@ -357,14 +542,8 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
     const int64_t Is = p.sharedIntermediate;
     GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
                  nullptr, nullptr,  1,       Tn};
-    withTB(Tn, [&](auto tb) {
-      constexpr int TB = decltype(tb)::value;
-      gateUpKernel<T, TB><<<dim3(unsigned((Is + kWarps - 1) / kWarps), 1),
-                            kWarps * 32, 0, st>>>(x, H, Is, gs, s.hbufShared);
-      downKernel<T, TB>
-          <<<dim3(unsigned((H + kWarps - 1) / kWarps), 1), kWarps * 32, 0,
-             st>>>(s.hbufShared, H, Is, gs, nullptr, s.sharedOut);
-    });
+    launchExperts<T>(x, H, Is, gs, s.hbufShared, nullptr, s.sharedOut, 1,
+                     mma && Is % 64 == 0, st);
     CP_CUDA_RETURN_IF_LAUNCH_FAILED("shared expert kernels");
     if (w.sharedGate)
       CP_RETURN_IF_ERROR(
@@ -406,14 +585,14 @@ absl::Status route(const void *x, const void *router, int64_t T, int64_t H,
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     kernel<<<unsigned(T), 256, smem, stream>>>(
         static_cast<const float *>(x), static_cast<const float *>(router), H,
-        numExperts, topK, normTopkProb, vec, indices, weights);
+        numExperts, topK, normTopkProb, vec, indices, weights, nullptr);
   } else {
     auto kernel = routeKernel<bf16>;
     CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     kernel<<<unsigned(T), 256, smem, stream>>>(
         static_cast<const bf16 *>(x), static_cast<const bf16 *>(router), H,
-        numExperts, topK, normTopkProb, vec, indices, weights);
+        numExperts, topK, normTopkProb, vec, indices, weights, nullptr);
   }
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("routeKernel");
   return absl::OkStatus();

@@ -361,6 +361,18 @@ TEST_P(AttentionCudaTest, LongContextSplitsAcrossBlocks) {
   h.run(decodeStep({4999, 3000, 17}), std::nullopt, blas_);
 }
 
+// More than 8 query heads per KV head: the decode kernel's second row
+// group of each m16 tile holds real heads (G = 16 and 12).
+TEST_P(AttentionCudaTest, WideGqaGroupsDecode) {
+  const DType dt = GetParam();
+  for (Geometry g : {Geometry{16, 1, 64, 128, 1, 0.0f, 0, false},
+                     Geometry{24, 2, 32, 96, 0, 0.0f, 0, true}}) {
+    AttentionHarness h(g, dt, 9100);
+    h.run(decodeStep({700}), std::nullopt, blas_);
+    h.run(decodeStep(spreadPositions(5, 9101, 400)), std::nullopt, blas_);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, AttentionCudaTest,
                          ::testing::Values(DType::kF32, DType::kBF16),
                          [](const auto &info) {

@@ -205,6 +205,14 @@ TEST_P(MoeCudaTest, SharedExpertGatedAndUngated) {
   }
 }
 
+// bf16 tensor-core expert kernels (hidden, intermediate multiples of 64)
+// with more than 16 tokens per expert (several m-tiles per weight pass) and
+// a gated shared expert on the same path.
+TEST_P(MoeCudaTest, ManyTokensPerExpertOnTheMmaPath) {
+  for (int64_t T : {37, 70})
+    check(MoeCase{4, 2, 128, 128, false, 192, true}, T, uint32_t(800 + T));
+}
+
 TEST_P(MoeCudaTest, OddSizesTakeTheScalarPath) {
   check(MoeCase{6, 3, 70, 45, false, 30, true}, 5, 700);
 }
