@@ -82,12 +82,21 @@ FlatSymbolRefAttr SpecBuilder::weight(const WeightRef &ref, const Twine &symbol)
   OpBuilder::InsertionGuard guard(builder);
   // Weights precede the function, in the order they are first used.
   builder.setInsertionPoint(moduleBody, std::prev(moduleBody->end()));
+  model::SyntheticAttr synthetic;
+  if (ref.synthetic)
+    synthetic = model::SyntheticAttr::get(
+        ctx, ref.seed,
+        ref.init == ::crosspool::synthetic::InitKind::kOnePlusNormal
+            ? model::SyntheticInit::OnePlusNormal
+            : model::SyntheticInit::Normal,
+        builder.getF64FloatAttr(ref.initStd));
   auto op = builder.create<model::WeightOp>(
       loc(ref.name), builder.getStringAttr(symbol),
       TypeAttr::get(RankedTensorType::get(ref.shape, element)),
-      builder.getStringAttr(ref.name), builder.getStringAttr(ref.file),
-      builder.getI64IntegerAttr(ref.offset),
-      builder.getI64IntegerAttr(ref.nbytes), model::PoolAttr());
+      builder.getStringAttr(ref.name),
+      ref.synthetic ? StringAttr() : builder.getStringAttr(ref.file),
+      ref.synthetic ? IntegerAttr() : builder.getI64IntegerAttr(ref.offset),
+      builder.getI64IntegerAttr(ref.nbytes), model::PoolAttr(), synthetic);
   return FlatSymbolRefAttr::get(op.getSymNameAttr());
 }
 

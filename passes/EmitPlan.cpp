@@ -98,10 +98,20 @@ LogicalResult mlir::crosspool::serializePlan(ModuleOp module, std::string &buffe
       return failure();
     std::vector<int64_t> shape(weight.getTensorType().getShape());
     weightIds[weight.getSymNameAttr()] = weights.size();
+    model::SyntheticAttr synthetic = weight.getSyntheticAttr();
+    plan::SyntheticInit init =
+        synthetic && synthetic.getInit() == model::SyntheticInit::OnePlusNormal
+            ? plan::SyntheticInit::OnePlusNormal
+            : plan::SyntheticInit::Normal;
+    // A synthetic weight has no file: leave the string out.
     weights.push_back(plan::CreateWeightDirect(
-        fbb, weight.getTensor().str().c_str(), weight.getFile().str().c_str(),
-        weight.getOffset(), weight.getNbytes(), *dtype, &shape,
-        toPlan(*pool)));
+        fbb, weight.getTensor().str().c_str(),
+        synthetic ? nullptr : weight.getFileAttr().str().c_str(),
+        weight.getOffset().value_or(0), weight.getNbytes(), *dtype, &shape, toPlan(*pool),
+        /*synthetic=*/static_cast<bool>(synthetic),
+        synthetic ? synthetic.getSeed() : 0, init,
+        synthetic ? static_cast<float>(synthetic.getStd().getValueAsDouble())
+                  : 0.0f));
   }
   for (StringAttr name : used)
     if (!weightIds.count(name))

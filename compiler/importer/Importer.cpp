@@ -24,6 +24,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <sys/stat.h>
+
 namespace crosspool::compiler {
 
 using nlohmann::json;
@@ -281,20 +283,32 @@ absl::Status readRope(const Config &cfg, const FamilyInfo &family,
 
 /// Resolves checkpoint tensor names into WeightRefs, checking presence,
 /// dtype and shape.
+///
+/// Without a checkpoint (importConfig) every name the config implies
+/// "exists" in the hub layout (one tensor per expert) and resolves to a
+/// synthetic BF16 weight of the expected shape.
 class WeightResolver {
 public:
   WeightResolver(const Checkpoint &ckpt, std::string dir)
-      : ckpt_(ckpt), dir_(std::move(dir)) {}
+      : ckpt_(&ckpt), dir_(std::move(dir)) {}
+  /// Synthetic weights of `seed`, std `initStd`.
+  WeightResolver(uint64_t seed, double initStd)
+      : seed_(seed), initStd_(initStd) {}
 
-  bool contains(const std::string &name) const { return ckpt_.contains(name); }
+  bool contains(const std::string &name) const {
+    return !ckpt_ || ckpt_->contains(name);
+  }
 
   absl::StatusOr<WeightRef> get(const std::string &name,
                                 const std::vector<int64_t> &shape) const {
-    if (!ckpt_.contains(name))
+    if (!ckpt_)
+      return syntheticRef(name, shape);
+    const Checkpoint &ckpt = *ckpt_;
+    if (!ckpt.contains(name))
       return absl::NotFoundError(absl::StrCat(dir_, ": missing tensor '", name,
                                               "' (expected shape ",
                                               shapeString(shape), ")"));
-    CP_ASSIGN_OR_RETURN(Checkpoint::Located loc, ckpt_.find(name));
+    CP_ASSIGN_OR_RETURN(Checkpoint::Located loc, ckpt.find(name));
     const runtime::TensorInfo &info = *loc.info;
     if (info.dtype != DType::kF32 && info.dtype != DType::kF16 &&
         info.dtype != DType::kBF16)
@@ -330,8 +344,34 @@ public:
   }
 
 private:
-  const Checkpoint &ckpt_;
+  WeightRef syntheticRef(const std::string &name,
+                         const std::vector<int64_t> &shape) const {
+    WeightRef ref;
+    ref.name = name;
+    ref.dtype = DType::kBF16;
+    ref.shape = shape;
+    uint64_t numel = 1;
+    for (int64_t d : shape)
+      numel *= static_cast<uint64_t>(d);
+    ref.nbytes = numel * runtime::dtypeSize(DType::kBF16);
+    ref.synthetic = true;
+    ref.seed = seed_;
+    // RMSNorm weights (input/post-attention/final/q/k norms) start near 1
+    // like a trained model's; everything else is a zero-mean matrix or bias.
+    const std::string suffix = "norm.weight";
+    bool norm = name.size() >= suffix.size() &&
+                name.compare(name.size() - suffix.size(), suffix.size(),
+                             suffix) == 0;
+    ref.init = norm ? synthetic::InitKind::kOnePlusNormal
+                    : synthetic::InitKind::kNormal;
+    ref.initStd = initStd_;
+    return ref;
+  }
+
+  const Checkpoint *ckpt_ = nullptr;
   std::string dir_;
+  uint64_t seed_ = 0;
+  double initStd_ = 0.0;
 };
 
 /// Everything read from config.json that shapes weights and layers.
@@ -529,17 +569,17 @@ absl::StatusOr<int64_t> readNumExperts(const Config &cfg, Family family) {
   return *found;
 }
 
-} // namespace
 
-absl::StatusOr<ModelSpec> importCheckpoint(const std::string &dirArg) {
-  char *resolved = ::realpath(dirArg.c_str(), nullptr);
-  if (!resolved)
-    return absl::NotFoundError(
-        absl::StrCat(dirArg, ": checkpoint directory does not exist"));
-  std::string dir(resolved);
-  std::free(resolved);
+/// Synthetic import (importConfig): the generator seed.
+struct SyntheticImport {
+  uint64_t seed = 0;
+};
 
-  const std::string configPath = dir + "/config.json";
+/// The common import: `dir` is the config's directory (absolute); with
+/// `synth`, weights are synthetic and no checkpoint is opened.
+absl::StatusOr<ModelSpec> importFrom(const std::string &dir,
+                                     const std::string &configPath,
+                                     const SyntheticImport *synth) {
   CP_ASSIGN_OR_RETURN(std::string configText, readFile(configPath));
   json root = json::parse(configText, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded())
@@ -555,7 +595,7 @@ absl::StatusOr<ModelSpec> importCheckpoint(const std::string &dirArg) {
 
   ModelSpec spec;
   spec.architecture = familyInfo->architecture;
-  spec.checkpointDir = dir;
+  spec.checkpointDir = synth ? "" : dir;
   spec.name = dir.substr(dir.find_last_of('/') + 1);
 
   CP_RETURN_IF_ERROR(rejectForeignMathFields(cfg));
@@ -734,8 +774,20 @@ absl::StatusOr<ModelSpec> importCheckpoint(const std::string &dirArg) {
   }
 
   // Weights.
-  CP_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::open(dir));
-  WeightResolver w(*ckpt, dir);
+  std::unique_ptr<Checkpoint> ckpt;
+  std::optional<WeightResolver> resolver;
+  if (synth) {
+    CP_ASSIGN_OR_RETURN(double initStd,
+                        cfg.getDouble("initializer_range", 0.02));
+    if (!std::isfinite(initStd) || !(initStd > 0))
+      return cfg.error(absl::StrCat(
+          "field 'initializer_range' must be positive, got ", initStd));
+    resolver.emplace(synth->seed, initStd);
+  } else {
+    CP_ASSIGN_OR_RETURN(ckpt, Checkpoint::open(dir));
+    resolver.emplace(*ckpt, dir);
+  }
+  const WeightResolver &w = *resolver;
   CP_ASSIGN_OR_RETURN(spec.embed,
                       w.get("model.embed_tokens.weight", {d.vocab, d.hidden}));
   CP_ASSIGN_OR_RETURN(spec.finalNorm, w.get("model.norm.weight", {d.hidden}));
@@ -794,6 +846,41 @@ absl::StatusOr<ModelSpec> importCheckpoint(const std::string &dirArg) {
     spec.layers.push_back(std::move(layer));
   }
   return spec;
+}
+
+} // namespace
+
+absl::StatusOr<ModelSpec> importCheckpoint(const std::string &dirArg) {
+  char *resolved = ::realpath(dirArg.c_str(), nullptr);
+  if (!resolved)
+    return absl::NotFoundError(
+        absl::StrCat(dirArg, ": checkpoint directory does not exist"));
+  std::string dir(resolved);
+  std::free(resolved);
+  return importFrom(dir, dir + "/config.json", nullptr);
+}
+
+absl::StatusOr<ModelSpec> importConfig(const std::string &pathArg,
+                                       uint64_t seed) {
+  char *resolved = ::realpath(pathArg.c_str(), nullptr);
+  if (!resolved)
+    return absl::NotFoundError(
+        absl::StrCat(pathArg, ": config file or directory does not exist"));
+  std::string path(resolved);
+  std::free(resolved);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0)
+    return absl::NotFoundError(absl::StrCat(pathArg, ": cannot stat"));
+  std::string dir = path, configPath = path + "/config.json";
+  if (!S_ISDIR(st.st_mode)) {
+    configPath = path;
+    dir = path.substr(0, path.find_last_of('/'));
+    if (dir.empty())
+      dir = "/";
+  }
+  SyntheticImport synth;
+  synth.seed = seed;
+  return importFrom(dir, configPath, &synth);
 }
 
 } // namespace crosspool::compiler

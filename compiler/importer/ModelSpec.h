@@ -10,6 +10,7 @@
 #define CROSSPOOL_COMPILER_IMPORTER_MODELSPEC_H
 
 #include "runtime/checkpoint/Safetensors.h"
+#include "runtime/format/SyntheticInit.h"
 
 #include <cstdint>
 #include <optional>
@@ -23,6 +24,10 @@ namespace crosspool::compiler {
 /// (transformers v5 `experts.gate_up_proj` [E, 2I, H] / `experts.down_proj`
 /// [E, H, I]) each expert's matrix is a contiguous view into that tensor:
 /// `name` is the stacked tensor's name, `offset`/`nbytes`/`shape` the slice.
+///
+/// A synthetic weight (importConfig) has no file: `file` is empty, `offset`
+/// 0, and the runtime generates its values from (`seed`, `name`) with
+/// `init` / `initStd` (runtime/format/SyntheticInit.h).
 struct WeightRef {
   std::string name;
   std::string file;
@@ -30,6 +35,10 @@ struct WeightRef {
   uint64_t nbytes = 0;
   runtime::DType dtype = runtime::DType::kF32;
   std::vector<int64_t> shape;
+  bool synthetic = false;
+  uint64_t seed = 0;
+  synthetic::InitKind init = synthetic::InitKind::kNormal;
+  double initStd = 0.0;
 };
 
 enum class QkNorm {
@@ -73,7 +82,7 @@ struct LayerSpec {
 struct ModelSpec {
   std::string name;          ///< checkpoint directory base name
   std::string architecture;  ///< e.g. "Qwen3MoeForCausalLM"
-  std::string checkpointDir; ///< absolute path
+  std::string checkpointDir; ///< absolute path; empty when synthetic
   int64_t vocabSize = 0, hiddenSize = 0, maxPositionEmbeddings = 0;
   std::vector<int64_t> eosTokenIds;
   double rmsNormEps = 1e-6;

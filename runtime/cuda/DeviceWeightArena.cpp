@@ -3,9 +3,11 @@
 
 #include "kernels/cuda/CudaCheck.h"
 #include "runtime/base/Status.h"
+#include "runtime/cuda/SyntheticFill.h"
 
 #include "absl/strings/str_cat.h"
 
+#include <cmath>
 #include <cstring>
 
 namespace crosspool::runtime::cuda {
@@ -66,6 +68,22 @@ absl::StatusOr<void *> DeviceWeightArena::upload(int model, const void *src,
   }
   CP_CUDA_RETURN_IF_ERROR(cudaMemcpy(dst, host, numel * cudak::dtypeBytes(dt),
                                      cudaMemcpyHostToDevice));
+  return dst;
+}
+
+absl::StatusOr<void *>
+DeviceWeightArena::addSynthetic(int model, const synthetic::TensorInit &init,
+                                size_t numel, cudak::DType dt) {
+  if (!std::isfinite(init.std) || !(init.std > 0))
+    return absl::InvalidArgumentError(absl::StrCat(
+        name_, ": model ", model,
+        ": synthetic init std must be finite and positive, got ", init.std));
+  CP_ASSIGN_OR_RETURN(void *dst,
+                      allocate(model, numel * cudak::dtypeBytes(dt)));
+  CP_CUDA_RETURN_IF_ERROR(
+      fillSynthetic(dst, numel, init, dt == cudak::DType::kBF16));
+  // Loading is not timed: surface a kernel fault here, naming the arena.
+  CP_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   return dst;
 }
 

@@ -13,6 +13,8 @@
 
 #include "kernels/cuda/Kernels.h"
 #include "runtime/checkpoint/Safetensors.h"
+#include "runtime/format/SyntheticInit.h"
+#include "runtime/pools/PoolArena.h"
 
 #include "absl/status/statusor.h"
 
@@ -23,7 +25,7 @@
 
 namespace crosspool::runtime::cuda {
 
-class DeviceWeightArena {
+class DeviceWeightArena : public PoolArena {
 public:
   /// budgetBytes 0 = unlimited.
   DeviceWeightArena(size_t budgetBytes, std::string name)
@@ -41,10 +43,16 @@ public:
                                 runtime::DType srcType, size_t numel,
                                 kernels::cuda::DType dt,
                                 bool roundToBf16 = false);
+  /// numel values of synthetic tensor `init`, generated on the device by the
+  /// generator the CPU arena uses (SyntheticFill.h), stored as `dt`.
+  absl::StatusOr<void *> addSynthetic(int model,
+                                      const synthetic::TensorInit &init,
+                                      size_t numel, kernels::cuda::DType dt);
   /// Frees everything of `model`.
   void unload(int model);
-  size_t bytesUsed(int model) const;
+  size_t bytesUsed(int model) const override;
   size_t bytesUsed() const { return used_; }
+  size_t totalBytes() const override { return used_; }
   const std::string &name() const { return name_; }
 
 private:

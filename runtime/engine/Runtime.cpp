@@ -1,10 +1,13 @@
-//===- Runtime.cpp - Models, sequences and steps on the CPU backend -------===//
+//===- Runtime.cpp - Models, sequences and steps on one backend -----------===//
 #include "runtime/engine/Runtime.h"
 
 #include "kernels/cpu/Linear.h"
 #include "runtime/base/Status.h"
 #include "runtime/checkpoint/Safetensors.h"
 #include "runtime/format/VerifyWeights.h"
+#ifdef CROSSPOOL_HAVE_CUDA_BACKEND
+#include "runtime/cuda/CudaBackend.h"
+#endif
 
 #include "absl/strings/str_cat.h"
 
@@ -19,9 +22,8 @@ namespace fb = crosspool::plan;
 struct Runtime::Model {
   ModelInfo info;
   std::unique_ptr<PlanFile> plan;
-  std::unique_ptr<KvCache> kv;
-  /// Declared last: destroyed (workers joined) before the KV cache.
-  std::unique_ptr<Executor> executor;
+  /// KV storage and executor; destroyed before the plan it reads.
+  std::unique_ptr<BackendModel> backend;
   std::set<SequenceId> live;
 };
 
@@ -43,20 +45,44 @@ absl::Status prefixed(const absl::Status &status, const std::string &prefix) {
 
 } // namespace
 
+absl::StatusOr<Device> parseDevice(const std::string &text) {
+  if (text == "cpu")
+    return Device::kCpu;
+  if (text == "cuda")
+    return Device::kCuda;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--device: expects cpu or cuda but got '", text, "'"));
+}
+
+absl::StatusOr<Precision> parsePrecision(const std::string &text) {
+  if (text == "fp32")
+    return Precision::kFp32;
+  if (text == "bf16")
+    return Precision::kBf16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--precision: expects fp32 or bf16 but got '", text, "'"));
+}
+
 absl::StatusOr<std::unique_ptr<Runtime>>
 Runtime::create(const RuntimeOptions &options) {
   std::unique_ptr<Runtime> rt(new Runtime());
-  CP_ASSIGN_OR_RETURN(
-      rt->pages_, PageAllocator::create(options.kvPages, options.kvPageBytes));
-  rt->kvArena_ = std::make_unique<WeightArena>(options.kvPoolWeightBudget,
-                                               "KV pool weights");
-  rt->weightsArena_ = std::make_unique<WeightArena>(
-      options.weightsPoolWeightBudget, "weights pool weights");
+  rt->options_ = options;
+  if (options.device == Device::kCpu) {
+    CP_ASSIGN_OR_RETURN(rt->backend_, createCpuBackend(options));
+    return rt;
+  }
+#ifdef CROSSPOOL_HAVE_CUDA_BACKEND
+  CP_ASSIGN_OR_RETURN(rt->backend_, cuda::createCudaBackend(options));
   return rt;
+#else
+  return absl::FailedPreconditionError(
+      "--device cuda: this build has no CUDA backend (configure with "
+      "-DCROSSPOOL_ENABLE_CUDA=ON)");
+#endif
 }
 
 Runtime::~Runtime() {
-  // Executors and KV caches go before the arenas and the page pool.
+  // Executors and KV storage go before the backend's arenas and KV pool.
   models_.clear();
 }
 
@@ -72,31 +98,70 @@ absl::StatusOr<const ModelInfo *> Runtime::modelInfo(ModelId model) const {
   return &m->info;
 }
 
+int32_t Runtime::kvPagesInUse() const {
+  int64_t pages = 0;
+  for (const auto &entry : models_)
+    pages += entry.second->backend->pagesInUse();
+  return static_cast<int32_t>(pages);
+}
+
 int64_t Runtime::kvPagesInUse(ModelId model) const {
   auto it = models_.find(model);
-  return it == models_.end() ? 0 : it->second->kv->pagesInUse();
+  return it == models_.end() ? 0 : it->second->backend->pagesInUse();
 }
 
 int64_t Runtime::kvPagesFor(ModelId model, int64_t numTokens) const {
   auto it = models_.find(model);
   if (it == models_.end() || numTokens <= 0)
     return 0;
-  const KvCache &kv = *it->second->kv;
-  int64_t pages = 0;
-  for (int l = 0; l < kv.numLayers(); ++l)
-    pages += (numTokens + kv.tokensPerPage(l) - 1) / kv.tokensPerPage(l);
-  return pages;
+  return it->second->backend->pagesFor(numTokens);
 }
 
 int64_t Runtime::kvPagesHeld(SequenceId seq) const {
   auto it = seqs_.find(seq);
   if (it == seqs_.end())
     return 0;
-  const KvCache &kv = *models_.at(it->second.model)->kv;
-  int64_t pages = 0;
-  for (int l = 0; l < kv.numLayers(); ++l)
-    pages += kv.pageTable(seq, l).size();
-  return pages;
+  return models_.at(it->second.model)->backend->pagesHeld(seq);
+}
+
+absl::StatusOr<std::vector<const void *>>
+Runtime::placeWeights(ModelId id, const std::string &planPath,
+                      const fb::Plan &plan, const Checkpoint *checkpoint) {
+  // A tied lm_head names the embedding again: one buffer per (pool, name).
+  std::map<std::pair<fb::Pool, std::string>, const void *> placed;
+  std::vector<const void *> weights;
+  absl::Status status = [&]() -> absl::Status {
+    for (const fb::Weight *w : *plan.weights()) {
+      auto key = std::make_pair(w->pool(), w->name()->str());
+      auto it = placed.find(key);
+      if (it != placed.end()) {
+        weights.push_back(it->second);
+        continue;
+      }
+      absl::StatusOr<const void *> data;
+      if (w->synthetic()) {
+        data = backend_->placeSyntheticWeight(id, w->pool(), syntheticInit(*w),
+                                              weightNumElements(*w));
+      } else {
+        CP_ASSIGN_OR_RETURN(Checkpoint::Located located,
+                            checkpoint->find(key.second));
+        data = backend_->placeWeight(
+            id, w->pool(), located.file->data(*located.info),
+            toCheckpointDType(w->dtype()), located.info->numElements());
+      }
+      if (!data.ok())
+        return prefixed(data.status(), absl::StrCat(planPath, ": weight '",
+                                                    key.second, "': "));
+      placed[key] = *data;
+      weights.push_back(*data);
+    }
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) {
+    backend_->unloadWeights(id);
+    return status;
+  }
+  return weights;
 }
 
 absl::StatusOr<ModelId> Runtime::loadModel(const std::string &planPath,
@@ -105,14 +170,19 @@ absl::StatusOr<ModelId> Runtime::loadModel(const std::string &planPath,
   CP_ASSIGN_OR_RETURN(model->plan, PlanFile::load(planPath));
   const fb::Plan &plan = model->plan->plan();
 
-  std::string dir = options.checkpointDir.empty() ? plan.checkpoint_dir()->str()
-                                                  : options.checkpointDir;
-  if (!dir.empty() && dir[0] != '/' && !isDirectory(dir) &&
-      isDirectory(parentDir(planPath) + "/" + dir))
-    dir = parentDir(planPath) + "/" + dir;
-  CP_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint,
-                      Checkpoint::open(dir));
-  absl::Status verified = verifyPlanWeights(plan, *checkpoint);
+  // A plan compiled with --synthetic reads no file: no checkpoint to open.
+  std::string dir;
+  std::unique_ptr<Checkpoint> checkpoint;
+  if (planHasFileWeights(plan)) {
+    dir = options.checkpointDir.empty() ? plan.checkpoint_dir()->str()
+                                        : options.checkpointDir;
+    if (!dir.empty() && dir[0] != '/' && !isDirectory(dir) &&
+        isDirectory(parentDir(planPath) + "/" + dir))
+      dir = parentDir(planPath) + "/" + dir;
+    CP_ASSIGN_OR_RETURN(checkpoint, Checkpoint::open(dir));
+  }
+  absl::Status verified = checkpoint ? verifyPlanWeights(plan, *checkpoint)
+                                     : verifySyntheticWeights(plan);
   if (!verified.ok())
     return prefixed(verified, absl::StrCat(planPath, ": "));
 
@@ -128,59 +198,17 @@ absl::StatusOr<ModelId> Runtime::loadModel(const std::string &planPath,
                             plan.eos_token_ids()->end());
 
   ModelId id = nextModel_++;
-  auto unloadWeights = [&] {
-    kvArena_->unload(id);
-    weightsArena_->unload(id);
-  };
-  // A tied lm_head names the embedding again: one buffer per (pool, name).
-  std::map<std::pair<int, std::string>, const float *> placed;
-  std::vector<const float *> weights;
-  for (const fb::Weight *w : *plan.weights()) {
-    int pool = static_cast<int>(w->pool());
-    auto key = std::make_pair(pool, w->name()->str());
-    auto it = placed.find(key);
-    if (it != placed.end()) {
-      weights.push_back(it->second);
-      continue;
-    }
-    absl::StatusOr<Checkpoint::Located> located = checkpoint->find(key.second);
-    if (!located.ok()) {
-      unloadWeights();
-      return located.status();
-    }
-    WeightArena &arena = w->pool() == fb::Pool::KV ? *kvArena_ : *weightsArena_;
-    absl::StatusOr<const float *> data =
-        arena.add(id, located->file->data(*located->info),
-                  toCheckpointDType(w->dtype()), located->info->numElements());
-    if (!data.ok()) {
-      unloadWeights();
-      return prefixed(data.status(),
-                      absl::StrCat(planPath, ": weight '", key.second, "': "));
-    }
-    placed[key] = *data;
-    weights.push_back(*data);
+  CP_ASSIGN_OR_RETURN(std::vector<const void *> weights,
+                      placeWeights(id, planPath, plan, checkpoint.get()));
+  info.kvPoolWeightBytes = kvPoolArena().bytesUsed(id);
+  info.weightsPoolWeightBytes = weightsPoolArena().bytesUsed(id);
+  absl::StatusOr<std::unique_ptr<BackendModel>> backendModel =
+      backend_->createModel(id, plan, std::move(weights), info.name);
+  if (!backendModel.ok()) {
+    backend_->unloadWeights(id);
+    return backendModel.status();
   }
-  info.kvPoolWeightBytes = kvArena_->bytesUsed(id);
-  info.weightsPoolWeightBytes = weightsArena_->bytesUsed(id);
-
-  std::vector<KvLayerGeometry> layers;
-  if (plan.kv_layers())
-    for (const fb::KvLayer *l : *plan.kv_layers())
-      layers.push_back({l->num_kv_heads(), l->head_dim()});
-  absl::StatusOr<std::unique_ptr<KvCache>> kv =
-      KvCache::create(*pages_, std::move(layers), info.name);
-  if (!kv.ok()) {
-    unloadWeights();
-    return kv.status();
-  }
-  model->kv = std::move(*kv);
-  absl::StatusOr<std::unique_ptr<Executor>> executor =
-      Executor::create(plan, std::move(weights), info.name);
-  if (!executor.ok()) {
-    unloadWeights();
-    return executor.status();
-  }
-  model->executor = std::move(*executor);
+  model->backend = std::move(*backendModel);
   models_[id] = std::move(model);
   return id;
 }
@@ -192,8 +220,7 @@ absl::Status Runtime::unloadModel(ModelId model) {
         "cannot unload model ", model, " (", m->info.name, "): it has ",
         m->live.size(), " live sequences; release them first"));
   models_.erase(model);
-  kvArena_->unload(model);
-  weightsArena_->unload(model);
+  backend_->unloadWeights(model);
   return absl::OkStatus();
 }
 
@@ -210,7 +237,7 @@ absl::Status Runtime::release(SequenceId seq) {
   if (it == seqs_.end())
     return absl::NotFoundError(absl::StrCat("unknown sequence id ", seq));
   Model *m = models_.at(it->second.model).get();
-  m->kv->release(seq);
+  m->backend->release(seq);
   m->live.erase(seq);
   seqs_.erase(it);
   return absl::OkStatus();
@@ -240,17 +267,16 @@ absl::Status Runtime::reserve(Model &m, SequenceId seq, int64_t numTokens) {
     return absl::OutOfRangeError(absl::StrCat(
         "sequence of ", numTokens, " tokens exceeds ", m.info.name,
         "'s max_position_embeddings (", m.info.maxPositionEmbeddings, ")"));
-  CP_RETURN_IF_ERROR(m.kv->reserve(seq, numTokens));
+  CP_RETURN_IF_ERROR(m.backend->reserve(seq, numTokens));
   peakPages_ = std::max(peakPages_, kvPagesInUse());
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<float>>
 Runtime::runStep(Model &m, const std::vector<SequenceId> &seqs,
-                 StepDescriptor &step) {
-  step.setKvPages(*m.kv, seqs);
+                 const StepRows &rows) {
   std::vector<float> logits;
-  CP_RETURN_IF_ERROR(m.executor->run(step, &logits));
+  CP_RETURN_IF_ERROR(m.backend->run(rows, seqs, &logits));
   return logits;
 }
 
@@ -265,7 +291,7 @@ Runtime::prefill(SequenceId seq, const std::vector<int32_t> &ids) {
   CP_RETURN_IF_ERROR(checkIds(m, ids));
   int64_t start = it->second.length;
   CP_RETURN_IF_ERROR(reserve(m, seq, start + ids.size()));
-  StepDescriptor step;
+  StepRows step;
   step.tokenIds = ids;
   step.rowSeq.assign(ids.size(), 0);
   for (size_t i = 0; i < ids.size(); ++i)
@@ -306,7 +332,7 @@ Runtime::decode(const std::vector<SequenceId> &seqs,
   // which the next step uses anyway.
   for (SequenceId seq : seqs)
     CP_RETURN_IF_ERROR(reserve(*m, seq, seqs_[seq].length + 1));
-  StepDescriptor step;
+  StepRows step;
   step.tokenIds = ids;
   for (size_t i = 0; i < seqs.size(); ++i) {
     step.rowSeq.push_back(static_cast<int32_t>(i));
@@ -351,7 +377,7 @@ Runtime::step(const std::vector<SequenceId> &seqs,
   for (size_t i = 0; i < seqs.size(); ++i)
     CP_RETURN_IF_ERROR(
         reserve(*m, seqs[i], seqs_[seqs[i]].length + chunks[i].size()));
-  StepDescriptor step;
+  StepRows step;
   std::vector<size_t> lastRow;
   for (size_t i = 0; i < seqs.size(); ++i) {
     int64_t start = seqs_[seqs[i]].length;

@@ -1,5 +1,4 @@
-//===- Runtime.h - Models, sequences and steps on the CPU backend -*- C++
-//-*-===//
+//===- Runtime.h - Models, sequences and steps on one backend ---*- C++ -*-===//
 //
 // The runtime a tool or test drives:
 //
@@ -12,23 +11,25 @@
 //   // r.generatedIds (24 ids), r.promptLogits ([3, vocab] row-major)
 //
 // or step by step: startSequence -> prefill(seq, prompt) -> decode({seq},
-// {token}) ... -> release(seq). All models draw KV pages from ONE
-// PageAllocator; attention-side weights (embedding, norms, attention,
-// lm_head) live in the KV-pool WeightArena, FFN weights in the weights-pool
-// arena, both with per-model accounting.
+// {token}) ... -> release(seq). All models draw KV pages from ONE shared
+// pool; attention-side weights (embedding, norms, attention, lm_head) live in
+// the KV-pool arena, FFN weights in the weights-pool arena, both with
+// per-model accounting.
+//
+// RuntimeOptions::device picks the backend (Backend.h): the CPU fp32
+// reference (default) or one CUDA GPU holding both pools (fp32 or bf16, VMM
+// KV pool; builds with CROSSPOOL_ENABLE_CUDA only). Everything above the
+// backend (checks, sequences, accounting, generation) is the same code.
 //
 // Not thread-safe: call from one thread (steps of one model run on that
-// model's executor workers).
+// model's executor workers or CUDA streams).
 //
 //===----------------------------------------------------------------------===//
 #ifndef CROSSPOOL_RUNTIME_ENGINE_RUNTIME_H
 #define CROSSPOOL_RUNTIME_ENGINE_RUNTIME_H
 
-#include "runtime/exec/Executor.h"
+#include "runtime/engine/Backend.h"
 #include "runtime/format/PlanFile.h"
-#include "runtime/pools/KvCache.h"
-#include "runtime/pools/PageAllocator.h"
-#include "runtime/pools/WeightArena.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -41,16 +42,43 @@
 
 namespace crosspool::runtime {
 
-using ModelId = int;
-using SequenceId = int64_t;
+enum class Device { kCpu, kCuda };
+/// Weight and activation storage; math accumulates in fp32 either way.
+enum class Precision { kFp32, kBf16 };
+
+/// "cpu" / "cuda" and "fp32" / "bf16"; InvalidArgument naming the flag
+/// otherwise.
+absl::StatusOr<Device> parseDevice(const std::string &text);
+absl::StatusOr<Precision> parsePrecision(const std::string &text);
 
 struct RuntimeOptions {
-  /// Shared KV page pool: kvPages pages of kvPageBytes (multiple of 64).
-  int32_t kvPages = 4096;
-  size_t kvPageBytes = 4096;
-  /// fp32 bytes allowed per pool arena; 0 = unlimited.
+  Device device = Device::kCpu;
+  /// kBf16 needs Device::kCuda.
+  Precision precision = Precision::kFp32;
+  /// Bytes allowed per pool arena (in the precision's storage); 0 =
+  /// unlimited.
   size_t kvPoolWeightBudget = 0;
   size_t weightsPoolWeightBudget = 0;
+
+  /// CPU: the shared KV page pool, kvPages pages of kvPageBytes (multiple of
+  /// 64).
+  int32_t kvPages = 4096;
+  size_t kvPageBytes = 4096;
+
+  /// CUDA: device ordinal.
+  int cudaDevice = 0;
+  /// CUDA: physical KV chunks of the shared pool, each kvChunkBytes (0 = the
+  /// device's recommended allocation granularity, 2 MiB on H100).
+  int32_t kvChunks = 64;
+  size_t kvChunkBytes = 0;
+  /// CUDA: tokens per KV page (the unit of the kernels' page tables).
+  int32_t tokensPerPage = 16;
+  /// CUDA, fp32 only: weights rounded to bf16 values first. fp32 math on
+  /// bf16 weights is the reference that separates weight rounding from
+  /// activation rounding when judging bf16 mode.
+  bool roundWeightsToBf16 = false;
+  /// CUDA: replay decode-sized steps from captured CUDA graphs.
+  bool useGraphs = true;
 };
 
 struct LoadOptions {
@@ -81,13 +109,14 @@ struct ModelInfo {
   int64_t hiddenSize = 0;
   std::vector<int64_t> eosTokenIds;
   int64_t maxPositionEmbeddings = 0; ///< the plan's; 0 when unknown
-  size_t kvPoolWeightBytes = 0;      ///< fp32 bytes in the KV-pool arena
-  size_t weightsPoolWeightBytes = 0; ///< fp32 bytes in the weights-pool arena
+  size_t kvPoolWeightBytes = 0;      ///< bytes in the KV-pool arena
+  size_t weightsPoolWeightBytes = 0; ///< bytes in the weights-pool arena
 };
 
 class Runtime {
 public:
-  /// InvalidArgument for a bad KV geometry.
+  /// InvalidArgument for a bad KV geometry or bf16 on the CPU;
+  /// FailedPrecondition for cuda without a device or in a build without CUDA.
   static absl::StatusOr<std::unique_ptr<Runtime>>
   create(const RuntimeOptions &options = {});
   ~Runtime();
@@ -95,7 +124,8 @@ public:
   Runtime &operator=(const Runtime &) = delete;
 
   /// PlanFile::load -> Checkpoint::open(checkpoint_dir) -> verifyPlanWeights
-  /// -> fp32 weights into the pool arenas -> KvCache -> Executor. Nothing
+  /// -> weights into the pool arenas -> the backend's KV storage and
+  /// executor. Nothing
   /// stays allocated on failure. A relative checkpoint_dir is tried as given,
   /// then relative to the plan file's directory.
   absl::StatusOr<ModelId> loadModel(const std::string &planPath,
@@ -137,13 +167,16 @@ public:
                                           const std::vector<int32_t> &prompt,
                                           const GenerateOptions &options);
 
-  /// KV pool accounting (shared by all models).
-  int32_t kvPagesTotal() const { return pages_->numPages(); }
-  int32_t kvPagesInUse() const {
-    return pages_->numPages() - pages_->numFree();
+  /// KV pool accounting (shared by all models) in the backend's pages
+  /// (Backend.h). On CUDA, where a model's page size follows its geometry,
+  /// the total counts pages of the loaded model with the largest pages
+  /// (exact when all loaded models share a page size).
+  int32_t kvPagesTotal() const {
+    return static_cast<int32_t>(backend_->kvPagesTotal());
   }
+  int32_t kvPagesInUse() const;
   int32_t kvPagesPeak() const { return peakPages_; }
-  size_t kvPageBytes() const { return pages_->pageBytes(); }
+  size_t kvPageBytes() const { return backend_->kvPageBytes(); }
   /// KV pages held by one model now (0 for an unknown id).
   int64_t kvPagesInUse(ModelId model) const;
   /// KV pages a sequence of `model` holding `numTokens` tokens occupies (the
@@ -153,8 +186,15 @@ public:
   int64_t kvPagesFor(ModelId model, int64_t numTokens) const;
   /// KV pages one sequence holds now (0 for an unknown id).
   int64_t kvPagesHeld(SequenceId seq) const;
-  const WeightArena &kvPoolArena() const { return *kvArena_; }
-  const WeightArena &weightsPoolArena() const { return *weightsArena_; }
+  const PoolArena &kvPoolArena() const { return backend_->arena(plan::Pool::KV); }
+  const PoolArena &weightsPoolArena() const {
+    return backend_->arena(plan::Pool::Weights);
+  }
+  Device device() const { return options_.device; }
+  Precision precision() const { return options_.precision; }
+  /// The backend (tests and tools reach backend-specific state through it,
+  /// e.g. cuda::CudaBackend's chunk pool).
+  const Backend &backend() const { return *backend_; }
 
 private:
   struct Model;
@@ -166,11 +206,18 @@ private:
   absl::StatusOr<Model *> findModel(ModelId model) const;
   absl::Status checkIds(const Model &m, const std::vector<int32_t> &ids) const;
   absl::Status reserve(Model &m, SequenceId seq, int64_t numTokens);
+  /// Every plan weight of model `id` into its pool, from the checkpoint
+  /// (null when the plan has no file weights) or generated when synthetic;
+  /// a tied weight named twice in one pool is placed once. One pointer per
+  /// plan weight. On failure the model's weights are unloaded.
+  absl::StatusOr<std::vector<const void *>>
+  placeWeights(ModelId id, const std::string &planPath, const plan::Plan &plan,
+               const Checkpoint *checkpoint);
   absl::StatusOr<std::vector<float>>
-  runStep(Model &m, const std::vector<SequenceId> &seqs, StepDescriptor &step);
+  runStep(Model &m, const std::vector<SequenceId> &seqs, const StepRows &rows);
 
-  std::unique_ptr<PageAllocator> pages_;
-  std::unique_ptr<WeightArena> kvArena_, weightsArena_;
+  RuntimeOptions options_;
+  std::unique_ptr<Backend> backend_;
   std::map<ModelId, std::unique_ptr<Model>> models_;
   std::map<SequenceId, Sequence> seqs_;
   ModelId nextModel_ = 0;

@@ -168,7 +168,8 @@ private:
       if (!wt.name() || wt.name()->size() == 0)
         return invalid(at, "missing name");
       at = absl::StrCat(at, " '", wt.name()->str(), "'");
-      if (!wt.file() || wt.file()->size() == 0)
+      // Synthetic weights (schema 2) have no file: VerifyWeights checks them.
+      if (!wt.synthetic() && (!wt.file() || wt.file()->size() == 0))
         return invalid(at, "missing file");
       if (!isValidPool(wt.pool()))
         return invalid(

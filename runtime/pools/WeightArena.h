@@ -10,6 +10,8 @@
 #define CROSSPOOL_RUNTIME_POOLS_WEIGHTARENA_H
 
 #include "runtime/checkpoint/Safetensors.h"
+#include "runtime/format/SyntheticInit.h"
+#include "runtime/pools/PoolArena.h"
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -22,7 +24,7 @@
 
 namespace crosspool::runtime {
 
-class WeightArena {
+class WeightArena : public PoolArena {
 public:
   /// `budgetBytes` == 0: unlimited. `name` (e.g. "weights pool") prefixes
   /// error messages.
@@ -36,15 +38,24 @@ public:
   /// InvalidArgument for another dtype or a null source.
   absl::StatusOr<const float *> add(int modelId, const void *src, DType dtype,
                                     size_t numElements);
+  /// `numElements` fp32 values of synthetic tensor `init` (SyntheticInit.h,
+  /// the generator shared with the GPU arena) in a new buffer owned by
+  /// `modelId`. Same budget and errors as add().
+  absl::StatusOr<const float *> addSynthetic(int modelId,
+                                             const synthetic::TensorInit &init,
+                                             size_t numElements);
   /// Frees every buffer of `modelId`.
   void unload(int modelId);
 
   /// fp32 bytes held for `modelId` (0 when unknown).
-  size_t bytesUsed(int modelId) const;
-  size_t totalBytes() const;
+  size_t bytesUsed(int modelId) const override;
+  size_t totalBytes() const override;
   size_t budgetBytes() const { return budgetBytes_; }
 
 private:
+  /// Charges the budget and allocates `numElements` floats for `modelId`.
+  absl::StatusOr<float *> reserve(int modelId, size_t numElements);
+
   const size_t budgetBytes_;
   const std::string name_;
   mutable absl::Mutex mutex_;

@@ -78,7 +78,7 @@ exec.program input 0 output 19 {
     exec.send slot 15 channel 1 seq 2
   }
 }
-// CHECK: version: 1
+// CHECK: version: 2
 // CHECK-NEXT: model_name: tiny
 // CHECK-NEXT: architecture: MixtralForCausalLM
 // CHECK-NEXT: checkpoint_dir: /ckpt/tiny

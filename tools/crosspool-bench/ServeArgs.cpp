@@ -24,7 +24,8 @@ const char *kServeUsage =
     "[--prompt-range LO:HI] [--output-range LO:HI] [--long-context LO:HI] "
     "[--max-prompt N] [--max-output N] [--popularity zipf:S|cold:F|uniform] "
     "[--seed N] [--gpus N] [--gpu-mem-mb MB] [--kv-gpus N] "
-    "[--kv-page-bytes B] [--max-step-tokens N] [--max-batch-seqs N] "
+    "[--kv-page-bytes B] [--device cpu|cuda] [--precision fp32|bf16] "
+    "[--max-step-tokens N] [--max-batch-seqs N] "
     "[--watermark-pages N] [--policy round-robin|oldest-first] "
     "[--clock cost|measured] [--step-base-us US] [--per-token-us US] "
     "[--per-context-token-us US] [--weight-bytes-per-us B] "
@@ -165,6 +166,22 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
          if (i64 % 64)
            return bad("--kv-page-bytes", "a multiple of 64", v);
          a.kvPageBytes = size_t(i64);
+         return absl::OkStatus();
+       }},
+      {"--device",
+       [&](const std::string &v) -> absl::Status {
+         absl::StatusOr<Device> d = parseDevice(v);
+         if (!d.ok())
+           return bad("--device", "cpu or cuda", v);
+         a.device = *d;
+         return absl::OkStatus();
+       }},
+      {"--precision",
+       [&](const std::string &v) -> absl::Status {
+         absl::StatusOr<Precision> p = parsePrecision(v);
+         if (!p.ok())
+           return bad("--precision", "fp32 or bf16", v);
+         a.precision = *p;
          return absl::OkStatus();
        }},
       {"--max-step-tokens",

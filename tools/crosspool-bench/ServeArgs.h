@@ -37,6 +37,8 @@ struct ServeArgs {
   runtime::ClusterSpec cluster;
   double gpuMemMb = 1.6;
   size_t kvPageBytes = 4096;
+  runtime::Device device = runtime::Device::kCpu;
+  runtime::Precision precision = runtime::Precision::kFp32;
   // Scheduler and clock.
   runtime::ServingEngine::Options engine;
   // Reporting.

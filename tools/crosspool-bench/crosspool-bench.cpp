@@ -60,6 +60,8 @@ absl::StatusOr<Models> probeModels(const ServeArgs &args) {
   RuntimeOptions ro;
   ro.kvPages = 1;
   ro.kvPageBytes = args.kvPageBytes;
+  ro.device = args.device;
+  ro.precision = args.precision;
   CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::create(ro));
   Models m;
   for (const std::string &plan : args.plans) {
@@ -254,6 +256,8 @@ absl::Status runServe(const ServeArgs &args) {
   RuntimeOptions ro;
   ro.kvPages = int32_t(pages);
   ro.kvPageBytes = args.kvPageBytes;
+  ro.device = args.device;
+  ro.precision = args.precision;
   CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::create(ro));
   std::vector<ModelId> ids;
   for (const std::string &plan : args.plans) {

@@ -3,7 +3,7 @@
 //   crosspool-run model.cpplan --prompt-ids 3,17,42 [--max-new-tokens 16]
 //       [--logits-out F.safetensors] [--checkpoint DIR] [--kv-pages N]
 //       [--kv-page-bytes B] [--stop-at-eos]
-//       [--device cpu|cuda] [--precision fp32|bf16] (cuda builds only)
+//       [--device cpu|cuda] [--precision fp32|bf16]
 //
 // Prints exactly one JSON object {"generated_ids": [...]} on stdout. Greedy;
 // stops at max-new-tokens (at the first eos only with --stop-at-eos).
@@ -14,9 +14,6 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/base/Status.h"
 #include "runtime/engine/Runtime.h"
-#ifdef CROSSPOOL_HAVE_CUDA
-#include "runtime/cuda/CudaRuntime.h"
-#endif
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -43,8 +40,6 @@ struct Args {
   std::string checkpoint;
   RuntimeOptions runtime;
   bool stopAtEos = false;
-  std::string device = "cpu";
-  std::string precision = "fp32";
 };
 
 const char *kUsage =
@@ -129,15 +124,9 @@ absl::StatusOr<Args> parseArgs(int argc, char **argv) {
     } else if (arg == "--logits-out") {
       args.logitsOut = value;
     } else if (arg == "--device") {
-      if (value != "cpu" && value != "cuda")
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--device: expects cpu or cuda but got '", value, "'"));
-      args.device = value;
+      CP_ASSIGN_OR_RETURN(args.runtime.device, parseDevice(value));
     } else if (arg == "--precision") {
-      if (value != "fp32" && value != "bf16")
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--precision: expects fp32 or bf16 but got '", value, "'"));
-      args.precision = value;
+      CP_ASSIGN_OR_RETURN(args.runtime.precision, parsePrecision(value));
     } else if (arg == "--checkpoint") {
       args.checkpoint = value;
     } else if (arg == "--kv-pages") {
@@ -179,9 +168,10 @@ absl::Status writeLogits(const std::string &path,
   return absl::OkStatus();
 }
 
-/// Loads the plan into `rt` (Runtime or cuda::CudaRuntime), generates and
-/// prints the result.
-template <typename Rt> absl::Status generateAndPrint(Rt *rt, const Args &args) {
+absl::Status runMain(int argc, char **argv) {
+  CP_ASSIGN_OR_RETURN(Args args, parseArgs(argc, argv));
+  CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt,
+                      Runtime::create(args.runtime));
   LoadOptions load;
   load.checkpointDir = args.checkpoint;
   CP_ASSIGN_OR_RETURN(ModelId model, rt->loadModel(args.plan, load));
@@ -199,31 +189,6 @@ template <typename Rt> absl::Status generateAndPrint(Rt *rt, const Args &args) {
   std::printf("{\"generated_ids\": [%s]}\n",
               absl::StrJoin(result.generatedIds, ", ").c_str());
   return absl::OkStatus();
-}
-
-absl::Status runMain(int argc, char **argv) {
-  CP_ASSIGN_OR_RETURN(Args args, parseArgs(argc, argv));
-  if (args.device == "cuda") {
-#ifdef CROSSPOOL_HAVE_CUDA
-    cuda::CudaRuntimeOptions options;
-    CP_ASSIGN_OR_RETURN(options.precision,
-                        cuda::parsePrecision(args.precision));
-    CP_ASSIGN_OR_RETURN(std::unique_ptr<cuda::CudaRuntime> rt,
-                        cuda::CudaRuntime::create(options));
-    return generateAndPrint(rt.get(), args);
-#else
-    return absl::FailedPreconditionError(
-        "--device cuda: this crosspool-run was built without CUDA "
-        "(configure with -DCROSSPOOL_ENABLE_CUDA=ON)");
-#endif
-  }
-  if (args.precision != "fp32")
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--precision ", args.precision,
-        " needs --device cuda (the CPU backend is fp32)"));
-  CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt,
-                      Runtime::create(args.runtime));
-  return generateAndPrint(rt.get(), args);
 }
 
 } // namespace

@@ -2,6 +2,7 @@
 //
 //   crosspool-serve A.cpplan [B.cpplan ...] [--request M:ID,ID,...:MAX_NEW]...
 //       [--kv-pages N] [--kv-page-bytes B] [--stop-at-eos]
+//       [--device cpu|cuda] [--precision fp32|bf16]
 //       [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //       [--json-out FILE]
 //
@@ -46,7 +47,8 @@ namespace {
 const char *kUsage =
     "usage: crosspool-serve MODEL.cpplan [MODEL.cpplan ...] "
     "[--request MODEL_INDEX:ID,ID,...:MAX_NEW]... [--kv-pages N] "
-    "[--kv-page-bytes B] [--stop-at-eos] [--temperature T] [--top-k K] "
+    "[--kv-page-bytes B] [--device cpu|cuda] [--precision fp32|bf16] "
+    "[--stop-at-eos] [--temperature T] [--top-k K] "
     "[--top-p P] [--seed S] [--json-out FILE]";
 
 struct CliRequest {
@@ -100,6 +102,10 @@ absl::Status parseValue(const std::string &flag, const std::string &value,
     CliRequest r;
     CP_RETURN_IF_ERROR(parseRequest(value, &r));
     args->requests.push_back(std::move(r));
+  } else if (flag == "--device") {
+    CP_ASSIGN_OR_RETURN(args->runtime.device, parseDevice(value));
+  } else if (flag == "--precision") {
+    CP_ASSIGN_OR_RETURN(args->runtime.precision, parsePrecision(value));
   } else if (flag == "--json-out") {
     if (value.empty())
       return bad("a file path");
@@ -131,7 +137,8 @@ absl::Status parseValue(const std::string &flag, const std::string &value,
 absl::StatusOr<Args> parseArgs(int argc, char **argv) {
   static const char *kValueFlags[] = {
       "--request", "--kv-pages", "--kv-page-bytes", "--temperature",
-      "--top-k",   "--top-p",    "--seed",          "--json-out"};
+      "--top-k",   "--top-p",    "--seed",          "--json-out",
+      "--device",  "--precision"};
   Args args;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i], value;

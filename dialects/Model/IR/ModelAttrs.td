@@ -37,6 +37,32 @@ def Model_RopeType : Model_I32Enum<"RopeType", "rotary embedding scaling", [
 ]>;
 def Model_RopeTypeAttr : EnumAttr<Model_Dialect, Model_RopeType, "rope">;
 
+// Values match `crosspool.plan.SyntheticInit` in runtime/format/Plan.fbs.
+def Model_SyntheticInit : Model_I32Enum<"SyntheticInit",
+                                        "synthetic weight distribution", [
+  I32EnumAttrCase<"Normal", 0, "normal">,
+  I32EnumAttrCase<"OnePlusNormal", 1, "one_plus_normal">
+]>;
+
+def Model_SyntheticAttr : AttrDef<Model_Dialect, "Synthetic"> {
+  let mnemonic = "synthetic";
+  let summary = "a weight generated from a seed instead of read from a file";
+  let description = [{
+    The runtime generates the values from (`seed`, tensor name)
+    (runtime/format/SyntheticInit.h): `normal` is normal(0, `std`),
+    `one_plus_normal` is 1 + normal(0, `std`) (RMSNorm weights).
+
+    ```mlir
+    #model.synthetic<seed = 7, init = normal, std = 2.000000e-02 : f64>
+    ```
+  }];
+  let parameters = (ins "uint64_t":$seed,
+                        "::mlir::crosspool::model::SyntheticInit":$init,
+                        "::mlir::FloatAttr":$std);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+}
+
 def Model_SwiGluAttr : AttrDef<Model_Dialect, "SwiGlu"> {
   let mnemonic = "swiglu";
   let summary = "the three weights of a SwiGLU feed-forward block";

@@ -11,6 +11,8 @@
 #include "mlir/IR/OpImplementation.h"
 #include "llvm/ADT/STLExtras.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::crosspool::model;
 
@@ -110,6 +112,28 @@ LogicalResult WeightOp::verify() {
   if (getNbytes() != expected)
     return emitOpError() << "expects nbytes " << expected << " for " << type
                          << " but got " << getNbytes();
+  if (getSynthetic()) {
+    if (getFileAttr() || getOffsetAttr())
+      return emitOpError()
+             << "expects a synthetic weight to have no file and no offset";
+    if (type.getElementType().isF16())
+      return emitOpError() << "expects a synthetic weight of f32 or bf16 but "
+                              "got "
+                           << type;
+  } else if (!getFileAttr() || !getOffsetAttr()) {
+    return emitOpError()
+           << "expects a file and an offset (or a synthetic attribute)";
+  }
+  return success();
+}
+
+LogicalResult
+SyntheticAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                      uint64_t seed, SyntheticInit init, FloatAttr std) {
+  double value = std ? std.getValueAsDouble() : 0.0;
+  if (!std || !std::isfinite(value) || !(value > 0))
+    return emitError() << "expects a finite positive std but got "
+                       << (std ? std.getValueAsDouble() : 0.0);
   return success();
 }
 

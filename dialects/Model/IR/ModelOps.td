@@ -54,18 +54,25 @@ def Model_WeightOp : Model_Op<"weight", [Symbol, HasParent<"::mlir::ModuleOp">]>
 
     A tied lm_head is a second symbol naming the embedding tensor again.
 
+    A synthetic weight (`crosspool-compile --synthetic`) carries `synthetic`
+    instead of `file` and `offset`: the runtime generates its values.
+
     ```mlir
     model.weight @layers_0_q_proj : tensor<64x64xbf16>
         {tensor = "model.layers.0.self_attn.q_proj.weight",
          file = "model.safetensors", offset = 123 : i64, nbytes = 8192 : i64}
+    model.weight @layers_0_k_proj : tensor<64x64xbf16>
+        {tensor = "model.layers.0.self_attn.k_proj.weight", nbytes = 8192 : i64,
+         synthetic = #model.synthetic<seed = 0, init = normal, std = 2.000000e-02 : f64>}
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name,
                        TypeAttrOf<StaticShapeTensorOf<[F32, F16, BF16]>>:$type,
-                       StrAttr:$tensor, StrAttr:$file,
-                       ConfinedAttr<I64Attr, [IntNonNegative]>:$offset,
+                       StrAttr:$tensor, OptionalAttr<StrAttr>:$file,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntNonNegative]>>:$offset,
                        ConfinedAttr<I64Attr, [IntNonNegative]>:$nbytes,
-                       OptionalAttr<Model_PoolAttr>:$pool);
+                       OptionalAttr<Model_PoolAttr>:$pool,
+                       OptionalAttr<Model_SyntheticAttr>:$synthetic);
   let assemblyFormat = "$sym_name `:` $type attr-dict";
   let extraClassDeclaration = [{
     ::mlir::RankedTensorType getTensorType() {

@@ -18,6 +18,26 @@ model.weight @q : tensor<8x8xf32> {tensor = "q", file = "m.safetensors", offset 
 
 // -----
 
+// expected-error @below {{'model.weight' op expects a synthetic weight to have no file and no offset}}
+model.weight @q : tensor<8xbf16> {tensor = "q", file = "m.safetensors", offset = 0, nbytes = 16, synthetic = #model.synthetic<seed = 1, init = normal, std = 2.000000e-02 : f64>}
+
+// -----
+
+// expected-error @below {{expects a finite positive std but got 0}}
+model.weight @q : tensor<8xbf16> {tensor = "q", nbytes = 16, synthetic = #model.synthetic<seed = 1, init = normal, std = 0.000000e+00 : f64>}
+
+// -----
+
+// expected-error @below {{'model.weight' op expects a synthetic weight of f32 or bf16 but got 'tensor<8xf16>'}}
+model.weight @q : tensor<8xf16> {tensor = "q", nbytes = 16, synthetic = #model.synthetic<seed = 1, init = normal, std = 1.000000e+00 : f64>}
+
+// -----
+
+// expected-error @below {{'model.weight' op expects a file and an offset (or a synthetic attribute)}}
+model.weight @q : tensor<8xf32> {tensor = "q", nbytes = 32}
+
+// -----
+
 // expected-error @below {{attribute 'type' failed to satisfy constraint}}
 model.weight @q : tensor<8xi32> {tensor = "q", file = "m.safetensors", offset = 0, nbytes = 32}
 

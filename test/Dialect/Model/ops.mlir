@@ -14,6 +14,9 @@ model.config {model_name = "tiny", architecture = "TestForCausalLM",
 model.weight @embed : tensor<16x8xf32> {tensor = "model.embed_tokens.weight", file = "model.safetensors", offset = 0, nbytes = 512, pool = #model<pool kv>}
 // CHECK: model.weight @norm : tensor<8xbf16>
 model.weight @norm : tensor<8xbf16> {tensor = "model.norm.weight", file = "model.safetensors", offset = 512, nbytes = 16}
+// A synthetic weight has no file and no offset.
+// CHECK: model.weight @synth_norm : tensor<8xbf16> {nbytes = 16 : i64, synthetic = #model.synthetic<seed = 7, init = one_plus_normal, std = 2.000000e-02 : f64>, tensor = "model.norm.weight"}
+model.weight @synth_norm : tensor<8xbf16> {tensor = "model.norm.weight", nbytes = 16, synthetic = #model.synthetic<seed = 7, init = one_plus_normal, std = 2.000000e-02 : f64>}
 model.weight @q : tensor<8x8xf32> {tensor = "q", file = "model.safetensors", offset = 528, nbytes = 256}
 model.weight @k : tensor<4x8xf32> {tensor = "k", file = "model.safetensors", offset = 784, nbytes = 128}
 model.weight @v : tensor<4x8xf32> {tensor = "v", file = "model.safetensors", offset = 912, nbytes = 128}

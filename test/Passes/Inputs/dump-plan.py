@@ -25,7 +25,11 @@ for key in ["version", "model_name", "architecture", "checkpoint_dir",
             "eos_token_ids", "input_slot", "output_slot"]:
     print(f"{key}: {p.get(key, 0)}")
 for i, w in enumerate(p.get("weights", [])):
-    print(f"weight {i}: {w['name']} file={w['file']} offset={w.get('offset', 0)} "
+    # Synthetic weights (no file) print their generator instead.
+    source = (f"synthetic seed={w.get('seed', 0)} init={w.get('init', 'Normal')} "
+              f"std={w.get('init_std', 0.0):.6g}" if w.get("synthetic", False)
+              else f"file={w.get('file', '')} offset={w.get('offset', 0)}")
+    print(f"weight {i}: {w['name']} {source} "
           f"nbytes={w.get('nbytes', 0)} dtype={w.get('dtype', 'F32')} "
           f"shape={w.get('shape', [])} pool={w.get('pool', 'KV')}")
 for i, s in enumerate(p.get("slots", [])):

@@ -1,6 +1,6 @@
 //===- CudaGoldenTest.cpp - CUDA backend vs Hugging Face goldens ----------===//
 //
-// Every bundled checkpoint's plan runs on the GPU through CudaRuntime (both
+// Every bundled checkpoint's plan runs on the GPU through the Runtime's CUDA backend (both
 // pools on one device, VMM KV pool, device-local channel hand-off):
 // * fp32: prompt logits within 1e-4 of transformers' (max |diff| / max |HF|)
 //   and all 24 greedy tokens identical;
@@ -18,8 +18,8 @@
 #include <cstdio>
 
 using namespace crosspool;
-using crosspool::runtime::cuda::CudaRuntime;
-using crosspool::runtime::cuda::CudaRuntimeOptions;
+using crosspool::runtime::Runtime;
+using crosspool::runtime::RuntimeOptions;
 namespace cudak = crosspool::kernels::cuda;
 namespace tc = crosspool::test::cuda;
 
@@ -29,13 +29,12 @@ const std::vector<std::string> kModels = {
     "mixtral_tiny", "qwen2_moe_tiny",    "qwen3_moe_tiny", "olmoe_tiny",
     "mixtral_wide", "qwen2_moe_sparse2", "qwen3_moe_wide", "olmoe_clip"};
 
-std::unique_ptr<CudaRuntime> makeRuntime(cudak::DType dt,
-                                         bool roundWeightsToBf16 = false) {
-  CudaRuntimeOptions o;
-  o.precision = dt;
+std::unique_ptr<Runtime> makeRuntime(cudak::DType dt,
+                                     bool roundWeightsToBf16 = false) {
+  RuntimeOptions o = tc::cudaOptions(dt);
   o.roundWeightsToBf16 = roundWeightsToBf16;
   o.kvChunks = 8;
-  auto rt = CudaRuntime::create(o);
+  auto rt = Runtime::create(o);
   EXPECT_TRUE(rt.ok()) << rt.status();
   return rt.ok() ? std::move(*rt) : nullptr;
 }
@@ -71,11 +70,12 @@ TEST_P(CudaGoldenFp32, LogitsAndGreedyTokensMatchTransformers) {
     EXPECT_EQ(r->generatedIds, g.generatedIds) << model << " prompt " << j;
   }
   EXPECT_EQ(rt->kvPagesInUse(), 0);
-  EXPECT_EQ(rt->kvChunkPool().numFree(), rt->kvChunkPool().numChunks())
+  EXPECT_EQ(tc::cudaBackend(*rt).kvChunkPool().numFree(),
+            tc::cudaBackend(*rt).kvChunkPool().numChunks())
       << "every chunk goes back when the sequences end";
   ASSERT_TRUE(rt->unloadModel(*id).ok());
-  EXPECT_EQ(rt->weightsPoolArena().bytesUsed(), 0u);
-  EXPECT_EQ(rt->kvPoolArena().bytesUsed(), 0u);
+  EXPECT_EQ(rt->weightsPoolArena().totalBytes(), 0u);
+  EXPECT_EQ(rt->kvPoolArena().totalBytes(), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCheckpoints, CudaGoldenFp32,
@@ -243,10 +243,9 @@ TEST(CudaGraphs, ReplayedStepsMatchEagerSteps) {
   std::vector<std::vector<float>> logits[2];
   int64_t launches[2] = {0, 0};
   for (int graphs = 0; graphs < 2; ++graphs) {
-    CudaRuntimeOptions o;
+    RuntimeOptions o = tc::cudaOptions(cudak::DType::kBF16);
     o.useGraphs = graphs == 1;
-    o.precision = cudak::DType::kBF16;
-    auto rt = CudaRuntime::create(o);
+    auto rt = Runtime::create(o);
     ASSERT_TRUE(rt.ok()) << rt.status();
     auto id = (*rt)->loadModel(tc::planPath(model), tc::loadOptions(model));
     ASSERT_TRUE(id.ok()) << id.status();
@@ -265,7 +264,7 @@ TEST(CudaGraphs, ReplayedStepsMatchEagerSteps) {
       for (int s = 0; s < 3; ++s)
         next[s] = int32_t((next[s] * 31 + n) % 256);
     }
-    launches[graphs] = (*rt)->graphLaunches();
+    launches[graphs] = tc::cudaBackend(**rt).graphLaunches();
   }
   EXPECT_EQ(launches[0], 0);
   EXPECT_EQ(launches[1], 3 + 20) << "every step is decode-sized";

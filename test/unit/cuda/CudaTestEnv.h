@@ -12,7 +12,8 @@
 #define CROSSPOOL_TEST_UNIT_CUDA_CUDATESTENV_H
 
 #include "runtime/checkpoint/Safetensors.h"
-#include "runtime/cuda/CudaRuntime.h"
+#include "runtime/cuda/CudaBackend.h"
+#include "runtime/engine/Runtime.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -50,6 +51,20 @@ inline runtime::LoadOptions loadOptions(const std::string &model) {
   runtime::LoadOptions o;
   o.checkpointDir = modelsDir() + "/" + model;
   return o;
+}
+
+/// Runtime options of the CUDA backend in precision `dt`.
+inline runtime::RuntimeOptions cudaOptions(kernels::cuda::DType dt) {
+  runtime::RuntimeOptions o;
+  o.device = runtime::Device::kCuda;
+  o.precision = dt == kernels::cuda::DType::kBF16 ? runtime::Precision::kBf16
+                                                  : runtime::Precision::kFp32;
+  return o;
+}
+
+/// The CUDA backend behind `rt` (chunk pool, KV spaces, graph counters).
+inline const runtime::cuda::CudaBackend &cudaBackend(const runtime::Runtime &rt) {
+  return *runtime::cuda::cudaBackendOf(rt);
 }
 
 struct Golden {

@@ -117,11 +117,11 @@ TEST(VmmKvPool, BadGeometryIsAnError) {
 // and still reproduces its golden.
 TEST(CudaRuntimeKvPool, TwoModelsTakeTurnsOnOneChunk) {
   CP_SKIP_WITHOUT_CUDA();
-  CudaRuntimeOptions o;
+  runtime::RuntimeOptions o = tc::cudaOptions(cudak::DType::kF32);
   o.kvChunks = 1;
   o.kvChunkBytes = kChunk;
   o.tokensPerPage = 2048; // qwen3 tiny: 1 MiB fp32 pages, 2 layers = 1 chunk
-  auto rt = CudaRuntime::create(o);
+  auto rt = runtime::Runtime::create(o);
   ASSERT_TRUE(rt.ok()) << rt.status();
   auto qwen = (*rt)->loadModel(tc::planPath("qwen3_moe_tiny"),
                                tc::loadOptions("qwen3_moe_tiny"));
@@ -133,15 +133,15 @@ TEST(CudaRuntimeKvPool, TwoModelsTakeTurnsOnOneChunk) {
   auto olmoeGold = tc::loadGoldens("olmoe_tiny");
   ASSERT_EQ(qwenGold.size(), 3u);
   ASSERT_EQ(olmoeGold.size(), 3u);
-  if ((*rt)->kvChunkPool().chunkBytes() != kChunk)
+  if (tc::cudaBackend(**rt).kvChunkPool().chunkBytes() != kChunk)
     GTEST_SKIP() << "allocation granularity above 2 MiB";
 
   auto seq = (*rt)->startSequence(*qwen);
   ASSERT_TRUE(seq.ok());
   ASSERT_TRUE((*rt)->prefill(*seq, qwenGold[2].promptIds).ok());
-  std::vector<int32_t> qwenChunks = (*rt)->kvSpace(*qwen)->mappedChunks();
+  std::vector<int32_t> qwenChunks = tc::cudaBackend(**rt).kvSpace(*qwen)->mappedChunks();
   ASSERT_EQ(qwenChunks, std::vector<int32_t>{0});
-  EXPECT_EQ((*rt)->kvChunkPool().numFree(), 0);
+  EXPECT_EQ(tc::cudaBackend(**rt).kvChunkPool().numFree(), 0);
 
   runtime::GenerateOptions opts;
   opts.maxNewTokens = 24;
@@ -152,11 +152,11 @@ TEST(CudaRuntimeKvPool, TwoModelsTakeTurnsOnOneChunk) {
   EXPECT_EQ((*rt)->kvPagesInUse(*olmoe), 0);
 
   ASSERT_TRUE((*rt)->release(*seq).ok());
-  EXPECT_EQ((*rt)->kvChunkPool().numFree(), 1);
+  EXPECT_EQ(tc::cudaBackend(**rt).kvChunkPool().numFree(), 1);
   auto oseq = (*rt)->startSequence(*olmoe);
   ASSERT_TRUE(oseq.ok());
   ASSERT_TRUE((*rt)->prefill(*oseq, olmoeGold[2].promptIds).ok());
-  EXPECT_EQ((*rt)->kvSpace(*olmoe)->mappedChunks(), qwenChunks)
+  EXPECT_EQ(tc::cudaBackend(**rt).kvSpace(*olmoe)->mappedChunks(), qwenChunks)
       << "olmoe grows into the physical chunk qwen3 gave back";
   ASSERT_TRUE((*rt)->release(*oseq).ok());
   auto run = (*rt)->generate(*olmoe, olmoeGold[2].promptIds, opts);

@@ -73,12 +73,12 @@ TEST(PlanFileTest, BadVersionNamesBothVersions) {
   EXPECT_EQ(file.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(file.status().message(),
             "model.cpplan: plan schema version 7 is not supported (this "
-            "runtime reads version 1)");
+            "runtime reads version 2)");
   // An absent version field reads as 0.
   p.version = 0;
   EXPECT_EQ(loadError(p.serialize()),
             "x.cpplan: plan schema version 0 is not supported (this runtime "
-            "reads version 1)");
+            "reads version 2)");
 }
 
 TEST(PlanFileTest, BadIdentifier) {

@@ -24,6 +24,10 @@ struct TWeight {
   fb::DType dtype = fb::DType::F32;
   std::vector<int64_t> shape;
   fb::Pool pool = fb::Pool::KV;
+  bool synthetic = false; ///< then `file` is written only when non-empty
+  uint64_t seed = 0;
+  fb::SyntheticInit init = fb::SyntheticInit::Normal;
+  float initStd = 0.0f;
 };
 struct TSlot {
   fb::SlotKind kind = fb::SlotKind::Hidden;
@@ -67,9 +71,11 @@ struct TPlan {
     flatbuffers::FlatBufferBuilder b;
     std::vector<flatbuffers::Offset<fb::Weight>> ws;
     for (const TWeight &w : weights)
-      ws.push_back(fb::CreateWeightDirect(b, w.name.c_str(), w.file.c_str(),
-                                          w.offset, w.nbytes, w.dtype, &w.shape,
-                                          w.pool));
+      ws.push_back(fb::CreateWeightDirect(
+          b, w.name.c_str(),
+          w.synthetic && w.file.empty() ? nullptr : w.file.c_str(), w.offset,
+          w.nbytes, w.dtype, &w.shape, w.pool, w.synthetic, w.seed, w.init,
+          w.initStd));
     std::vector<flatbuffers::Offset<fb::Slot>> ss;
     for (const TSlot &s : slots)
       ss.push_back(fb::CreateSlot(b, s.kind, s.width, s.pool));

@@ -1,0 +1,110 @@
+//===- Backend.h - What a device backend does for the Runtime ---*- C++ -*-===//
+//
+// The Runtime (Runtime.h) keeps every piece of bookkeeping once: plans,
+// checkpoints, models, sequences, id and length checks, KV peak accounting,
+// generation. A Backend does what differs per device:
+//
+// * places each plan weight in its pool's arena (host fp32 on the CPU;
+//   device memory in the precision mode on CUDA), per model;
+// * builds a model's KV storage and executor (BackendModel): the CPU's
+//   KvCache over one shared PageAllocator, CUDA's VirtualKvSpace over one
+//   shared PhysicalChunkPool;
+// * runs one step of token rows to logits.
+//
+// KV pages are the pages the backend's kernels see: the CPU's fixed-size
+// pages; on CUDA a model's pages of tokensPerPage tokens (several per
+// physical chunk).
+//
+//===----------------------------------------------------------------------===//
+#ifndef CROSSPOOL_RUNTIME_ENGINE_BACKEND_H
+#define CROSSPOOL_RUNTIME_ENGINE_BACKEND_H
+
+#include "runtime/checkpoint/Safetensors.h"
+#include "runtime/format/Plan_generated.h"
+#include "runtime/format/SyntheticInit.h"
+#include "runtime/pools/PoolArena.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace crosspool::runtime {
+
+using ModelId = int;
+using SequenceId = int64_t;
+struct RuntimeOptions;
+
+/// The token rows of one step. Row r appends tokenIds[r] at position
+/// rowPos[r] to the step's sequence rowSeq[r] (an index into the sequence
+/// list passed with the rows).
+struct StepRows {
+  std::vector<int32_t> tokenIds, rowSeq, rowPos;
+};
+
+/// One loaded model on a backend: its KV storage and its executor.
+class BackendModel {
+public:
+  virtual ~BackendModel() = default;
+  /// Grows `seq` (created on first use) to numTokens positions in every KV
+  /// layer. All or nothing; ResourceExhausted when the shared pool is out.
+  virtual absl::Status reserve(SequenceId seq, int64_t numTokens) = 0;
+  /// Returns the sequence's pages to the shared pool.
+  virtual void release(SequenceId seq) = 0;
+  /// KV pages the model holds now.
+  virtual int64_t pagesInUse() const = 0;
+  /// KV pages a sequence of numTokens tokens occupies over all layers.
+  virtual int64_t pagesFor(int64_t numTokens) const = 0;
+  /// KV pages `seq` holds now (0 when unknown).
+  virtual int64_t pagesHeld(SequenceId seq) const = 0;
+  /// Runs one step; `seqs` hold pages for every position of `rows`.
+  /// Writes [rows, vocab] fp32 logits.
+  virtual absl::Status run(const StepRows &rows,
+                           const std::vector<SequenceId> &seqs,
+                           std::vector<float> *logits) = 0;
+};
+
+class Backend {
+public:
+  virtual ~Backend() = default;
+
+  /// Places one weight of `model` (numel values of dtype at src, host
+  /// memory) in `pool`; returns the pointer the executor reads, valid until
+  /// unloadWeights(model). ResourceExhausted past the pool's budget.
+  virtual absl::StatusOr<const void *> placeWeight(ModelId model,
+                                                   plan::Pool pool,
+                                                   const void *src,
+                                                   DType dtype,
+                                                   size_t numel) = 0;
+  /// Places numel values of synthetic tensor `init` (SyntheticInit.h), made
+  /// by the generator every backend shares; otherwise as placeWeight.
+  virtual absl::StatusOr<const void *>
+  placeSyntheticWeight(ModelId model, plan::Pool pool,
+                       const synthetic::TensorInit &init, size_t numel) = 0;
+  /// Frees every weight of `model` in both pools.
+  virtual void unloadWeights(ModelId model) = 0;
+  virtual const PoolArena &arena(plan::Pool pool) const = 0;
+
+  /// KV storage and executor of `model`; weights[i] is placeWeight's
+  /// pointer for plan weight i. `plan` outlives the result.
+  virtual absl::StatusOr<std::unique_ptr<BackendModel>>
+  createModel(ModelId model, const plan::Plan &plan,
+              std::vector<const void *> weights, const std::string &name) = 0;
+
+  /// Pages of the shared KV pool, and the bytes of one.
+  virtual int64_t kvPagesTotal() const = 0;
+  virtual size_t kvPageBytes() const = 0;
+};
+
+/// The CPU fp32 reference backend (KvCache pages over one PageAllocator,
+/// Executor). InvalidArgument for a bad KV geometry or a precision other
+/// than fp32.
+absl::StatusOr<std::unique_ptr<Backend>>
+createCpuBackend(const RuntimeOptions &options);
+
+} // namespace crosspool::runtime
+
+#endif // CROSSPOOL_RUNTIME_ENGINE_BACKEND_H
