@@ -12,7 +12,9 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <tuple>
 #include <sys/stat.h>
 
 namespace crosspool::runtime {
@@ -127,12 +129,14 @@ int64_t Runtime::kvPagesHeld(SequenceId seq) const {
 absl::StatusOr<std::vector<const void *>>
 Runtime::placeWeights(ModelId id, const std::string &planPath,
                       const fb::Plan &plan, const Checkpoint *checkpoint) {
-  // A tied lm_head names the embedding again: one buffer per (pool, name).
-  std::map<std::pair<fb::Pool, std::string>, const void *> placed;
+  // A tied lm_head names the embedding again: one buffer per (pool, tensor,
+  // byte offset). The offset tells apart the experts of one stacked tensor.
+  std::map<std::tuple<fb::Pool, std::string, uint64_t>, const void *> placed;
   std::vector<const void *> weights;
   absl::Status status = [&]() -> absl::Status {
     for (const fb::Weight *w : *plan.weights()) {
-      auto key = std::make_pair(w->pool(), w->name()->str());
+      auto key = std::make_tuple(w->pool(), w->name()->str(), w->offset());
+      const std::string &name = std::get<1>(key);
       auto it = placed.find(key);
       if (it != placed.end()) {
         weights.push_back(it->second);
@@ -144,14 +148,18 @@ Runtime::placeWeights(ModelId id, const std::string &planPath,
                                               weightNumElements(*w));
       } else {
         CP_ASSIGN_OR_RETURN(Checkpoint::Located located,
-                            checkpoint->find(key.second));
-        data = backend_->placeWeight(
-            id, w->pool(), located.file->data(*located.info),
-            toCheckpointDType(w->dtype()), located.info->numElements());
+                            checkpoint->find(name));
+        // verifyPlanWeights checked [offset, offset + nbytes) lies inside
+        // the tensor: the plan's weight may be one expert of a stacked one.
+        const uint8_t *bytes = located.file->data(*located.info) +
+                               (w->offset() - located.info->offset);
+        data = backend_->placeWeight(id, w->pool(), bytes,
+                                     toCheckpointDType(w->dtype()),
+                                     weightNumElements(*w));
       }
       if (!data.ok())
-        return prefixed(data.status(), absl::StrCat(planPath, ": weight '",
-                                                    key.second, "': "));
+        return prefixed(data.status(),
+                        absl::StrCat(planPath, ": weight '", name, "': "));
       placed[key] = *data;
       weights.push_back(*data);
     }
