@@ -194,6 +194,11 @@ absl::Status runMain(int argc, char **argv) {
 } // namespace
 
 int main(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::printf("%s\n", kUsage);
+      return 0;
+    }
   absl::Status status = runMain(argc, argv);
   if (!status.ok()) {
     std::string msg(status.message());

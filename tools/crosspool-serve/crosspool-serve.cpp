@@ -373,6 +373,11 @@ absl::Status runMain(int argc, char **argv, bool *requestFailed) {
 } // namespace
 
 int main(int argc, char **argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::printf("%s\n", kUsage);
+      return 0;
+    }
   bool requestFailed = false;
   absl::Status status = runMain(argc, argv, &requestFailed);
   if (!status.ok()) {
