@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/Elementwise.h"
 #include "kernels/cpu/Linear.h"
+#include "kernels/cpu/ParamChecks.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -15,74 +16,44 @@
 namespace crosspool::kernels::cpu {
 namespace {
 
-absl::Status invalid(const std::string &msg) {
-  return absl::InvalidArgumentError(absl::StrCat("attention: ", msg));
-}
-
 absl::Status checkArgs(int64_t T, const AttentionWeights &w,
                        const AttentionParams &p, const int32_t *rowSeq,
                        const int32_t *rowPos, const KvLayerView &kv) {
-  if (p.hidden <= 0 || p.numHeads <= 0 || p.numKvHeads <= 0 || p.headDim <= 0)
-    return invalid(absl::StrCat(
-        "expects positive hidden, num_heads, num_kv_heads, head_dim but got ",
-        p.hidden, ", ", p.numHeads, ", ", p.numKvHeads, ", ", p.headDim));
-  if (p.numHeads % p.numKvHeads != 0)
-    return invalid(absl::StrCat("num_heads ", p.numHeads,
-                                " is not a multiple of num_kv_heads ",
-                                p.numKvHeads));
-  if (p.headDim % 2 != 0)
-    return invalid(
-        absl::StrCat("RoPE expects an even head_dim but got ", p.headDim));
-  if (p.qkNorm < 0 || p.qkNorm > 2)
-    return invalid(
-        absl::StrCat("qk_norm expects 0, 1 or 2 but got ", p.qkNorm));
-  if (p.ropeType < 0 || p.ropeType > 1)
-    return invalid(
-        absl::StrCat("rope_type expects 0 or 1 but got ", p.ropeType));
-  if (p.ropeType == 1 && !(p.ropeFactor > 0))
-    return invalid(absl::StrCat(
-        "linear RoPE expects a positive factor but got ", p.ropeFactor));
-  if (!(p.ropeTheta > 0))
-    return invalid(
-        absl::StrCat("expects a positive rope_theta but got ", p.ropeTheta));
-  if (p.slidingWindow < 0)
-    return invalid(
-        absl::StrCat("expects sliding_window >= 0 but got ", p.slidingWindow));
-  if (p.clipQkv < 0)
-    return invalid(absl::StrCat("expects clip_qkv >= 0 but got ", p.clipQkv));
+  if (absl::Status st = checkAttentionParams(p); !st.ok())
+    return st;
   if (!w.q || !w.k || !w.v || !w.o)
-    return invalid("missing q/k/v/o projection weight");
+    return invalidAttention("missing q/k/v/o projection weight");
   if (p.qkNorm != 0 && (!w.qNorm || !w.kNorm))
-    return invalid(
+    return invalidAttention(
         absl::StrCat("qk_norm ", p.qkNorm, " needs q_norm and k_norm weights"));
-  if (kv.tokensPerPage <= 0 || kv.numKvHeads != p.numKvHeads ||
-      kv.headDim != p.headDim)
-    return invalid(absl::StrCat("KV layer geometry (tokens_per_page ",
-                                kv.tokensPerPage, ", num_kv_heads ",
-                                kv.numKvHeads, ", head_dim ", kv.headDim,
-                                ") does not match the attention (num_kv_heads ",
-                                p.numKvHeads, ", head_dim ", p.headDim, ")"));
+  if (absl::Status st =
+          checkKvGeometry(p, kv.tokensPerPage, kv.numKvHeads, kv.headDim);
+      !st.ok())
+    return st;
   if (T > 0 && (!rowSeq || !rowPos || (kv.numSeqs > 0 && !kv.seqs)))
-    return invalid("missing row sequence/position arrays or sequence pages");
+    return invalidAttention(
+        "missing row sequence/position arrays or sequence pages");
   for (int64_t t = 0; t < T; ++t) {
     int32_t s = rowSeq[t];
     if (s < 0 || s >= kv.numSeqs)
-      return invalid(absl::StrCat("row ", t, " names sequence ", s,
-                                  " but the step has ", kv.numSeqs));
+      return invalidAttention(absl::StrCat("row ", t, " names sequence ", s,
+                                           " but the step has ", kv.numSeqs));
     int32_t pos = rowPos[t];
     if (pos < 0)
-      return invalid(absl::StrCat("row ", t, " has negative position ", pos));
+      return invalidAttention(
+          absl::StrCat("row ", t, " has negative position ", pos));
     const KvSequencePages &seq = kv.seqs[s];
     int64_t needed = int64_t(pos) / kv.tokensPerPage + 1;
     if (needed > seq.numPages)
-      return invalid(absl::StrCat("row ", t, " at position ", pos, " needs ",
-                                  needed, " pages of sequence ", s,
-                                  " but it has ", seq.numPages));
+      return invalidAttention(
+          absl::StrCat("row ", t, " at position ", pos, " needs ", needed,
+                       " pages of sequence ", s, " but it has ", seq.numPages));
     if (!seq.pages)
-      return invalid(absl::StrCat("sequence ", s, " has no page table"));
+      return invalidAttention(
+          absl::StrCat("sequence ", s, " has no page table"));
     for (int64_t pg = 0; pg < needed; ++pg)
       if (!seq.pages[pg])
-        return invalid(
+        return invalidAttention(
             absl::StrCat("page ", pg, " of sequence ", s, " is null"));
   }
   return absl::OkStatus();

@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/Elementwise.h"
 #include "kernels/cpu/Linear.h"
+#include "kernels/cpu/ParamChecks.h"
 
 #include "absl/strings/str_cat.h"
 
@@ -13,34 +14,6 @@
 
 namespace crosspool::kernels::cpu {
 namespace {
-
-absl::Status invalid(const std::string &msg) {
-  return absl::InvalidArgumentError(absl::StrCat("moe: ", msg));
-}
-
-absl::Status checkArgs(const MoeWeights &w, const MoeParams &p) {
-  if (p.hidden <= 0 || p.numExperts <= 0 || p.intermediate <= 0)
-    return invalid(absl::StrCat(
-        "expects positive hidden, num_experts, intermediate but got ", p.hidden,
-        ", ", p.numExperts, ", ", p.intermediate));
-  if (p.topK < 1 || p.topK > p.numExperts)
-    return invalid(
-        absl::StrCat("top_k expects [1, ", p.numExperts, "] but got ", p.topK));
-  if (!w.router || !w.experts)
-    return invalid("missing router or expert table");
-  int numShared = (w.shared.gate != nullptr) + (w.shared.up != nullptr) +
-                  (w.shared.down != nullptr);
-  if (numShared != 0 && numShared != 3)
-    return invalid(
-        absl::StrCat("shared expert has ", numShared, " of its 3 weights"));
-  if (numShared == 0 && w.sharedGate)
-    return invalid("shared expert gate without a shared expert");
-  if (numShared == 3 && p.sharedIntermediate <= 0)
-    return invalid(absl::StrCat(
-        "expects a positive shared expert intermediate size but got ",
-        p.sharedIntermediate));
-  return absl::OkStatus();
-}
 
 /// Computes the SwiGLU expert for the `rows` gathered in `xs` into `ys`.
 void expertForward(const float *xs, const ExpertWeights &e, int64_t rows,
@@ -105,7 +78,7 @@ void route(const float *x, const float *router, int64_t T, int64_t H,
 
 absl::Status moe(const float *x, int64_t T, const MoeWeights &w,
                  const MoeParams &p, float *y) {
-  if (absl::Status st = checkArgs(w, p); !st.ok())
+  if (absl::Status st = checkMoeArgs(w, p); !st.ok())
     return st;
   if (T == 0)
     return absl::OkStatus();
@@ -129,7 +102,8 @@ absl::Status moe(const float *x, int64_t T, const MoeWeights &w,
     const ExpertWeights &ex = w.experts[e];
     if (!rowsOf[static_cast<size_t>(e)].empty() &&
         (!ex.gate || !ex.up || !ex.down))
-      return invalid(absl::StrCat("selected expert ", e, " has a null weight"));
+      return invalidMoe(
+          absl::StrCat("selected expert ", e, " has a null weight"));
   }
 
   // Accumulate in a private buffer: y may alias x, which experts still read.

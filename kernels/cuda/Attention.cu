@@ -31,6 +31,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "kernels/cpu/ParamChecks.h"
 #include "kernels/cuda/Common.cuh"
 #include "kernels/cuda/Mma.cuh"
 
@@ -668,45 +669,14 @@ absl::Status invalid(const std::string &msg) {
 }
 
 absl::Status checkParams(const AttentionParams &p) {
-  if (p.hidden <= 0 || p.numHeads <= 0 || p.numKvHeads <= 0 || p.headDim <= 0)
-    return invalid(absl::StrCat(
-        "expects positive hidden, num_heads, num_kv_heads, head_dim but got ",
-        p.hidden, ", ", p.numHeads, ", ", p.numKvHeads, ", ", p.headDim));
-  if (p.numHeads % p.numKvHeads != 0)
-    return invalid(absl::StrCat("num_heads ", p.numHeads,
-                                " is not a multiple of num_kv_heads ",
-                                p.numKvHeads));
-  if (p.headDim % 2 != 0 || p.headDim > kMaxHeadDim)
-    return invalid(absl::StrCat("expects an even head_dim <= ", kMaxHeadDim,
-                                " but got ", p.headDim));
-  if (p.qkNorm < 0 || p.qkNorm > 2)
-    return invalid(
-        absl::StrCat("qk_norm expects 0, 1 or 2 but got ", p.qkNorm));
-  if (p.ropeType < 0 || p.ropeType > 1)
-    return invalid(
-        absl::StrCat("rope_type expects 0 or 1 but got ", p.ropeType));
-  if (p.ropeType == 1 && !(p.ropeFactor > 0))
-    return invalid(absl::StrCat(
-        "linear RoPE expects a positive factor but got ", p.ropeFactor));
-  if (!(p.ropeTheta > 0))
-    return invalid(
-        absl::StrCat("expects a positive rope_theta but got ", p.ropeTheta));
-  if (p.slidingWindow < 0)
-    return invalid(
-        absl::StrCat("expects sliding_window >= 0 but got ", p.slidingWindow));
-  if (!(p.clipQkv >= 0))
-    return invalid(absl::StrCat("expects clip_qkv >= 0 but got ", p.clipQkv));
-  return absl::OkStatus();
+  return checkAttentionParams(p, kMaxHeadDim);
 }
 
 absl::Status checkKv(const AttentionParams &p, const KvCacheView &kv) {
-  if (kv.tokensPerPage <= 0 || kv.numKvHeads != p.numKvHeads ||
-      kv.headDim != p.headDim)
-    return invalid(absl::StrCat("KV layer geometry (tokens_per_page ",
-                                kv.tokensPerPage, ", num_kv_heads ",
-                                kv.numKvHeads, ", head_dim ", kv.headDim,
-                                ") does not match the attention (num_kv_heads ",
-                                p.numKvHeads, ", head_dim ", p.headDim, ")"));
+  if (absl::Status st = checkKvGeometry(p, kv.tokensPerPage, kv.numKvHeads,
+                                        kv.headDim);
+      !st.ok())
+    return st;
   if (!kv.base || !kv.pageTable || kv.numSeqs <= 0 || kv.maxPagesPerSeq <= 0)
     return invalid(absl::StrCat(
         "KV view needs a base, a page table and positive num_seqs and "

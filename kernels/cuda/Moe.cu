@@ -31,6 +31,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "kernels/cpu/ParamChecks.h"
 #include "kernels/cuda/Common.cuh"
 #include "kernels/cuda/Mma.cuh"
 
@@ -611,26 +612,8 @@ int64_t moeWorkspaceBytes(int64_t T, const MoeParams &p) {
 absl::Status moe(const void *x, int64_t T, const MoeWeights &w,
                  const MoeParams &p, void *y, DType dt, const BlockContext &ctx,
                  int32_t *routedIndices) {
-  if (p.hidden <= 0 || p.numExperts <= 0 || p.intermediate <= 0)
-    return invalid(absl::StrCat(
-        "expects positive hidden, num_experts, intermediate but got ", p.hidden,
-        ", ", p.numExperts, ", ", p.intermediate));
-  if (p.topK < 1 || p.topK > p.numExperts)
-    return invalid(
-        absl::StrCat("top_k expects [1, ", p.numExperts, "] but got ", p.topK));
-  if (!w.router || !w.experts)
-    return invalid("missing router or expert table");
-  int numShared = (w.shared.gate != nullptr) + (w.shared.up != nullptr) +
-                  (w.shared.down != nullptr);
-  if (numShared != 0 && numShared != 3)
-    return invalid(
-        absl::StrCat("shared expert has ", numShared, " of its 3 weights"));
-  if (numShared == 0 && w.sharedGate)
-    return invalid("shared expert gate without a shared expert");
-  if (numShared == 3 && p.sharedIntermediate <= 0)
-    return invalid(absl::StrCat(
-        "expects a positive shared expert intermediate size but got ",
-        p.sharedIntermediate));
+  if (absl::Status st = checkMoeArgs(w, p); !st.ok())
+    return st;
   if (T < 0)
     return invalid(absl::StrCat("expects T >= 0 but got ", T));
   if (T == 0)

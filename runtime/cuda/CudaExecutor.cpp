@@ -3,6 +3,7 @@
 
 #include "kernels/cuda/CudaCheck.h"
 #include "runtime/base/Status.h"
+#include "runtime/exec/TaskDecode.h"
 #include "runtime/format/StreamCheck.h"
 
 #include "absl/strings/str_cat.h"
@@ -14,23 +15,12 @@ namespace crosspool::runtime::cuda {
 namespace fb = crosspool::plan;
 namespace cudak = crosspool::kernels::cuda;
 
-/// An instruction decoded once at load (slot ids, device weight pointers,
-/// kernel parameter structs).
-struct CudaExecutor::Instr {
-  fb::Opcode op = fb::Opcode::Task;
-  fb::Kernel kernel = fb::Kernel::None;
-  std::string where;
-  int32_t in0 = -1, in1 = -1, out = -1;
-  int32_t channel = -1, seq = 0;
-  int64_t width = 0, outWidth = 0;
+/// An instruction decoded once at load (decodePlanStreams) with its device
+/// weight pointers resolved.
+struct CudaExecutor::Instr : DecodedInstr {
   std::vector<const void *> w;
-  float eps = 0;
-  int64_t intermediate = 0;
-  int32_t kvLayer = -1;
   cudak::AttentionWeights attnWeights;
-  cudak::AttentionParams attnParams;
   cudak::MoeWeights moeWeights;
-  cudak::MoeParams moeParams;
 };
 
 struct CudaExecutor::Pool {
@@ -57,10 +47,6 @@ struct CudaExecutor::Pool {
 };
 
 namespace {
-
-const char *poolName(fb::Pool pool) {
-  return pool == fb::Pool::KV ? "KV" : "Weights";
-}
 
 absl::Status prefixed(const absl::Status &st, const std::string &prefix) {
   return absl::Status(st.code(), absl::StrCat(prefix, st.message()));
@@ -124,24 +110,11 @@ CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
     }
   }
 
-  auto shape0 = [&](int32_t id) -> int64_t {
-    return id < 0 ? 0 : planWeights.Get(id)->shape()->Get(0);
-  };
-  bool poolSeen[2] = {false, false};
-  for (size_t s = 0; s < plan.streams()->size(); ++s) {
-    const fb::Stream *stream = plan.streams()->Get(s);
-    int poolIndex = static_cast<int>(stream->pool());
-    if (poolIndex < 0 || poolIndex > 1)
-      return fail(
-          absl::StrCat("stream ", s, " has an unknown pool ", poolIndex));
-    if (poolSeen[poolIndex])
-      return fail(absl::StrCat("stream ", s,
-                               ": expects one stream per pool "
-                               "but pool ",
-                               poolName(stream->pool()), " has two"));
-    poolSeen[poolIndex] = true;
+  CP_ASSIGN_OR_RETURN(std::vector<DecodedStream> decoded,
+                      decodePlanStreams(plan, name));
+  for (DecodedStream &stream : decoded) {
     auto pool = std::make_unique<Pool>();
-    pool->pool = stream->pool();
+    pool->pool = stream.pool;
     CP_CUDA_RETURN_IF_ERROR(
         cudaStreamCreateWithFlags(&pool->stream, cudaStreamNonBlocking));
     CP_CUBLAS_RETURN_IF_ERROR(cublasCreate(&pool->blas));
@@ -150,120 +123,24 @@ CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
         cudaEventCreateWithFlags(&pool->inputsReady, cudaEventDisableTiming));
     ex->pools_.push_back(std::move(pool));
     std::vector<Instr> &instrs = ex->pools_.back()->instrs;
-    for (size_t i = 0; i < stream->instrs()->size(); ++i) {
-      const fb::Instr *src = stream->instrs()->Get(i);
+    for (DecodedInstr &d : stream.instrs) {
       Instr in;
-      in.op = src->op();
-      in.kernel = src->kernel();
-      in.where = absl::StrCat("stream ", s, " (", poolName(stream->pool()),
-                              ") instr ", i, " (", fb::EnumNameOpcode(in.op));
-      if (in.op == fb::Opcode::Task)
-        absl::StrAppend(&in.where, " ", fb::EnumNameKernel(in.kernel));
-      absl::StrAppend(&in.where, ")");
-      in.channel = src->channel();
-      in.seq = src->seq();
-      if (src->inputs() && src->inputs()->size() > 0)
-        in.in0 = src->inputs()->Get(0);
-      if (src->inputs() && src->inputs()->size() > 1)
-        in.in1 = src->inputs()->Get(1);
-      if (src->outputs() && src->outputs()->size() > 0)
-        in.out = src->outputs()->Get(0);
-      if (in.in0 >= 0)
-        in.width = ex->slotWidth_[in.in0];
-      if (in.out >= 0)
-        in.outWidth = ex->slotWidth_[in.out];
-      if (src->weights())
-        for (int32_t id : *src->weights())
-          in.w.push_back(id < 0 ? nullptr : weights[id]);
-      auto ip = [&](int k) { return src->iparams()->Get(k); };
-      auto fp = [&](int k) { return src->fparams()->Get(k); };
-      if (in.op == fb::Opcode::Task) {
-        switch (in.kernel) {
-        case fb::Kernel::Embed:
-          if (in.in0 != ex->inputSlot_)
-            return fail(absl::StrCat(in.where,
-                                     ": Embed must read the input "
-                                     "slot ",
-                                     ex->inputSlot_, " but reads slot ",
-                                     in.in0));
-          break;
-        case fb::Kernel::RmsNorm:
-          in.eps = static_cast<float>(fp(0));
-          break;
-        case fb::Kernel::LmHead:
-          if (in.out != ex->outputSlot_)
-            return fail(absl::StrCat(in.where,
-                                     ": LmHead must write the "
-                                     "output slot ",
-                                     ex->outputSlot_, " but writes slot ",
-                                     in.out));
-          break;
-        case fb::Kernel::Mlp:
-          in.intermediate = shape0(src->weights()->Get(0));
-          break;
-        case fb::Kernel::Attention: {
-          in.kvLayer = static_cast<int32_t>(ip(0));
-          if (in.kvLayer < 0 || size_t(in.kvLayer) >= ex->kv_.size())
-            return fail(absl::StrCat(in.where, ": KV layer ", in.kvLayer,
-                                     " is out of range [0, ", ex->kv_.size(),
-                                     ")"));
-          cudak::AttentionWeights &aw = in.attnWeights;
-          aw.q = in.w[0], aw.k = in.w[1], aw.v = in.w[2], aw.o = in.w[3];
-          aw.qBias = in.w[4], aw.kBias = in.w[5], aw.vBias = in.w[6];
-          aw.oBias = in.w[7], aw.qNorm = in.w[8], aw.kNorm = in.w[9];
-          cudak::AttentionParams &ap = in.attnParams;
-          ap.hidden = in.width;
-          ap.numHeads = static_cast<int32_t>(ip(1));
-          ap.numKvHeads = static_cast<int32_t>(ip(2));
-          ap.headDim = static_cast<int32_t>(ip(3));
-          ap.qkNorm = static_cast<int32_t>(ip(4));
-          ap.slidingWindow = static_cast<int32_t>(ip(5));
-          ap.ropeType = static_cast<int32_t>(ip(6));
-          ap.ropeTheta = static_cast<float>(fp(0));
-          ap.qkNormEps = static_cast<float>(fp(1));
-          ap.clipQkv = static_cast<float>(fp(2));
-          ap.ropeFactor = static_cast<float>(fp(3));
-          ap.softmaxScale = static_cast<float>(fp(4));
-          break;
-        }
-        case fb::Kernel::Moe: {
-          int32_t numExperts = static_cast<int32_t>(ip(0));
-          cudak::MoeParams &mp = in.moeParams;
-          mp.hidden = in.width;
-          mp.numExperts = numExperts;
-          mp.topK = static_cast<int32_t>(ip(1));
-          mp.normTopkProb = ip(2) != 0;
-          mp.intermediate = shape0(src->weights()->Get(5));
-          mp.sharedIntermediate = shape0(src->weights()->Get(1));
-          std::vector<cudak::ExpertPtrs> experts;
-          for (int32_t e = 0; e < numExperts; ++e) {
-            int64_t inter = shape0(src->weights()->Get(5 + 3 * e));
-            if (inter != mp.intermediate)
-              return fail(absl::StrCat(
-                  in.where,
-                  ": expects every expert to have intermediate "
-                  "size ",
-                  mp.intermediate, " but expert ", e, " has ", inter));
-            experts.push_back(
-                {in.w[5 + 3 * e], in.w[6 + 3 * e], in.w[7 + 3 * e]});
-          }
-          void *table = nullptr;
-          size_t bytes = experts.size() * sizeof(cudak::ExpertPtrs);
-          CP_CUDA_RETURN_IF_ERROR(
-              cudaMalloc(&table, std::max<size_t>(bytes, 1)));
-          ex->expertTables_.push_back(table);
-          CP_CUDA_RETURN_IF_ERROR(
-              cudaMemcpy(table, experts.data(), bytes, cudaMemcpyHostToDevice));
-          cudak::MoeWeights &mw = in.moeWeights;
-          mw.router = in.w[0];
-          mw.experts = static_cast<const cudak::ExpertPtrs *>(table);
-          mw.shared = {in.w[1], in.w[2], in.w[3]};
-          mw.sharedGate = in.w[4];
-          break;
-        }
-        default:
-          break;
-        }
+      static_cast<DecodedInstr &>(in) = std::move(d);
+      in.w = resolveWeights(in.weightIds, weights);
+      if (in.op == fb::Opcode::Task && in.kernel == fb::Kernel::Attention)
+        in.attnWeights = attentionWeightsOf<cudak::AttentionWeights>(in.w);
+      if (in.op == fb::Opcode::Task && in.kernel == fb::Kernel::Moe) {
+        // The kernel reads the expert pointers from a device table.
+        std::vector<cudak::ExpertPtrs> experts =
+            moeExpertsOf<cudak::ExpertPtrs>(in.w, in.moeParams.numExperts);
+        void *table = nullptr;
+        size_t bytes = experts.size() * sizeof(cudak::ExpertPtrs);
+        CP_CUDA_RETURN_IF_ERROR(cudaMalloc(&table, std::max<size_t>(bytes, 1)));
+        ex->expertTables_.push_back(table);
+        CP_CUDA_RETURN_IF_ERROR(
+            cudaMemcpy(table, experts.data(), bytes, cudaMemcpyHostToDevice));
+        in.moeWeights = moeWeightsOf<cudak::MoeWeights>(in.w);
+        in.moeWeights.experts = static_cast<const cudak::ExpertPtrs *>(table);
       }
       instrs.push_back(std::move(in));
     }

@@ -3,6 +3,7 @@
 
 #include "kernels/cpu/Kernels.h"
 #include "runtime/base/Status.h"
+#include "runtime/exec/TaskDecode.h"
 #include "runtime/format/StreamCheck.h"
 
 #include "absl/strings/str_cat.h"
@@ -14,25 +15,13 @@ namespace crosspool::runtime {
 namespace fb = crosspool::plan;
 namespace cpu = crosspool::kernels::cpu;
 
-/// An instruction decoded once at load: slot ids, resolved weight pointers
-/// and kernel parameter structs, so a step does no FlatBuffers lookups.
-struct Executor::Instr {
-  fb::Opcode op = fb::Opcode::Task;
-  fb::Kernel kernel = fb::Kernel::None;
-  std::string where; ///< "stream 0 (KV) instr 3 (Task Embed)"
-  int32_t in0 = -1, in1 = -1, out = -1;
-  int32_t channel = -1, seq = 0;
-  int64_t width = 0;    ///< floats per row of in0 (Send: of the moved slot)
-  int64_t outWidth = 0; ///< floats per row of out
+/// An instruction decoded once at load (decodePlanStreams) with its weight
+/// pointers resolved, so a step does no FlatBuffers lookups.
+struct Executor::Instr : DecodedInstr {
   std::vector<const float *> w;
-  float eps = 0;
-  int64_t intermediate = 0; ///< Mlp
-  int32_t kvLayer = -1;
   cpu::AttentionWeights attnWeights;
-  cpu::AttentionParams attnParams;
   std::vector<cpu::ExpertWeights> experts;
   cpu::MoeWeights moeWeights; ///< `experts` pointer set per call
-  cpu::MoeParams moeParams;
 };
 
 struct Executor::Slot {
@@ -46,8 +35,6 @@ namespace {
 const char *poolName(fb::Pool pool) {
   return pool == fb::Pool::KV ? "KV" : "Weights";
 }
-
-const char *opName(fb::Opcode op) { return fb::EnumNameOpcode(op); }
 
 } // namespace
 
@@ -114,119 +101,20 @@ Executor::create(const fb::Plan &plan, std::vector<const float *> weights,
     }
   }
 
-  auto shape0 = [&](int32_t id) -> int64_t {
-    return id < 0 ? 0 : planWeights.Get(id)->shape()->Get(0);
-  };
-  bool poolSeen[2] = {false, false};
-  for (size_t s = 0; s < plan.streams()->size(); ++s) {
-    const fb::Stream *stream = plan.streams()->Get(s);
-    int pool = static_cast<int>(stream->pool());
-    if (pool < 0 || pool > 1)
-      return fail(absl::StrCat("stream ", s, " has an unknown pool ", pool));
-    if (poolSeen[pool])
-      return fail(absl::StrCat("stream ", s,
-                               ": expects one stream per pool "
-                               "but pool ",
-                               poolName(stream->pool()), " has two"));
-    poolSeen[pool] = true;
+  CP_ASSIGN_OR_RETURN(std::vector<DecodedStream> decoded,
+                      decodePlanStreams(plan, name));
+  for (DecodedStream &stream : decoded) {
     std::vector<Instr> instrs;
-    for (size_t i = 0; i < stream->instrs()->size(); ++i) {
-      const fb::Instr *src = stream->instrs()->Get(i);
+    for (DecodedInstr &d : stream.instrs) {
       Instr in;
-      in.op = src->op();
-      in.kernel = src->kernel();
-      in.where = absl::StrCat("stream ", s, " (", poolName(stream->pool()),
-                              ") instr ", i, " (", opName(in.op));
-      if (in.op == fb::Opcode::Task)
-        absl::StrAppend(&in.where, " ", fb::EnumNameKernel(in.kernel));
-      absl::StrAppend(&in.where, ")");
-      in.channel = src->channel();
-      in.seq = src->seq();
-      if (src->inputs() && src->inputs()->size() > 0)
-        in.in0 = src->inputs()->Get(0);
-      if (src->inputs() && src->inputs()->size() > 1)
-        in.in1 = src->inputs()->Get(1);
-      if (src->outputs() && src->outputs()->size() > 0)
-        in.out = src->outputs()->Get(0);
-      if (in.in0 >= 0)
-        in.width = ex->slots_[in.in0]->width;
-      if (in.out >= 0)
-        in.outWidth = ex->slots_[in.out]->width;
-      if (src->weights())
-        for (int32_t id : *src->weights())
-          in.w.push_back(id < 0 ? nullptr : weights[id]);
-      auto ip = [&](int k) { return src->iparams()->Get(k); };
-      auto fp = [&](int k) { return src->fparams()->Get(k); };
-
-      if (in.op == fb::Opcode::Task) {
-        switch (in.kernel) {
-        case fb::Kernel::Embed:
-          if (in.in0 != ex->inputSlot_)
-            return fail(absl::StrCat(in.where,
-                                     ": Embed must read the input "
-                                     "slot ",
-                                     ex->inputSlot_, " but reads slot ",
-                                     in.in0));
-          break;
-        case fb::Kernel::RmsNorm:
-          in.eps = static_cast<float>(fp(0));
-          break;
-        case fb::Kernel::Mlp:
-          in.intermediate = shape0(src->weights()->Get(0));
-          break;
-        case fb::Kernel::Attention: {
-          if (in.outWidth != in.width)
-            return fail(absl::StrCat(in.where, ": expects output width ",
-                                     in.width, " but got ", in.outWidth));
-          in.kvLayer = static_cast<int32_t>(ip(0));
-          cpu::AttentionWeights &aw = in.attnWeights;
-          aw.q = in.w[0], aw.k = in.w[1], aw.v = in.w[2], aw.o = in.w[3];
-          aw.qBias = in.w[4], aw.kBias = in.w[5], aw.vBias = in.w[6];
-          aw.oBias = in.w[7], aw.qNorm = in.w[8], aw.kNorm = in.w[9];
-          cpu::AttentionParams &ap = in.attnParams;
-          ap.hidden = in.width;
-          ap.numHeads = static_cast<int32_t>(ip(1));
-          ap.numKvHeads = static_cast<int32_t>(ip(2));
-          ap.headDim = static_cast<int32_t>(ip(3));
-          ap.qkNorm = static_cast<int32_t>(ip(4));
-          ap.slidingWindow = static_cast<int32_t>(ip(5));
-          ap.ropeType = static_cast<int32_t>(ip(6));
-          ap.ropeTheta = static_cast<float>(fp(0));
-          ap.qkNormEps = static_cast<float>(fp(1));
-          ap.clipQkv = static_cast<float>(fp(2));
-          ap.ropeFactor = static_cast<float>(fp(3));
-          ap.softmaxScale = static_cast<float>(fp(4));
-          break;
-        }
-        case fb::Kernel::Moe: {
-          int32_t numExperts = static_cast<int32_t>(ip(0));
-          cpu::MoeParams &mp = in.moeParams;
-          mp.hidden = in.width;
-          mp.numExperts = numExperts;
-          mp.topK = static_cast<int32_t>(ip(1));
-          mp.normTopkProb = ip(2) != 0;
-          mp.intermediate = shape0(src->weights()->Get(5));
-          mp.sharedIntermediate = shape0(src->weights()->Get(1));
-          cpu::MoeWeights &mw = in.moeWeights;
-          mw.router = in.w[0];
-          mw.shared = {in.w[1], in.w[2], in.w[3]};
-          mw.sharedGate = in.w[4];
-          for (int32_t e = 0; e < numExperts; ++e) {
-            int64_t inter = shape0(src->weights()->Get(5 + 3 * e));
-            if (inter != mp.intermediate)
-              return fail(absl::StrCat(
-                  in.where,
-                  ": expects every expert to have intermediate "
-                  "size ",
-                  mp.intermediate, " but expert ", e, " has ", inter));
-            in.experts.push_back(
-                {in.w[5 + 3 * e], in.w[6 + 3 * e], in.w[7 + 3 * e]});
-          }
-          break;
-        }
-        default:
-          break;
-        }
+      static_cast<DecodedInstr &>(in) = std::move(d);
+      in.w = resolveWeights(in.weightIds, weights);
+      if (in.op == fb::Opcode::Task && in.kernel == fb::Kernel::Attention)
+        in.attnWeights = attentionWeightsOf<cpu::AttentionWeights>(in.w);
+      if (in.op == fb::Opcode::Task && in.kernel == fb::Kernel::Moe) {
+        in.moeWeights = moeWeightsOf<cpu::MoeWeights>(in.w);
+        in.experts =
+            moeExpertsOf<cpu::ExpertWeights>(in.w, in.moeParams.numExperts);
       }
       instrs.push_back(std::move(in));
     }

@@ -20,12 +20,15 @@
 
 namespace crosspool::test {
 
-struct GoldenPrompt {
-  std::vector<int64_t> promptIds;
-  std::vector<int64_t> generatedIds;
+/// One prompt of a model's goldens; `Id` is the token id type of the test's
+/// API (int64_t here, int32_t for the Runtime tests).
+template <typename Id> struct BasicGoldenPrompt {
+  std::vector<Id> promptIds;
+  std::vector<Id> generatedIds;
   std::vector<float> logits; ///< [prompt_len, vocab]
   double minTop2Margin = 0;
 };
+using GoldenPrompt = BasicGoldenPrompt<int64_t>;
 
 inline std::string modelsDir() {
   return std::string(CROSSPOOL_SOURCE_DIR) + "/test/data/models";
@@ -34,20 +37,23 @@ inline std::string planPath(const std::string &model) {
   return std::string(CROSSPOOL_BINARY_DIR) + "/plans/" + model + ".cpplan";
 }
 
-/// Reads golden.json + golden.safetensors of test/data/models/<model>.
-inline std::vector<GoldenPrompt> loadGoldens(const std::string &model) {
-  std::string dir = modelsDir() + "/" + model;
+/// golden.json + golden.safetensors of the checkpoint directory `dir`
+/// (empty on any error).
+template <typename Id>
+std::vector<BasicGoldenPrompt<Id>> loadGoldensFrom(const std::string &dir) {
   std::ifstream in(dir + "/golden.json");
-  nlohmann::json meta = nlohmann::json::parse(in);
+  if (!in)
+    return {};
+  nlohmann::json meta = nlohmann::json::parse(in, nullptr, false);
   auto file = runtime::SafetensorsFile::open(dir + "/golden.safetensors");
-  std::vector<GoldenPrompt> out;
-  if (!file.ok())
-    return out;
+  if (meta.is_discarded() || !file.ok())
+    return {};
+  std::vector<BasicGoldenPrompt<Id>> out;
   for (size_t j = 0; j < meta["prompts"].size(); ++j) {
     const auto &p = meta["prompts"][j];
-    GoldenPrompt g;
-    g.promptIds = p["prompt_ids"].get<std::vector<int64_t>>();
-    g.generatedIds = p["generated_ids"].get<std::vector<int64_t>>();
+    BasicGoldenPrompt<Id> g;
+    g.promptIds = p["prompt_ids"].get<std::vector<Id>>();
+    g.generatedIds = p["generated_ids"].get<std::vector<Id>>();
     g.minTop2Margin = p["min_top2_margin"].get<double>();
     const runtime::TensorInfo *t = (*file)->find("logits_" + std::to_string(j));
     if (!t)
@@ -60,7 +66,13 @@ inline std::vector<GoldenPrompt> loadGoldens(const std::string &model) {
   return out;
 }
 
-/// max |a - b| / max |b|: the acceptance metric of the golden tests.
+/// The goldens of test/data/models/<model>.
+inline std::vector<GoldenPrompt> loadGoldens(const std::string &model) {
+  return loadGoldensFrom<int64_t>(modelsDir() + "/" + model);
+}
+
+/// max |a - b| / max |b|: the acceptance metric of the golden tests; inf on
+/// a size mismatch or a non-finite value.
 inline double maxRelativeError(const std::vector<float> &got,
                                const std::vector<float> &want) {
   double maxDiff = 0, maxRef = 0;

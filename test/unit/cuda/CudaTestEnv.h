@@ -1,5 +1,4 @@
-//===- CudaTestEnv.h - Paths and goldens of the CUDA backend tests -*- C++
-//-*-===//
+//===- CudaTestEnv.h - Paths and goldens of the CUDA tests -----*- C++ -*-===//
 //
 // The GPU tests run on a machine where the repository and the plans may sit
 // elsewhere than at build time: CROSSPOOL_TEST_MODELS (test/data/models) and
@@ -11,16 +10,13 @@
 #ifndef CROSSPOOL_TEST_UNIT_CUDA_CUDATESTENV_H
 #define CROSSPOOL_TEST_UNIT_CUDA_CUDATESTENV_H
 
-#include "runtime/checkpoint/Safetensors.h"
 #include "runtime/cuda/CudaBackend.h"
 #include "runtime/engine/Runtime.h"
+#include "test/e2e/Goldens.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
-#include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -67,55 +63,14 @@ inline const runtime::cuda::CudaBackend &cudaBackend(const runtime::Runtime &rt)
   return *runtime::cuda::cudaBackendOf(rt);
 }
 
-struct Golden {
-  std::vector<int32_t> promptIds, generatedIds;
-  std::vector<float> logits; ///< [prompt_len, vocab]
-  double minTop2Margin = 0;
-};
+using Golden = BasicGoldenPrompt<int32_t>;
 
-/// golden.json + golden.safetensors of one model (empty on any error).
+/// The goldens of one model under modelsDir() (empty on any error).
 inline std::vector<Golden> loadGoldens(const std::string &model) {
-  std::string dir = modelsDir() + "/" + model;
-  std::ifstream in(dir + "/golden.json");
-  if (!in)
-    return {};
-  nlohmann::json meta = nlohmann::json::parse(in, nullptr, false);
-  auto file = runtime::SafetensorsFile::open(dir + "/golden.safetensors");
-  if (meta.is_discarded() || !file.ok())
-    return {};
-  std::vector<Golden> out;
-  for (size_t j = 0; j < meta["prompts"].size(); ++j) {
-    const auto &p = meta["prompts"][j];
-    Golden g;
-    g.promptIds = p["prompt_ids"].get<std::vector<int32_t>>();
-    g.generatedIds = p["generated_ids"].get<std::vector<int32_t>>();
-    g.minTop2Margin = p["min_top2_margin"].get<double>();
-    const runtime::TensorInfo *t = (*file)->find("logits_" + std::to_string(j));
-    if (!t)
-      return {};
-    g.logits.resize(t->numElements());
-    runtime::convertToF32(t->dtype, (*file)->data(*t), g.logits.size(),
-                          g.logits.data());
-    out.push_back(std::move(g));
-  }
-  return out;
+  return loadGoldensFrom<int32_t>(modelsDir() + "/" + model);
 }
 
-/// max |a - b| / max |b| (the golden acceptance metric); inf on a size
-/// mismatch or a non-finite value.
-inline double maxRelativeError(const std::vector<float> &got,
-                               const std::vector<float> &want) {
-  if (got.size() != want.size())
-    return INFINITY;
-  double maxDiff = 0, maxRef = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    maxDiff = std::max(maxDiff, std::fabs(double(got[i]) - double(want[i])));
-    maxRef = std::max(maxRef, std::fabs(double(want[i])));
-  }
-  if (!std::isfinite(maxDiff))
-    return INFINITY;
-  return maxRef > 0 ? maxDiff / maxRef : maxDiff;
-}
+using ::crosspool::test::maxRelativeError;
 
 } // namespace crosspool::test::cuda
 
