@@ -4,10 +4,10 @@
 # the decode benchmark, and compute-sanitizer memcheck on the backend tests.
 #
 # Prepare here (no GPU needed):
-#   cmake -S . -B /work/build-h8 -G Ninja -DCROSSPOOL_BUILD_COMPILER=OFF \
+#   cmake -S . -B build-cuda -G Ninja -DCROSSPOOL_BUILD_COMPILER=OFF \
 #         -DCROSSPOOL_ENABLE_CUDA=ON
-#   ninja -C /work/build-h8 CudaBackendTest crosspool-run crosspool-decode-bench
-#   scripts/gpu-check.sh --stage /work/build-h8   # copies into build-gpu/
+#   ninja -C build-cuda CudaBackendTest crosspool-run crosspool-decode-bench
+#   scripts/gpu-check.sh --stage build-cuda   # copies into build-gpu/
 # then run `scripts/gpu-check.sh` on the GPU machine with build-gpu/ carried
 # logs go to $OUT (default build-gpu/out).
 set -u
