@@ -639,29 +639,119 @@ __global__ void __launch_bounds__(kAttnThreads)
   }
 }
 
-/// Merges the splits of one (row, head): out = sum_s e^(m_s - M) acc_s /
-/// sum_s e^(m_s - M) l_s.
-template <typename T>
-__global__ void attendReduceKernel(const float *__restrict__ partAcc,
-                                   const float *__restrict__ partMl,
-                                   int32_t numSplits, int32_t hd, T *out) {
-  const int64_t th = blockIdx.x; // t * nh + h
-  const float *ml = partMl + th * numSplits * 2;
-  float M = -INFINITY;
-  for (int s = 0; s < numSplits; ++s)
-    M = fmaxf(M, ml[2 * s]);
-  float L = 0.0f;
-  if (M != -INFINITY)
-    for (int s = 0; s < numSplits; ++s)
-      L += ml[2 * s + 1] * expf(ml[2 * s] - M);
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float o = 0.0f;
-    if (L > 0)
-      for (int s = 0; s < numSplits; ++s)
-        if (ml[2 * s] != -INFINITY)
-          o += partAcc[(th * numSplits + s) * hd + d] * expf(ml[2 * s] - M);
-    out[th * hd + d] = fromF<T>(L > 0 ? o / L : 0.0f);
+constexpr int kReduceThreads = 512;
+static_assert(kMaxHeadDim <= kReduceThreads,
+              "attendReduceKernel needs a thread per column");
+
+/// Max (MAX) or sum of `v` over the block, in a fixed order: every thread
+/// gets the same bits. blockDim.x is a multiple of 32; `sh` holds a float per
+/// warp and may be reused after the call.
+template <bool MAX> __device__ float blockReduceFixed(float v, float *sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int nw = blockDim.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float u = __shfl_xor_sync(0xffffffffu, v, o);
+    v = MAX ? fmaxf(v, u) : v + u;
   }
+  if (lane == 0)
+    sh[warp] = v;
+  __syncthreads();
+  float r = sh[0];
+  for (int w = 1; w < nw; ++w)
+    r = MAX ? fmaxf(r, sh[w]) : r + sh[w];
+  __syncthreads();
+  return r;
+}
+
+/// Merges the splits of one (row, head): out = sum_s e^(m_s - M) acc_s /
+/// sum_s e^(m_s - M) l_s. Parallel over splits: thread (grp, col) of
+/// `groups` groups of hd / VW columns sums splits grp, grp + groups, ... of
+/// its VW dims, then group 0 adds the groups' sums in order (fixed tree, so
+/// deterministic). M and L come from block reductions in a fixed order.
+template <typename T, int VW>
+__global__ void __launch_bounds__(kReduceThreads)
+    attendReduceKernel(const float *__restrict__ partAcc,
+                       const float *__restrict__ partMl, int32_t numSplits,
+                       int32_t hd, int32_t groups, T *__restrict__ out) {
+  __shared__ float red[kReduceThreads / 32];
+  __shared__ float4 grpSum[kReduceThreads];
+  const int64_t th = blockIdx.x; // t * nh + h
+  const int tid = threadIdx.x, nthr = blockDim.x;
+  const float *ml = partMl + th * numSplits * 2;
+
+  float m = -INFINITY;
+  for (int s = tid; s < numSplits; s += nthr)
+    m = fmaxf(m, ml[2 * s]);
+  const float M = blockReduceFixed<true>(m, red);
+  float l = 0.0f;
+  if (M != -INFINITY)
+    for (int s = tid; s < numSplits; s += nthr)
+      l += ml[2 * s + 1] * expf(ml[2 * s] - M);
+  const float L = blockReduceFixed<false>(l, red);
+
+  const int C = hd / VW, grp = tid / C, col = tid - grp * C;
+  float o[4] = {0.0f, 0.0f, 0.0f, 0.0f}; // the first VW are used
+  if (grp < groups && L > 0) {
+    const float *acc = partAcc + th * numSplits * hd + col * VW;
+#pragma unroll 4
+    for (int s = grp; s < numSplits; s += groups) {
+      const float ms = ml[2 * s];
+      float v[VW];
+      if constexpr (VW == 4) {
+        const float4 x =
+            *reinterpret_cast<const float4 *>(acc + int64_t(s) * hd);
+        v[0] = x.x;
+        v[1] = x.y;
+        v[2] = x.z;
+        v[3] = x.w;
+      } else {
+        v[0] = acc[int64_t(s) * hd];
+      }
+      // An empty split (m = -inf) adds nothing, whatever its acc holds.
+      const bool live = ms != -INFINITY;
+      const float w = live ? expf(ms - M) : 0.0f;
+#pragma unroll
+      for (int i = 0; i < VW; ++i)
+        o[i] += live ? v[i] * w : 0.0f;
+    }
+  }
+  if (grp < groups)
+    grpSum[tid] = make_float4(o[0], o[1], o[2], o[3]);
+  __syncthreads();
+  if (grp == 0) {
+    float r[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int g = 0; g < groups; ++g) {
+      const float4 x = grpSum[g * C + col];
+      r[0] += x.x;
+      r[1] += x.y;
+      r[2] += x.z;
+      r[3] += x.w;
+    }
+#pragma unroll
+    for (int i = 0; i < VW; ++i)
+      out[th * hd + col * VW + i] = fromF<T>(L > 0 ? r[i] / L : 0.0f);
+  }
+}
+
+/// Launches attendReduceKernel: float4 columns when hd allows, and as many
+/// split groups as fit kReduceThreads (at most one per split).
+template <typename T>
+absl::Status launchAttendReduce(const AttendArgs &a, cudaStream_t stream) {
+  const bool v4 = a.hd % 4 == 0 && detail::aligned16(a.partAcc);
+  const int C = v4 ? a.hd / 4 : a.hd; // <= kMaxHeadDim = kReduceThreads
+  const int groups =
+      std::max(1, std::min<int>(a.numSplits, kReduceThreads / C));
+  const int threads = (C * groups + 31) / 32 * 32;
+  T *out = static_cast<T *>(a.out);
+  if (v4)
+    attendReduceKernel<T, 4><<<unsigned(a.T * a.nh), threads, 0, stream>>>(
+        a.partAcc, a.partMl, a.numSplits, a.hd, groups, out);
+  else
+    attendReduceKernel<T, 1><<<unsigned(a.T * a.nh), threads, 0, stream>>>(
+        a.partAcc, a.partMl, a.numSplits, a.hd, groups, out);
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendReduceKernel");
+  return absl::OkStatus();
 }
 
 absl::Status invalid(const std::string &msg) {
@@ -743,13 +833,8 @@ absl::Status launchAttend(const AttendArgs &args, bool vec, int64_t smem,
     kernel<<<grid, kAttnThreads, size_t(smem), stream>>>(args);
     CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendKernel");
   }
-  if (args.numSplits > 1) {
-    int threads = std::min(512, (args.hd + 31) / 32 * 32);
-    attendReduceKernel<T><<<unsigned(args.T * args.nh), threads, 0, stream>>>(
-        args.partAcc, args.partMl, args.numSplits, args.hd,
-        static_cast<T *>(args.out));
-    CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendReduceKernel");
-  }
+  if (args.numSplits > 1)
+    return launchAttendReduce<T>(args, stream);
   return absl::OkStatus();
 }
 
@@ -826,11 +911,11 @@ AttendConfig chooseAttendConfig(int64_t T, const AttentionParams &p,
   }
   int64_t tiles = (T + c.rowsPerBlock - 1) / c.rowsPerBlock;
   int64_t blocks = std::max<int64_t>(1, tiles * p.numKvHeads);
-  // About two blocks per SM. Measured on an H100 (docs/perf.md): four per SM
-  // helps the main kernel (ctx 32K, T=8: 281 -> 230 us) but doubles the
-  // splits, and attendReduceKernel walks the splits serially (ctx 32K, T=1:
-  // 51 -> 83 us); revisit together with a parallel reduce.
-  int64_t want = 2 * int64_t(std::max(1, numSms));
+  // About four blocks per SM. Measured on an H100 (docs/perf.md): four per
+  // SM helps the main kernel over two (ctx 32K, T=8: 281 -> 230 us); it
+  // doubles the splits, which attendReduceKernel merges in parallel (the
+  // serial merge it replaced made ctx 32K, T=1 go 51 -> 83 us).
+  int64_t want = 4 * int64_t(std::max(1, numSms));
   int64_t ctx = std::max(1, maxContext);
   if (blocks < want && ctx > 64) {
     int64_t splits = (want + blocks - 1) / blocks;

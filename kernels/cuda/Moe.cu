@@ -134,11 +134,12 @@ constexpr int kGroupStage = 4096;
 /// Stable counting sort of the T*K routed pairs by expert, in shared memory:
 /// counts by shared atomics, offsets and the active list by a one-warp scan,
 /// then each expert's thread collects its rows in order (from a staged copy
-/// of the routing when it fits).
+/// of the routing when it fits). A non-null `idxCopy` gets a copy of idx (the
+/// caller's routed indices), saving a separate copy launch.
 __global__ void groupKernel(const int32_t *__restrict__ idx, int64_t n,
                             int32_t E, int32_t *counts, int32_t *offsets,
                             int32_t *activeList, int32_t *numActive,
-                            int32_t *rowsOf) {
+                            int32_t *rowsOf, int32_t *__restrict__ idxCopy) {
   extern __shared__ int32_t gsm[]; // E counts, E offsets, staged idx
   int32_t *sc = gsm, *so = gsm + E, *sidx = gsm + 2 * E;
   const bool staged = n <= kGroupStage;
@@ -149,6 +150,8 @@ __global__ void groupKernel(const int32_t *__restrict__ idx, int64_t n,
     int32_t e = idx[f];
     if (staged)
       sidx[f] = e;
+    if (idxCopy)
+      idxCopy[f] = e;
     if (e >= 0 && e < E)
       atomicAdd(&sc[e], 1);
   }
@@ -516,10 +519,6 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
     CP_RETURN_IF_ERROR(route(x, w.router, Tn, H, p.numExperts, p.topK,
                              p.normTopkProb, s.idx, s.wts, dt, st));
   }
-  if (routedIndices)
-    CP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(routedIndices, s.idx,
-                                            Tn * K * sizeof(int32_t),
-                                            cudaMemcpyDeviceToDevice, st));
   const size_t groupSmem =
       (size_t(2) * E + std::min<int64_t>(Tn * K, kGroupStage)) * 4;
   CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
@@ -527,7 +526,7 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
       int(groupSmem)));
   groupKernel<<<1, 256, groupSmem, st>>>(s.idx, Tn * K, p.numExperts, s.counts,
                                  s.offsets, s.activeList, s.numActive,
-                                 s.rowsOf);
+                                 s.rowsOf, routedIndices);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("groupKernel");
 
   GroupArgs g{w.experts,    ExpertPtrs{}, s.numActive,

@@ -361,6 +361,16 @@ TEST_P(AttentionCudaTest, LongContextSplitsAcrossBlocks) {
   h.run(decodeStep({4999, 3000, 17}), std::nullopt, blas_);
 }
 
+// head_dim not a multiple of 4: the split merge's scalar-column path, with
+// more splits than one block of split groups covers.
+TEST_P(AttentionCudaTest, SplitMergeOddColumns) {
+  const DType dt = GetParam();
+  Geometry g{4, 2, 18, 64, 0, 0.0f, 0, false};
+  AttentionHarness h(g, dt, 5150);
+  h.run(decodeStep({1500, 33}), AttendConfig{1, 47, 32}, blas_);
+  h.run(decodeStep({700}), std::nullopt, blas_);
+}
+
 // More than 8 query heads per KV head: the decode kernel's second row
 // group of each m16 tile holds real heads (G = 16 and 12).
 TEST_P(AttentionCudaTest, WideGqaGroupsDecode) {
