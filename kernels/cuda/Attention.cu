@@ -911,12 +911,12 @@ AttendConfig chooseAttendConfig(int64_t T, const AttentionParams &p,
   }
   int64_t tiles = (T + c.rowsPerBlock - 1) / c.rowsPerBlock;
   int64_t blocks = std::max<int64_t>(1, tiles * p.numKvHeads);
-  // About four blocks per SM. Measured on an H100 (docs/perf.md): four per
-  // SM helps the main kernel over two (ctx 32K, T=8: 281 -> 230 us); it
-  // doubles the splits, which attendReduceKernel merges in parallel (the
-  // serial merge it replaced made ctx 32K, T=1 go 51 -> 83 us).
-  int64_t want = 4 * int64_t(std::max(1, numSms));
+  // Blocks per SM: measured on an H100 (docs/perf.md), four help long
+  // contexts over two (ctx 32K, T=8: 258 -> 225 us; T=1: 51 -> 45 us, the
+  // splits merged in parallel by attendReduceKernel), while at ctx 1K, T=8
+  // the extra 64-position splits cost more than they hide (15 -> 23 us).
   int64_t ctx = std::max(1, maxContext);
+  int64_t want = (ctx >= 4096 ? 4 : 2) * int64_t(std::max(1, numSms));
   if (blocks < want && ctx > 64) {
     int64_t splits = (want + blocks - 1) / blocks;
     // 64 positions keep a short context's splits worth a block (4 warps x
