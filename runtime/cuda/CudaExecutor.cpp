@@ -196,13 +196,8 @@ absl::Status CudaExecutor::checkStep(const CudaStep &step) const {
     return absl::InvalidArgumentError(absl::StrCat(name_, ": step: ", msg));
   };
   size_t T = step.tokenIds.size();
-  if (T == 0)
-    return fail("expects at least one token row but got 0");
-  if (step.rowSeq.size() != T || step.rowPos.size() != T)
-    return fail(absl::StrCat("expects ", T,
-                             " row sequences and positions but "
-                             "got ",
-                             step.rowSeq.size(), " and ", step.rowPos.size()));
+  CP_RETURN_IF_ERROR(
+      checkStepRows(T, step.rowSeq.size(), step.rowPos.size(), name_));
   if (step.pageTables.size() != kv_.size())
     return fail(absl::StrCat("expects page tables of ", kv_.size(),
                              " KV layers but got ", step.pageTables.size()));

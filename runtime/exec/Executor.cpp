@@ -264,13 +264,8 @@ static absl::Status checkStep(const StepDescriptor &step, int64_t numKvLayers,
     return absl::InvalidArgumentError(absl::StrCat(name, ": step: ", msg));
   };
   size_t T = step.tokenIds.size();
-  if (T == 0)
-    return fail("expects at least one token row but got 0");
-  if (step.rowSeq.size() != T || step.rowPos.size() != T)
-    return fail(absl::StrCat("expects ", T,
-                             " row sequences and positions but "
-                             "got ",
-                             step.rowSeq.size(), " and ", step.rowPos.size()));
+  CP_RETURN_IF_ERROR(
+      checkStepRows(T, step.rowSeq.size(), step.rowPos.size(), name));
   if (static_cast<int64_t>(step.kvPages.size()) != numKvLayers ||
       static_cast<int64_t>(step.tokensPerPage.size()) != numKvLayers)
     return fail(absl::StrCat("expects KV pages of ", numKvLayers,

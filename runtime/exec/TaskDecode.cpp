@@ -147,4 +147,18 @@ decodePlanStreams(const fb::Plan &plan, const std::string &name) {
   return streams;
 }
 
+absl::Status checkStepRows(size_t numTokens, size_t numRowSeqs,
+                           size_t numRowPos, const std::string &name) {
+  auto fail = [&](const std::string &msg) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": step: ", msg));
+  };
+  if (numTokens == 0)
+    return fail("expects at least one token row but got 0");
+  if (numRowSeqs != numTokens || numRowPos != numTokens)
+    return fail(absl::StrCat("expects ", numTokens,
+                             " row sequences and positions but got ",
+                             numRowSeqs, " and ", numRowPos));
+  return absl::OkStatus();
+}
+
 } // namespace crosspool::runtime

@@ -53,6 +53,12 @@ struct DecodedStream {
 absl::StatusOr<std::vector<DecodedStream>>
 decodePlanStreams(const plan::Plan &plan, const std::string &name);
 
+/// The row checks every backend makes on a step before it runs: at least one
+/// row, and one sequence index and position per token row. Errors read
+/// "<name>: step: ...".
+absl::Status checkStepRows(size_t numTokens, size_t numRowSeqs,
+                           size_t numRowPos, const std::string &name);
+
 /// Weight pointers of one instruction: `weights[id]`, null for id -1.
 template <typename Ptr>
 std::vector<Ptr> resolveWeights(const std::vector<int32_t> &ids,
