@@ -58,7 +58,8 @@ INSTANTIATE_TEST_SUITE_P(
     AllCheckpoints, GoldenTest,
     ::testing::Values("mixtral_tiny", "qwen2_moe_tiny", "qwen3_moe_tiny",
                       "olmoe_tiny", "mixtral_wide", "qwen2_moe_sparse2",
-                      "qwen3_moe_wide", "olmoe_clip"),
+                      "qwen3_moe_wide", "olmoe_clip", "mixtral_bf16",
+                      "qwen2_moe_bf16", "qwen3_moe_bf16", "olmoe_bf16"),
     [](const auto &info) { return info.param; });
 
 // Two models in one process draw from one page allocator: with 10 pages,

@@ -27,6 +27,19 @@ template <typename Id> struct BasicGoldenPrompt {
   std::vector<Id> generatedIds;
   std::vector<float> logits; ///< [prompt_len, vocab]
   double minTop2Margin = 0;
+  /// Per greedy step, top-1 minus top-2 logit (only the "bf16" set records
+  /// it; empty otherwise).
+  std::vector<double> top2Margins;
+};
+
+/// transformers' own bf16 run of one golden prompt (golden_bf16.json +
+/// golden_bf16.safetensors): how far transformers itself gets from its fp32
+/// golden in bf16.
+template <typename Id> struct BasicBf16Reference {
+  std::vector<Id> generatedIds;
+  std::vector<float> logits;      ///< [prompt_len, vocab]
+  double maxRelErrorVsFp32 = 0;   ///< of the prompt logits
+  size_t firstDivergence = 0;     ///< first greedy step != the fp32 golden's
 };
 using GoldenPrompt = BasicGoldenPrompt<int64_t>;
 
@@ -55,6 +68,8 @@ std::vector<BasicGoldenPrompt<Id>> loadGoldensFrom(const std::string &dir) {
     g.promptIds = p["prompt_ids"].get<std::vector<Id>>();
     g.generatedIds = p["generated_ids"].get<std::vector<Id>>();
     g.minTop2Margin = p["min_top2_margin"].get<double>();
+    if (p.contains("top2_margins"))
+      g.top2Margins = p["top2_margins"].get<std::vector<double>>();
     const runtime::TensorInfo *t = (*file)->find("logits_" + std::to_string(j));
     if (!t)
       return {};
@@ -62,6 +77,35 @@ std::vector<BasicGoldenPrompt<Id>> loadGoldensFrom(const std::string &dir) {
     runtime::convertToF32(t->dtype, (*file)->data(*t), g.logits.size(),
                           g.logits.data());
     out.push_back(std::move(g));
+  }
+  return out;
+}
+
+/// golden_bf16.{json,safetensors} of the checkpoint directory `dir` (empty on
+/// any error).
+template <typename Id>
+std::vector<BasicBf16Reference<Id>> loadBf16ReferenceFrom(const std::string &dir) {
+  std::ifstream in(dir + "/golden_bf16.json");
+  if (!in)
+    return {};
+  nlohmann::json meta = nlohmann::json::parse(in, nullptr, false);
+  auto file = runtime::SafetensorsFile::open(dir + "/golden_bf16.safetensors");
+  if (meta.is_discarded() || !file.ok())
+    return {};
+  std::vector<BasicBf16Reference<Id>> out;
+  for (size_t j = 0; j < meta["prompts"].size(); ++j) {
+    const auto &p = meta["prompts"][j];
+    BasicBf16Reference<Id> r;
+    r.generatedIds = p["generated_ids"].get<std::vector<Id>>();
+    r.maxRelErrorVsFp32 = p["max_rel_error_vs_fp32_golden"].get<double>();
+    r.firstDivergence = p["first_divergence_from_fp32_golden"].get<size_t>();
+    const runtime::TensorInfo *t = (*file)->find("logits_" + std::to_string(j));
+    if (!t)
+      return {};
+    r.logits.resize(t->numElements());
+    runtime::convertToF32(t->dtype, (*file)->data(*t), r.logits.size(),
+                          r.logits.data());
+    out.push_back(std::move(r));
   }
   return out;
 }

@@ -4,10 +4,18 @@
 // pools on one device, VMM KV pool, device-local channel hand-off):
 // * fp32: prompt logits within 1e-4 of transformers' (max |diff| / max |HF|)
 //   and all 24 greedy tokens identical;
-// * bf16: within 3e-2, and greedy tokens identical up to the first step whose
-//   top-1/top-2 logit margin is below 0.05. The goldens keep only the minimum
-//   margin per prompt, so the per-step margins come from the CPU fp32 backend
-//   (which matches transformers to 1e-4 and token for token, test/e2e).
+// * bf16, the "bf16" set (checkpoints scaled like trained models, on which
+//   transformers' own bf16 run meets this with a 1.5x margin): prompt logits
+//   within 3e-2 of the fp32 golden, and greedy tokens identical up to the
+//   first step whose top-1/top-2 logit margin is below 0.05;
+// * bf16, the scaled-up "seen"/"unseen" sets: these amplify any rounding so
+//   much that transformers' own bf16 run is up to 0.42 away from its fp32
+//   logits (tools/make_goldens.py records it in golden_bf16.json), so the
+//   bar is "no worse than transformers in bf16": error <= max(3e-2, 1.5 x
+//   transformers' own bf16 error on that prompt), tokens identical up to the
+//   first near-tie or the first step where transformers' bf16 run diverges.
+// Per-step margins come from the golden when it has them, else from the CPU
+// fp32 backend (which matches transformers to 1e-4 and token for token).
 //
 //===----------------------------------------------------------------------===//
 #include "test/unit/cuda/CudaTestEnv.h"
@@ -26,8 +34,14 @@ namespace tc = crosspool::test::cuda;
 namespace {
 
 const std::vector<std::string> kModels = {
-    "mixtral_tiny", "qwen2_moe_tiny",    "qwen3_moe_tiny", "olmoe_tiny",
-    "mixtral_wide", "qwen2_moe_sparse2", "qwen3_moe_wide", "olmoe_clip"};
+    "mixtral_tiny",   "qwen2_moe_tiny",    "qwen3_moe_tiny", "olmoe_tiny",
+    "mixtral_wide",   "qwen2_moe_sparse2", "qwen3_moe_wide", "olmoe_clip",
+    "mixtral_bf16",   "qwen2_moe_bf16",    "qwen3_moe_bf16", "olmoe_bf16"};
+
+/// Checkpoints scaled like trained models (tools/make_goldens.py, set "bf16").
+bool isTrainedScaled(const std::string &model) {
+  return model.size() > 5 && model.compare(model.size() - 5, 5, "_bf16") == 0;
+}
 
 std::unique_ptr<Runtime> makeRuntime(cudak::DType dt,
                                      bool roundWeightsToBf16 = false) {
@@ -120,6 +134,9 @@ TEST_P(CudaGoldenBf16, WithinBf16ToleranceAndTokensUpToTheFirstNearTie) {
   const std::string model = GetParam();
   auto goldens = tc::loadGoldens(model);
   ASSERT_EQ(goldens.size(), 3u);
+  auto hf = tc::loadBf16Reference(model);
+  ASSERT_EQ(hf.size(), 3u) << "golden_bf16 of " << model;
+  const bool strict = isTrainedScaled(model);
   auto rt = makeRuntime(cudak::DType::kBF16);
   ASSERT_TRUE(rt);
   auto id = rt->loadModel(tc::planPath(model), tc::loadOptions(model));
@@ -132,11 +149,14 @@ TEST_P(CudaGoldenBf16, WithinBf16ToleranceAndTokensUpToTheFirstNearTie) {
   ASSERT_TRUE(refId.ok()) << refId.status();
   for (size_t j = 0; j < goldens.size(); ++j) {
     const tc::Golden &g = goldens[j];
-    std::vector<int32_t> cpuTokens;
-    std::vector<double> margins = cpuStepMargins(
-        model, g.promptIds, int(g.generatedIds.size()), &cpuTokens);
+    std::vector<double> margins = g.top2Margins;
+    if (margins.empty()) {
+      std::vector<int32_t> cpuTokens;
+      margins = cpuStepMargins(model, g.promptIds, int(g.generatedIds.size()),
+                               &cpuTokens);
+      ASSERT_EQ(cpuTokens, g.generatedIds) << "CPU oracle disagrees with HF";
+    }
     ASSERT_EQ(margins.size(), g.generatedIds.size());
-    ASSERT_EQ(cpuTokens, g.generatedIds) << "CPU oracle disagrees with HF";
     size_t nearTie = margins.size();
     for (size_t i = 0; i < margins.size(); ++i)
       if (margins[i] < 0.05) {
@@ -173,20 +193,27 @@ TEST_P(CudaGoldenBf16, WithinBf16ToleranceAndTokensUpToTheFirstNearTie) {
         diverge = i;
         break;
       }
+    const double limit =
+        strict ? 3e-2 : std::max(3e-2, 1.5 * hf[j].maxRelErrorVsFp32);
+    const size_t trusted =
+        strict ? nearTie : std::min(nearTie, hf[j].firstDivergence);
+    auto step = [&](size_t s) {
+      return s < g.generatedIds.size() ? std::to_string(s) : std::string("none");
+    };
     std::printf(
-        "[cuda bf16] %-18s prompt %zu (len %2zu): max rel logit "
-        "error %.2e (bf16 weights + fp32 math: %.2e; positions "
-        "over 3e-2:%s), first step with HF margin < 0.05: %s, first "
-        "token divergence: %s\n",
-        model.c_str(), j, g.promptIds.size(), err, refErr,
-        spikes.empty() ? " none" : spikes.c_str(),
-        nearTie < margins.size() ? std::to_string(nearTie).c_str() : "none",
-        diverge < g.generatedIds.size() ? std::to_string(diverge).c_str()
-                                        : "none");
-    EXPECT_LE(err, 3e-2) << model << " prompt " << j;
-    EXPECT_GE(diverge, nearTie)
+        "[cuda bf16] %-18s prompt %zu (len %2zu): max rel logit error %.2e "
+        "(limit %.2e; transformers bf16: %.2e; bf16 weights + fp32 math: "
+        "%.2e; positions over 3e-2:%s), first step with HF margin < 0.05: "
+        "%s, transformers bf16 diverges at: %s, first token divergence: %s\n",
+        model.c_str(), j, g.promptIds.size(), err, limit,
+        hf[j].maxRelErrorVsFp32, refErr,
+        spikes.empty() ? " none" : spikes.c_str(), step(nearTie).c_str(),
+        step(hf[j].firstDivergence).c_str(), step(diverge).c_str());
+    EXPECT_LE(err, limit) << model << " prompt " << j;
+    EXPECT_GE(diverge, trusted)
         << model << " prompt " << j << ": diverged at step " << diverge
-        << " before the first near-tie at " << nearTie;
+        << " before step " << trusted
+        << " (first near-tie or first divergence of transformers' bf16)";
   }
 }
 

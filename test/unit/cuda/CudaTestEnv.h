@@ -70,6 +70,14 @@ inline std::vector<Golden> loadGoldens(const std::string &model) {
   return loadGoldensFrom<int32_t>(modelsDir() + "/" + model);
 }
 
+using Bf16Reference = BasicBf16Reference<int32_t>;
+
+/// transformers' own bf16 run of one model's golden prompts (empty on any
+/// error).
+inline std::vector<Bf16Reference> loadBf16Reference(const std::string &model) {
+  return loadBf16ReferenceFrom<int32_t>(modelsDir() + "/" + model);
+}
+
 using ::crosspool::test::maxRelativeError;
 
 } // namespace crosspool::test::cuda
