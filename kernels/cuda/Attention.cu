@@ -86,6 +86,8 @@ struct QkArgs {
   float eps, clip;
   const int32_t *rowSeq, *rowPos;
   KvDev kv;
+  /// q and k rows are whole 16-byte chunks, 16-byte aligned.
+  bool vec;
 };
 
 template <typename T>
@@ -97,6 +99,7 @@ __global__ void __launch_bounds__(kRowThreads)
                             RopeTable rope) {
   extern __shared__ float sm[];
   __shared__ double scratch[32];
+  detail::pdlEnter();
   const int64_t t = blockIdx.x;
   const int qDim = a.nh * a.hd, kvDim = a.nkv * a.hd, half = a.hd / 2;
   float *sq = sm, *sk = sq + qDim, *sc = sk + kvDim, *ss = sc + half;
@@ -104,10 +107,40 @@ __global__ void __launch_bounds__(kRowThreads)
   const T *kr = k + t * kvDim, *vr = v + t * kvDim;
   const int32_t pos = a.rowPos[t];
 
-  for (int i = threadIdx.x; i < qDim; i += blockDim.x)
-    sq[i] = toF(qr[i]);
-  for (int i = threadIdx.x; i < kvDim; i += blockDim.x)
-    sk[i] = toF(kr[i]);
+  if (a.vec) {
+    // q then k (contiguous in shared memory) in 16-byte chunks, a batch of
+    // four per thread issued before any is used: at decode this one block
+    // would otherwise wait for one round trip per scalar load.
+    constexpr int N = detail::Vec16<T>::kN;
+    const int qc = qDim / N, total = qc + kvDim / N;
+    for (int base = threadIdx.x; base < total; base += 4 * blockDim.x) {
+      uint4 r[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int c = base + u * int(blockDim.x);
+        r[u] = c < qc ? *reinterpret_cast<const uint4 *>(qr + c * N)
+               : c < total
+                   ? __ldg(reinterpret_cast<const uint4 *>(kr + (c - qc) * N))
+                   : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int c = base + u * int(blockDim.x);
+        if (c < total) {
+          float f[N];
+          detail::unpack16<T>(r[u], f);
+#pragma unroll
+          for (int j = 0; j < N; ++j)
+            sq[c * N + j] = f[j];
+        }
+      }
+    }
+  } else {
+    for (int i = threadIdx.x; i < qDim; i += blockDim.x)
+      sq[i] = toF(qr[i]);
+    for (int i = threadIdx.x; i < kvDim; i += blockDim.x)
+      sk[i] = toF(kr[i]);
+  }
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     float angle = rope.invFreq[i] * float(pos);
     sc[i] = float(cos(double(angle)));
@@ -205,6 +238,7 @@ int64_t attendSmemBytes(int32_t rowsPerBlock, int32_t G, int32_t hd) {
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(kAttnThreads) attendKernel(AttendArgs a) {
   extern __shared__ __align__(16) unsigned char smRaw[];
+  detail::pdlEnter();
   const int BQ = a.rowsPerBlock, G = a.G, hd = a.hd, NQ = BQ * G;
   const int split = blockIdx.x, kvh = blockIdx.y;
   const int64_t t0 = int64_t(blockIdx.z) * BQ;
@@ -432,6 +466,7 @@ __global__ void __launch_bounds__(kAttnThreads)
   constexpr int VW = DV / 2;              // 32-bit words per V load
   __shared__ float accW[NW][16][HD];
   __shared__ float mW[NW][16], lW[NW][16];
+  detail::pdlEnter();
 
   const int split = blockIdx.x, kvh = blockIdx.y;
   const int64_t t = blockIdx.z;
@@ -676,6 +711,7 @@ __global__ void __launch_bounds__(kReduceThreads)
                        int32_t hd, int32_t groups, T *__restrict__ out) {
   __shared__ float red[kReduceThreads / 32];
   __shared__ float4 grpSum[kReduceThreads];
+  detail::pdlEnter();
   const int64_t th = blockIdx.x; // t * nh + h
   const int tid = threadIdx.x, nthr = blockDim.x;
   const float *ml = partMl + th * numSplits * 2;
@@ -745,11 +781,13 @@ absl::Status launchAttendReduce(const AttendArgs &a, cudaStream_t stream) {
   const int threads = (C * groups + 31) / 32 * 32;
   T *out = static_cast<T *>(a.out);
   if (v4)
-    attendReduceKernel<T, 4><<<unsigned(a.T * a.nh), threads, 0, stream>>>(
-        a.partAcc, a.partMl, a.numSplits, a.hd, groups, out);
+    detail::launch(attendReduceKernel<T, 4>, dim3(unsigned(a.T * a.nh)),
+                   dim3(threads), 0, stream, a.partAcc, a.partMl, a.numSplits,
+                   a.hd, groups, out);
   else
-    attendReduceKernel<T, 1><<<unsigned(a.T * a.nh), threads, 0, stream>>>(
-        a.partAcc, a.partMl, a.numSplits, a.hd, groups, out);
+    detail::launch(attendReduceKernel<T, 1>, dim3(unsigned(a.T * a.nh)),
+                   dim3(threads), 0, stream, a.partAcc, a.partMl, a.numSplits,
+                   a.hd, groups, out);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendReduceKernel");
   return absl::OkStatus();
 }
@@ -804,10 +842,11 @@ bool launchDecodeMma(const AttendArgs &args, dim3 grid, cudaStream_t stream) {
 #define CP_DECODE_MMA(HD)                                                      \
   if (args.hd == HD) {                                                         \
     if (r2)                                                                    \
-      attendDecodeMmaKernel<HD, true><<<grid, kAttnThreads, 0, stream>>>(args); \
+      detail::launch(attendDecodeMmaKernel<HD, true>, grid,                    \
+                     dim3(kAttnThreads), 0, stream, args);                     \
     else                                                                       \
-      attendDecodeMmaKernel<HD, false>                                         \
-          <<<grid, kAttnThreads, 0, stream>>>(args);                           \
+      detail::launch(attendDecodeMmaKernel<HD, false>, grid,                   \
+                     dim3(kAttnThreads), 0, stream, args);                     \
     return true;                                                               \
   }
   CP_DECODE_MMA(32)
@@ -830,7 +869,8 @@ absl::Status launchAttend(const AttendArgs &args, bool vec, int64_t smem,
     auto kernel = vec ? attendKernel<T, true> : attendKernel<T, false>;
     CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<grid, kAttnThreads, size_t(smem), stream>>>(args);
+    detail::launch(kernel, grid, dim3(kAttnThreads), size_t(smem), stream,
+                   args);
     CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendKernel");
   }
   if (args.numSplits > 1)
@@ -873,26 +913,32 @@ absl::Status qkNormRopeKvWrite(void *q, void *k, void *v, int64_t T,
     invFreq /= factor;
     rope.invFreq[i] = invFreq;
   }
-  QkArgs a{p.numHeads, p.numKvHeads, p.headDim, p.qkNorm, p.qkNormEps,
-           p.clipQkv,  rowSeq,       rowPos,    kvDev(kv)};
+  const int64_t n16 = 16 / dtypeBytes(kv.dtype);
+  const bool vec = (int64_t(p.numHeads) * p.headDim) % n16 == 0 &&
+                   (int64_t(p.numKvHeads) * p.headDim) % n16 == 0 &&
+                   detail::aligned16(q) && detail::aligned16(k);
+  QkArgs a{p.numHeads, p.numKvHeads, p.headDim, p.qkNorm,  p.qkNormEps,
+           p.clipQkv,  rowSeq,       rowPos,    kvDev(kv), vec};
   int64_t smem = (int64_t(p.numHeads + p.numKvHeads) * p.headDim + p.headDim) *
                  int64_t(sizeof(float));
   if (kv.dtype == DType::kF32) {
     auto kernel = qkNormRopeKvWriteKernel<float>;
     CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<unsigned(T), kRowThreads, size_t(smem), stream>>>(
-        static_cast<float *>(q), static_cast<const float *>(k),
-        static_cast<const float *>(v), static_cast<const float *>(qNorm),
-        static_cast<const float *>(kNorm), a, rope);
+    detail::launch(kernel, dim3(unsigned(T)), dim3(kRowThreads), size_t(smem),
+                   stream, static_cast<float *>(q),
+                   static_cast<const float *>(k), static_cast<const float *>(v),
+                   static_cast<const float *>(qNorm),
+                   static_cast<const float *>(kNorm), a, rope);
   } else {
     auto kernel = qkNormRopeKvWriteKernel<bf16>;
     CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<unsigned(T), kRowThreads, size_t(smem), stream>>>(
-        static_cast<bf16 *>(q), static_cast<const bf16 *>(k),
-        static_cast<const bf16 *>(v), static_cast<const bf16 *>(qNorm),
-        static_cast<const bf16 *>(kNorm), a, rope);
+    detail::launch(kernel, dim3(unsigned(T)), dim3(kRowThreads), size_t(smem),
+                   stream, static_cast<bf16 *>(q), static_cast<const bf16 *>(k),
+                   static_cast<const bf16 *>(v),
+                   static_cast<const bf16 *>(qNorm),
+                   static_cast<const bf16 *>(kNorm), a, rope);
   }
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("qkNormRopeKvWriteKernel");
   return absl::OkStatus();
@@ -1041,9 +1087,11 @@ absl::Status attention(const void *x, int64_t T, const AttentionWeights &w,
   rest.workspaceBytes = ctx.workspaceBytes - carve.used();
   const DType dt = kv.dtype;
   const int64_t H = p.hidden;
-  CP_RETURN_IF_ERROR(linear(x, w.q, w.qBias, T, H, qDim, qb, dt, ctx));
-  CP_RETURN_IF_ERROR(linear(x, w.k, w.kBias, T, H, kvDim, kb, dt, ctx));
-  CP_RETURN_IF_ERROR(linear(x, w.v, w.vBias, T, H, kvDim, vb, dt, ctx));
+  // q, k and v in one GEMV launch at decode sizes.
+  const LinearSeg qkv[3] = {{w.q, w.qBias, qDim, qb},
+                            {w.k, w.kBias, kvDim, kb},
+                            {w.v, w.vBias, kvDim, vb}};
+  CP_RETURN_IF_ERROR(linearMulti(x, T, H, qkv, 3, dt, ctx));
   CP_RETURN_IF_ERROR(qkNormRopeKvWrite(qb, kb, vb, T, w.qNorm, w.kNorm, p,
                                        rowSeq, rowPos, kv, ctx.stream));
   CP_RETURN_IF_ERROR(attend(qb, T, p, rowSeq, rowPos, kv, c, hb, rest));

@@ -15,10 +15,83 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <utility>
 
 namespace crosspool::kernels::cuda::detail {
 
 using bf16 = __nv_bfloat16;
+
+//===----------------------------------------------------------------------===//
+// Programmatic dependent launch (PDL). Semantics relied on (PTX ISA,
+// griddepcontrol; CUDA runtime,
+// cudaLaunchAttributeProgrammaticStreamSerialization):
+// * a grid launched with the attribute may start before the previous kernel
+//   of its stream has finished, once every block of that kernel executed
+//   griddepcontrol.launch_dependents or exited;
+// * griddepcontrol.wait blocks until the prerequisite grids have COMPLETED
+//   and their memory operations are visible (not merely triggered), so the
+//   trigger position never matters for correctness;
+// * without the attribute (PDL off, or a previous operation that is not a
+//   kernel) both instructions are no-ops and ordinary stream order holds.
+// Rules every kernel here follows: pdlWait() runs in every thread before
+// its first read of anything another kernel may write (activations,
+// routing, page tables, workspaces) and before its first global write (the
+// previous kernel may still read what we overwrite); only weights, which no
+// kernel writes, are touched before it (L2 prefetch). Because every kernel
+// waits, completion is transitive: a kernel's wait returning implies every
+// earlier kernel of the stream has completed. pdlTrigger() comes right after
+// the wait, so at most one dependent grid is resident and waiting.
+//===----------------------------------------------------------------------===//
+
+__device__ __forceinline__ void pdlWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdlTrigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+/// The usual kernel prologue: wait for the previous grid, then let the next
+/// one launch.
+__device__ __forceinline__ void pdlEnter() {
+  pdlWait();
+  pdlTrigger();
+}
+
+/// Hints L2 to fetch `bytes` at `p` (weights), one 128-byte line per thread
+/// of the block: every thread calls it with the same arguments. A hint has
+/// no effect on correctness (L2 is the point of coherence; nothing reaches
+/// the registers), so it may precede pdlWait() whatever wrote the bytes.
+__device__ __forceinline__ void prefetchL2(const void *p, int64_t bytes) {
+  const char *c = static_cast<const char *>(p);
+  const uintptr_t first = reinterpret_cast<uintptr_t>(c) & ~uintptr_t(127);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(c) + uintptr_t(bytes);
+  for (uintptr_t a = first + uintptr_t(threadIdx.x) * 128; a < end;
+       a += uintptr_t(blockDim.x) * 128)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+}
+
+/// Launches `kernel` on `stream` with the PDL attribute when pdlEnabled().
+/// Returns the launch error (also left for cudaGetLastError).
+template <typename... KArgs, typename... Args>
+cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                   cudaStream_t stream, Args &&...args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdlEnabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 template <typename T> __device__ __forceinline__ float toF(T v);
 template <> __device__ __forceinline__ float toF<float>(float v) { return v; }

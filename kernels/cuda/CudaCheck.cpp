@@ -2,9 +2,39 @@
 
 #include "kernels/cuda/CudaCheck.h"
 
+#include "kernels/cuda/Kernels.h"
+
 #include "absl/strings/str_cat.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
 namespace crosspool::kernels::cuda {
+
+namespace {
+/// -1: not decided yet (read the environment on first use), else 0 / 1.
+std::atomic<int> gPdl{-1}, gMoeFused{-1};
+
+/// The switch's value; on unless `envName` is "0" or "off".
+bool switchValue(std::atomic<int> &sw, const char *envName) {
+  int v = sw.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char *env = std::getenv(envName);
+    int fromEnv =
+        env && (!std::strcmp(env, "0") || !std::strcmp(env, "off")) ? 0 : 1;
+    // A setter racing with the first read wins.
+    sw.compare_exchange_strong(v, fromEnv);
+    v = sw.load(std::memory_order_relaxed);
+  }
+  return v == 1;
+}
+} // namespace
+
+bool pdlEnabled() { return switchValue(gPdl, "CROSSPOOL_PDL"); }
+void setPdlEnabled(bool on) { gPdl.store(on ? 1 : 0); }
+bool moeFusedEnabled() { return switchValue(gMoeFused, "CROSSPOOL_MOE_FUSED"); }
+void setMoeFusedEnabled(bool on) { gMoeFused.store(on ? 1 : 0); }
 
 absl::Status cudaErrorStatus(cudaError_t err, const char *call,
                              const char *file, int line) {

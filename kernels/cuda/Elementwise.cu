@@ -29,6 +29,7 @@ template <typename T>
 __global__ void embedKernel(const int32_t *__restrict__ ids,
                             const T *__restrict__ table, int64_t V, int64_t H,
                             T *__restrict__ out, int32_t *badIds) {
+  detail::pdlEnter();
   const int64_t t = blockIdx.x;
   const int32_t id = ids[t];
   T *dst = out + t * H;
@@ -50,6 +51,7 @@ __global__ void addRmsNormKernel(T *h, const T *__restrict__ delta,
                                  const T *__restrict__ w, float eps, int64_t H,
                                  T *y) {
   __shared__ double scratch[32];
+  detail::pdlEnter();
   T *hr = h + blockIdx.x * H;
   T *yr = y + blockIdx.x * H;
   double sumSq = 0;
@@ -70,8 +72,122 @@ __global__ void addRmsNormKernel(T *h, const T *__restrict__ delta,
     yr[i] = fromF<T>(toF(w[i]) * (toF(hr[i]) * r));
 }
 
+/// Packs 16 bytes' worth of floats in the storage type (round to nearest,
+/// as fromF).
+template <typename T>
+__device__ __forceinline__ uint4
+pack16(const float (&v)[detail::Vec16<T>::kN]) {
+  if constexpr (sizeof(T) == 4) {
+    return make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]),
+                      __float_as_uint(v[2]), __float_as_uint(v[3]));
+  } else {
+    uint32_t w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t lo = __bfloat16_as_ushort(fromF<bf16>(v[2 * i]));
+      const uint32_t hi = __bfloat16_as_ushort(fromF<bf16>(v[2 * i + 1]));
+      w[i] = lo | (hi << 16);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+/// addRmsNormKernel for rows of at most C 16-byte chunks per thread (H % N
+/// == 0, every pointer 16-byte aligned): one 16-byte load per chunk of h,
+/// delta and w, all issued before any is used, and the row kept in
+/// registers for the second pass. The row-at-a-time kernel above issues its
+/// scalar loads one dependent round trip after another, which at decode
+/// (one row, one block) is most of its time. Same math: the stored h, a
+/// double sum of squares, fp32 variance and scale.
+template <typename T, int C>
+__global__ void __launch_bounds__(kRowThreads)
+    addRmsNormVecKernel(T *h, const T *__restrict__ delta,
+                        const T *__restrict__ w, float eps, int64_t H, T *y) {
+  constexpr int N = detail::Vec16<T>::kN;
+  __shared__ double scratch[32];
+  const int64_t chunks = H / N;
+  const uint4 *wv4 = reinterpret_cast<const uint4 *>(w);
+  // The norm weight is never written by a kernel: start it towards L2.
+  detail::prefetchL2(w, H * int64_t(sizeof(T)));
+  detail::pdlEnter();
+  uint4 *hr = reinterpret_cast<uint4 *>(h + blockIdx.x * H);
+  const uint4 *dr =
+      delta ? reinterpret_cast<const uint4 *>(delta + blockIdx.x * H) : nullptr;
+  uint4 *yr = reinterpret_cast<uint4 *>(y + blockIdx.x * H);
+  uint4 hv[C], dv[C], wv[C];
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int64_t i = threadIdx.x + int64_t(c) * blockDim.x;
+    const bool in = i < chunks;
+    hv[c] = in ? hr[i] : make_uint4(0, 0, 0, 0);
+    dv[c] = in && dr ? dr[i] : make_uint4(0, 0, 0, 0);
+    wv[c] = in ? __ldg(wv4 + i) : make_uint4(0, 0, 0, 0);
+  }
+  float v[C][N];
+  double sumSq = 0;
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int64_t i = threadIdx.x + int64_t(c) * blockDim.x;
+    detail::unpack16<T>(hv[c], v[c]);
+    if (dr) {
+      float d[N];
+      detail::unpack16<T>(dv[c], d);
+#pragma unroll
+      for (int j = 0; j < N; ++j)
+        v[c][j] = toF(fromF<T>(v[c][j] + d[j]));
+      if (i < chunks)
+        hr[i] = pack16<T>(v[c]);
+    }
+    if (i < chunks)
+#pragma unroll
+      for (int j = 0; j < N; ++j)
+        sumSq += double(v[c][j]) * double(v[c][j]);
+  }
+  sumSq = detail::blockSumD(sumSq, scratch);
+  const float variance = float(sumSq / double(H));
+  const float r = float(1.0 / sqrt(double(variance + eps)));
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int64_t i = threadIdx.x + int64_t(c) * blockDim.x;
+    if (i >= chunks)
+      continue;
+    float wf[N], o[N];
+    detail::unpack16<T>(wv[c], wf);
+#pragma unroll
+    for (int j = 0; j < N; ++j)
+      o[j] = wf[j] * (v[c][j] * r);
+    yr[i] = pack16<T>(o);
+  }
+}
+
+/// Launches the register-row kernel when the row fits C <= 4 chunks per
+/// thread and everything is 16-byte aligned; false otherwise.
+template <typename T>
+bool launchAddRmsNormVec(T *h, const T *delta, const T *w, float eps,
+                         int64_t T_, int64_t H, T *y, cudaStream_t stream) {
+  constexpr int N = detail::Vec16<T>::kN;
+  if (H % N != 0 || !detail::aligned16(h) || !detail::aligned16(w) ||
+      !detail::aligned16(y) || (delta && !detail::aligned16(delta)))
+    return false;
+  const int64_t perThread = (H / N + kRowThreads - 1) / kRowThreads;
+  const dim3 grid{unsigned(T_)}, block{unsigned(kRowThreads)};
+  if (perThread <= 1)
+    detail::launch(addRmsNormVecKernel<T, 1>, grid, block, 0, stream, h, delta,
+                   w, eps, H, y);
+  else if (perThread <= 2)
+    detail::launch(addRmsNormVecKernel<T, 2>, grid, block, 0, stream, h, delta,
+                   w, eps, H, y);
+  else if (perThread <= 4)
+    detail::launch(addRmsNormVecKernel<T, 4>, grid, block, 0, stream, h, delta,
+                   w, eps, H, y);
+  else
+    return false;
+  return true;
+}
+
 template <typename T>
 __global__ void addKernel(const T *a, const T *b, T *c, int64_t n) {
+  detail::pdlEnter();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     c[i] = fromF<T>(toF(a[i]) + toF(b[i]));
@@ -79,6 +195,7 @@ __global__ void addKernel(const T *a, const T *b, T *c, int64_t n) {
 
 template <typename T>
 __global__ void swigluKernel(const T *g, const T *u, T *out, int64_t n) {
+  detail::pdlEnter();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     float x = toF(g[i]);
@@ -103,6 +220,7 @@ __global__ void argmaxKernel(const float *__restrict__ logits, int64_t V,
                              int32_t *out) {
   __shared__ float sv[32];
   __shared__ int64_t si[32];
+  detail::pdlEnter();
   const float *row = logits + blockIdx.x * V;
   float best = NAN;
   int64_t bi = V; // sentinel after every real index
@@ -156,13 +274,13 @@ absl::Status embed(const int32_t *ids, int64_t T, const void *table, int64_t V,
   if (!ids || !table || !out)
     return invalid("embed", "null ids, table or output");
   if (dt == DType::kF32)
-    embedKernel<<<unsigned(T), kRowThreads, 0, stream>>>(
-        ids, static_cast<const float *>(table), V, H, static_cast<float *>(out),
-        badIds);
+    detail::launch(embedKernel<float>, dim3(unsigned(T)), dim3(kRowThreads), 0,
+                   stream, ids, static_cast<const float *>(table), V, H,
+                   static_cast<float *>(out), badIds);
   else
-    embedKernel<<<unsigned(T), kRowThreads, 0, stream>>>(
-        ids, static_cast<const bf16 *>(table), V, H, static_cast<bf16 *>(out),
-        badIds);
+    detail::launch(embedKernel<bf16>, dim3(unsigned(T)), dim3(kRowThreads), 0,
+                   stream, ids, static_cast<const bf16 *>(table), V, H,
+                   static_cast<bf16 *>(out), badIds);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("embedKernel");
   return absl::OkStatus();
 }
@@ -179,14 +297,25 @@ absl::Status addRmsNorm(void *h, const void *delta, const void *w, float eps,
     return absl::OkStatus();
   if (!h || !w || !y)
     return invalid("rms_norm", "null input, weight or output");
-  if (dt == DType::kF32)
-    addRmsNormKernel<<<unsigned(T), kRowThreads, 0, stream>>>(
-        static_cast<float *>(h), static_cast<const float *>(delta),
-        static_cast<const float *>(w), eps, H, static_cast<float *>(y));
-  else
-    addRmsNormKernel<<<unsigned(T), kRowThreads, 0, stream>>>(
-        static_cast<bf16 *>(h), static_cast<const bf16 *>(delta),
-        static_cast<const bf16 *>(w), eps, H, static_cast<bf16 *>(y));
+  if (dt == DType::kF32) {
+    if (!launchAddRmsNormVec(static_cast<float *>(h),
+                             static_cast<const float *>(delta),
+                             static_cast<const float *>(w), eps, T, H,
+                             static_cast<float *>(y), stream))
+      detail::launch(
+          addRmsNormKernel<float>, dim3(unsigned(T)), dim3(kRowThreads), 0,
+          stream, static_cast<float *>(h), static_cast<const float *>(delta),
+          static_cast<const float *>(w), eps, H, static_cast<float *>(y));
+  } else {
+    if (!launchAddRmsNormVec(static_cast<bf16 *>(h),
+                             static_cast<const bf16 *>(delta),
+                             static_cast<const bf16 *>(w), eps, T, H,
+                             static_cast<bf16 *>(y), stream))
+      detail::launch(
+          addRmsNormKernel<bf16>, dim3(unsigned(T)), dim3(kRowThreads), 0,
+          stream, static_cast<bf16 *>(h), static_cast<const bf16 *>(delta),
+          static_cast<const bf16 *>(w), eps, H, static_cast<bf16 *>(y));
+  }
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("addRmsNormKernel");
   return absl::OkStatus();
 }
@@ -209,13 +338,13 @@ absl::Status add(const void *a, const void *b, void *c, int64_t n, DType dt,
   if (!a || !b || !c)
     return invalid("add", "null operand");
   if (dt == DType::kF32)
-    addKernel<<<gridFor(n), kRowThreads, 0, stream>>>(
-        static_cast<const float *>(a), static_cast<const float *>(b),
-        static_cast<float *>(c), n);
+    detail::launch(addKernel<float>, dim3(gridFor(n)), dim3(kRowThreads), 0,
+                   stream, static_cast<const float *>(a),
+                   static_cast<const float *>(b), static_cast<float *>(c), n);
   else
-    addKernel<<<gridFor(n), kRowThreads, 0, stream>>>(
-        static_cast<const bf16 *>(a), static_cast<const bf16 *>(b),
-        static_cast<bf16 *>(c), n);
+    detail::launch(addKernel<bf16>, dim3(gridFor(n)), dim3(kRowThreads), 0,
+                   stream, static_cast<const bf16 *>(a),
+                   static_cast<const bf16 *>(b), static_cast<bf16 *>(c), n);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("addKernel");
   return absl::OkStatus();
 }
@@ -229,13 +358,14 @@ absl::Status swiglu(const void *gate, const void *up, void *out, int64_t n,
   if (!gate || !up || !out)
     return invalid("swiglu", "null operand");
   if (dt == DType::kF32)
-    swigluKernel<<<gridFor(n), kRowThreads, 0, stream>>>(
-        static_cast<const float *>(gate), static_cast<const float *>(up),
-        static_cast<float *>(out), n);
+    detail::launch(swigluKernel<float>, dim3(gridFor(n)), dim3(kRowThreads), 0,
+                   stream, static_cast<const float *>(gate),
+                   static_cast<const float *>(up), static_cast<float *>(out),
+                   n);
   else
-    swigluKernel<<<gridFor(n), kRowThreads, 0, stream>>>(
-        static_cast<const bf16 *>(gate), static_cast<const bf16 *>(up),
-        static_cast<bf16 *>(out), n);
+    detail::launch(swigluKernel<bf16>, dim3(gridFor(n)), dim3(kRowThreads), 0,
+                   stream, static_cast<const bf16 *>(gate),
+                   static_cast<const bf16 *>(up), static_cast<bf16 *>(out), n);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("swigluKernel");
   return absl::OkStatus();
 }
@@ -249,7 +379,8 @@ absl::Status argmaxRows(const float *logits, int64_t T, int64_t V, int32_t *out,
     return absl::OkStatus();
   if (!logits || !out)
     return invalid("argmax", "null logits or output");
-  argmaxKernel<<<unsigned(T), 1024, 0, stream>>>(logits, V, out);
+  detail::launch(argmaxKernel, dim3(unsigned(T)), dim3(1024), 0, stream, logits,
+                 V, out);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("argmaxKernel");
   return absl::OkStatus();
 }

@@ -28,6 +28,24 @@
 
 namespace crosspool::kernels::cuda {
 
+/// Programmatic dependent launch (Hopper): every kernel of this library is
+/// launched with cudaLaunchAttributeProgrammaticStreamSerialization, waits
+/// for the previous grid in the stream (griddepcontrol.wait) before it reads
+/// anything a kernel wrote or writes anything, and lets its dependents launch
+/// early; weight kernels prefetch their weight slice into L2 before the wait.
+/// On by default; the environment variable CROSSPOOL_PDL=0 (read once) or
+/// setPdlEnabled(false) turns it off for launches enqueued afterwards (a
+/// captured graph keeps what was in force when it was captured).
+bool pdlEnabled();
+void setPdlEnabled(bool on);
+
+/// The fused small-T MoE path (T <= 4: router + top-k + grouping in one
+/// launch, the down projection with the weighted combine in another). On by
+/// default; CROSSPOOL_MOE_FUSED=0 (read once) or setMoeFusedEnabled(false)
+/// selects the grouped five-launch path for every T (for A/B timing).
+bool moeFusedEnabled();
+void setMoeFusedEnabled(bool on);
+
 /// Storage type of weights, activations and KV pages.
 enum class DType : int32_t { kF32 = 0, kBF16 = 1 };
 
@@ -99,6 +117,24 @@ absl::Status linear(const void *x, const void *w, const void *bias, int64_t T,
                     int64_t in, int64_t out, void *y, DType dt,
                     const BlockContext &ctx,
                     LinearAlgo algo = LinearAlgo::kAuto);
+
+/// One weight of linearMulti: y[T, out] = x W^T + bias (bias may be null).
+struct LinearSeg {
+  const void *w = nullptr;
+  const void *bias = nullptr;
+  int64_t out = 0;
+  void *y = nullptr;
+};
+
+/// `linear` for 1 to 3 weights sharing the input x[T, in] (the q, k and v
+/// projections): on the GEMV path all of them in ONE launch (the blocks of
+/// weight i follow those of weight i - 1), so the small k and v matrices
+/// cost no launch and no ramp of their own; on the cuBLAS path one GEMM
+/// each. Same numerics per output row as `linear`.
+absl::Status linearMulti(const void *x, int64_t T, int64_t in,
+                         const LinearSeg *segs, int n, DType dt,
+                         const BlockContext &ctx,
+                         LinearAlgo algo = LinearAlgo::kAuto);
 
 /// logits[T, V] (fp32) = h[T, H] W[V, H]^T.
 absl::Status lmHead(const void *h, const void *w, int64_t T, int64_t H,
@@ -226,10 +262,11 @@ absl::Status route(const void *x, const void *router, int64_t T, int64_t H,
 
 int64_t moeWorkspaceBytes(int64_t T, const MoeParams &p);
 
-/// The whole Moe task (cpu::moe): routing, tokens grouped per expert on the
-/// device (each selected expert's weights streamed once per 8 of its tokens),
-/// fused gate/up/SiLU, down projection scaled by the routing weight, shared
-/// expert with its sigmoid gate, and a deterministic per-token sum in
+/// The whole Moe task (cpu::moe) (T <= 4: the fused path of Moe.cu, three
+/// launches plus two for a shared expert): routing, tokens grouped per expert
+/// on the device (each selected expert's weights streamed once per 8 of its
+/// tokens), fused gate/up/SiLU, down projection scaled by the routing weight,
+/// shared expert with its sigmoid gate, and a deterministic per-token sum in
 /// ascending expert order. `y` may alias `x`. If `routedIndices` is not null
 /// the routing (device int32 [T, topK]) is copied there too.
 absl::Status moe(const void *x, int64_t T, const MoeWeights &w,

@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <type_traits>
 
 namespace crosspool::kernels::cuda {
 namespace {
@@ -33,17 +34,64 @@ using detail::Vec16;
 
 constexpr int kGemvWarps = 8;
 constexpr int kMaxTokens = 8;
+constexpr int kMaxSegs = 3;
+
+/// Up to kMaxSegs weight matrices sharing one activation x (the q, k, v
+/// projections): segment i owns blocks [begin[i], begin[i + 1]) of one
+/// launch, 8 output rows per block.
+template <typename T, typename TY> struct GemvSegs {
+  const T *w[kMaxSegs];
+  const T *bias[kMaxSegs];
+  TY *y[kMaxSegs];
+  int64_t out[kMaxSegs];
+  int64_t begin[kMaxSegs];
+  int n;
+};
+
+/// The segment of block `bx`: its weight, bias, output, row count and the
+/// block's first row within it (selects by unrolled compares, so the
+/// parameter arrays are never indexed at run time).
+template <typename T, typename TY>
+__device__ __forceinline__ void pickSeg(const GemvSegs<T, TY> &s, int64_t bx,
+                                        const T *&w, const T *&bias, TY *&y,
+                                        int64_t &out, int64_t &row0) {
+  w = s.w[0];
+  bias = s.bias[0];
+  y = s.y[0];
+  out = s.out[0];
+  int64_t begin = 0;
+#pragma unroll
+  for (int i = 1; i < kMaxSegs; ++i)
+    if (i < s.n && bx >= s.begin[i]) {
+      w = s.w[i];
+      bias = s.bias[i];
+      y = s.y[i];
+      out = s.out[i];
+      begin = s.begin[i];
+    }
+  row0 = (bx - begin) * 8;
+}
 
 /// y[t, o] = x[t] . w[o] + bias[o] for t in [0, T), one warp per o. TB is the
 /// token group (weights are re-read, from cache, once per group). VEC: `in`
 /// is a multiple of the 16-byte element count and every row 16-byte aligned.
 template <typename T, typename TY, int TB, bool VEC>
 __global__ void __launch_bounds__(kGemvWarps * 32, 2)
-    gemvKernel(const T *__restrict__ x, const T *__restrict__ w,
-               const T *__restrict__ bias, int64_t numTokens, int64_t in,
-               int64_t out, TY *__restrict__ y) {
+    gemvKernel(const T *__restrict__ x, GemvSegs<T, TY> segs, int64_t numTokens,
+               int64_t in) {
+  static_assert(kGemvWarps == 8, "pickSeg's blocks hold 8 rows");
+  const T *w, *bias;
+  TY *y;
+  int64_t out, r0;
+  pickSeg(segs, blockIdx.x, w, bias, y, out, r0);
+  // The block's rows are contiguous: start them towards L2 while the
+  // previous kernel finishes.
+  detail::prefetchL2(w + r0 * in,
+                     (out - r0 < kGemvWarps ? out - r0 : kGemvWarps) * in *
+                         int64_t(sizeof(T)));
+  detail::pdlEnter();
   const int lane = threadIdx.x & 31;
-  const int64_t o = int64_t(blockIdx.x) * kGemvWarps + (threadIdx.x >> 5);
+  const int64_t o = r0 + (threadIdx.x >> 5);
   if (o >= out)
     return;
   const T *wr = w + o * in;
@@ -69,44 +117,49 @@ __global__ void __launch_bounds__(kGemvWarps * 32, 2)
 }
 
 template <typename T, typename TY, int TB>
-void launchGemvTB(const T *x, const T *w, const T *bias, int64_t numTokens,
-                  int64_t in, int64_t out, TY *y, bool vec,
+void launchGemvTB(const T *x, const GemvSegs<T, TY> &segs, unsigned blocks,
+                  int64_t numTokens, int64_t in, bool vec,
                   cudaStream_t stream) {
-  unsigned blocks = unsigned((out + kGemvWarps - 1) / kGemvWarps);
   if (vec)
-    gemvKernel<T, TY, TB, true><<<blocks, kGemvWarps * 32, 0, stream>>>(
-        x, w, bias, numTokens, in, out, y);
+    detail::launch(gemvKernel<T, TY, TB, true>, dim3(blocks),
+                   dim3(kGemvWarps * 32), 0, stream, x, segs, numTokens, in);
   else
-    gemvKernel<T, TY, TB, false><<<blocks, kGemvWarps * 32, 0, stream>>>(
-        x, w, bias, numTokens, in, out, y);
+    detail::launch(gemvKernel<T, TY, TB, false>, dim3(blocks),
+                   dim3(kGemvWarps * 32), 0, stream, x, segs, numTokens, in);
 }
 
 template <typename T, typename TY>
-void launchGemv(const T *x, const T *w, const T *bias, int64_t numTokens,
-                int64_t in, int64_t out, TY *y, cudaStream_t stream) {
+void launchGemv(const T *x, const GemvSegs<T, TY> &segs, unsigned blocks,
+                int64_t numTokens, int64_t in, cudaStream_t stream) {
   constexpr int N = Vec16<T>::kN;
-  bool vec = in % N == 0 && detail::aligned16(x) && detail::aligned16(w);
+  bool vec = in % N == 0 && detail::aligned16(x);
+  for (int i = 0; i < segs.n; ++i)
+    vec = vec && detail::aligned16(segs.w[i]);
   if (numTokens == 1)
-    launchGemvTB<T, TY, 1>(x, w, bias, numTokens, in, out, y, vec, stream);
+    launchGemvTB<T, TY, 1>(x, segs, blocks, numTokens, in, vec, stream);
   else if (numTokens == 2)
-    launchGemvTB<T, TY, 2>(x, w, bias, numTokens, in, out, y, vec, stream);
+    launchGemvTB<T, TY, 2>(x, segs, blocks, numTokens, in, vec, stream);
   else if (numTokens <= 4)
-    launchGemvTB<T, TY, 4>(x, w, bias, numTokens, in, out, y, vec, stream);
+    launchGemvTB<T, TY, 4>(x, segs, blocks, numTokens, in, vec, stream);
   else
-    launchGemvTB<T, TY, kMaxTokens>(x, w, bias, numTokens, in, out, y, vec,
+    launchGemvTB<T, TY, kMaxTokens>(x, segs, blocks, numTokens, in, vec,
                                     stream);
 }
 
 /// y[t, o] = x[t] . w[o] + bias[o] for bf16 x, w; 8 rows o per block.
 template <typename TY, int W>
 __global__ void __launch_bounds__(W * 32)
-    gemvMmaKernel(const bf16 *__restrict__ x, const bf16 *__restrict__ w,
-                  const bf16 *__restrict__ bias, int64_t numTokens, int64_t in,
-                  int64_t out, TY *__restrict__ y) {
+    gemvMmaKernel(const bf16 *__restrict__ x, GemvSegs<bf16, TY> segs,
+                  int64_t numTokens, int64_t in) {
   __shared__ float red[W * 4 * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  const int64_t n0 = int64_t(blockIdx.x) * 8;
+  const bf16 *w, *bias;
+  TY *y;
+  int64_t out, n0;
+  pickSeg(segs, blockIdx.x, w, bias, y, out, n0);
+  detail::prefetchL2(w + n0 * in, (out - n0 < 8 ? out - n0 : 8) * in * 2);
+  detail::pdlEnter();
   const bf16 *wr[1] = {n0 + g < out ? w + (n0 + g) * in + t * 16 : nullptr};
   const int chunks = int(in / 64);
   for (int64_t m0 = 0; m0 < numTokens; m0 += 16) {
@@ -128,32 +181,68 @@ __global__ void __launch_bounds__(W * 32)
 }
 
 template <typename TY>
-void launchGemvMma(const bf16 *x, const bf16 *w, const bf16 *bias,
-                   int64_t numTokens, int64_t in, int64_t out, TY *y,
-                   int numSms, cudaStream_t stream) {
-  const int64_t blocks = (out + 7) / 8;
+void launchGemvMma(const bf16 *x, const GemvSegs<bf16, TY> &segs,
+                   int64_t blocks, int64_t numTokens, int64_t in, int numSms,
+                   cudaStream_t stream) {
   const int64_t chunks = in / 64;
   // Few row blocks: more warps per block split `in`, so every SM has loads
   // in flight; never more warps than chunks.
   int warps = blocks < 4 * int64_t(std::max(numSms, 1)) ? 16 : 8;
   while (warps > 4 && chunks < warps)
     warps /= 2;
-  const unsigned grid = unsigned(blocks);
+  const dim3 grid = dim3(unsigned(blocks));
   if (warps == 16)
-    gemvMmaKernel<TY, 16><<<grid, 16 * 32, 0, stream>>>(x, w, bias, numTokens,
-                                                         in, out, y);
+    detail::launch(gemvMmaKernel<TY, 16>, grid, dim3(16 * 32), 0, stream, x,
+                   segs, numTokens, in);
   else if (warps == 8)
-    gemvMmaKernel<TY, 8><<<grid, 8 * 32, 0, stream>>>(x, w, bias, numTokens,
-                                                       in, out, y);
+    detail::launch(gemvMmaKernel<TY, 8>, grid, dim3(8 * 32), 0, stream, x, segs,
+                   numTokens, in);
   else
-    gemvMmaKernel<TY, 4><<<grid, 4 * 32, 0, stream>>>(x, w, bias, numTokens,
-                                                       in, out, y);
+    detail::launch(gemvMmaKernel<TY, 4>, grid, dim3(4 * 32), 0, stream, x, segs,
+                   numTokens, in);
+}
+
+/// Builds the launch's segment table from the host's LinearSegs; returns
+/// the total block count.
+template <typename T, typename TY>
+int64_t makeSegs(const LinearSeg *segs, int n, GemvSegs<T, TY> &out) {
+  out = GemvSegs<T, TY>{};
+  out.n = n;
+  int64_t blocks = 0;
+  for (int i = 0; i < n; ++i) {
+    out.w[i] = static_cast<const T *>(segs[i].w);
+    out.bias[i] = static_cast<const T *>(segs[i].bias);
+    out.y[i] = static_cast<TY *>(segs[i].y);
+    out.out[i] = segs[i].out;
+    out.begin[i] = blocks;
+    blocks += (segs[i].out + 7) / 8;
+  }
+  return blocks;
+}
+
+/// One GEMV launch over all segments; T, in, types as checked by linearImpl.
+template <typename T, typename TY>
+void launchGemvSegs(const void *x, const LinearSeg *segs, int n,
+                    int64_t numTokens, int64_t in, bool mma,
+                    const BlockContext &ctx) {
+  GemvSegs<T, TY> s;
+  const int64_t blocks = makeSegs(segs, n, s);
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (mma) {
+      launchGemvMma<TY>(static_cast<const bf16 *>(x), s, blocks, numTokens, in,
+                        ctx.numSms, ctx.stream);
+      return;
+    }
+  }
+  launchGemv<T, TY>(static_cast<const T *>(x), s, unsigned(blocks), numTokens,
+                    in, ctx.stream);
 }
 
 /// y[t, :] = bias (or 0), so cuBLAS can add the product with beta = 1.
 template <typename T, typename TY>
 __global__ void broadcastBiasKernel(const T *bias, int64_t T_, int64_t out,
                                     TY *y) {
+  detail::pdlEnter();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < T_ * out;
        i += int64_t(gridDim.x) * blockDim.x)
     y[i] = fromF<TY>(toF(bias[i % out]));
@@ -163,85 +252,93 @@ absl::Status invalid(const char *kernel, const std::string &msg) {
   return absl::InvalidArgumentError(absl::StrCat(kernel, ": ", msg));
 }
 
-absl::Status linearImpl(const char *kernel, const void *x, const void *w,
-                        const void *bias, int64_t T, int64_t in, int64_t out,
-                        void *y, DType dt, bool floatOut,
-                        const BlockContext &ctx, LinearAlgo algo) {
-  if (T < 0 || in <= 0 || out <= 0)
-    return invalid(kernel,
-                   absl::StrCat("expects T >= 0 and positive in, out but got ",
-                                T, ", ", in, ", ", out));
+absl::Status linearImpl(const char *kernel, const void *x,
+                        const LinearSeg *segs, int n, int64_t T, int64_t in,
+                        DType dt, bool floatOut, const BlockContext &ctx,
+                        LinearAlgo algo) {
+  if (n < 1 || n > kMaxSegs)
+    return invalid(kernel, absl::StrCat("expects 1 to ", kMaxSegs,
+                                        " weights but got ", n));
+  for (int i = 0; i < n; ++i)
+    if (T < 0 || in <= 0 || segs[i].out <= 0)
+      return invalid(
+          kernel, absl::StrCat("expects T >= 0 and positive in, out but got ",
+                               T, ", ", in, ", ", segs[i].out));
   if (T == 0)
     return absl::OkStatus();
-  if (!x || !w || !y)
+  if (!x)
     return invalid(kernel, "null input, weight or output");
+  int64_t rows = 0;
+  for (int i = 0; i < n; ++i) {
+    if (!segs[i].w || !segs[i].y)
+      return invalid(kernel, "null input, weight or output");
+    rows += segs[i].out;
+  }
   if (algo == LinearAlgo::kAuto)
     algo = T <= kGemvMaxRows ? LinearAlgo::kGemv : LinearAlgo::kBlas;
 
   if (algo == LinearAlgo::kGemv) {
-    if (out > int64_t(INT32_MAX) * kGemvWarps)
-      return invalid(kernel, absl::StrCat("out ", out, " too large"));
+    if (rows > int64_t(INT32_MAX) * kGemvWarps)
+      return invalid(kernel, absl::StrCat("out ", rows, " too large"));
     // One token: the one-warp-per-row FMA kernel measured ~1 us faster on
     // q_proj (no cross-warp reduction); from two tokens on the mma kernel
     // reads the weights once for up to 16 rows (docs/perf.md).
-    const bool mma = dt == DType::kBF16 && T >= 2 && in % 64 == 0 &&
-                     detail::aligned16(x) && detail::aligned16(w);
-    if (mma && floatOut)
-      launchGemvMma(static_cast<const bf16 *>(x), static_cast<const bf16 *>(w),
-                    static_cast<const bf16 *>(bias), T, in, out,
-                    static_cast<float *>(y), ctx.numSms, ctx.stream);
-    else if (mma)
-      launchGemvMma(static_cast<const bf16 *>(x), static_cast<const bf16 *>(w),
-                    static_cast<const bf16 *>(bias), T, in, out,
-                    static_cast<bf16 *>(y), ctx.numSms, ctx.stream);
-    else if (dt == DType::kF32)
-      launchGemv(static_cast<const float *>(x), static_cast<const float *>(w),
-                 static_cast<const float *>(bias), T, in, out,
-                 static_cast<float *>(y), ctx.stream);
+    bool mma =
+        dt == DType::kBF16 && T >= 2 && in % 64 == 0 && detail::aligned16(x);
+    for (int i = 0; i < n; ++i)
+      mma = mma && detail::aligned16(segs[i].w);
+    if (dt == DType::kF32)
+      launchGemvSegs<float, float>(x, segs, n, T, in, false, ctx);
     else if (floatOut)
-      launchGemv(static_cast<const bf16 *>(x), static_cast<const bf16 *>(w),
-                 static_cast<const bf16 *>(bias), T, in, out,
-                 static_cast<float *>(y), ctx.stream);
+      launchGemvSegs<bf16, float>(x, segs, n, T, in, mma, ctx);
     else
-      launchGemv(static_cast<const bf16 *>(x), static_cast<const bf16 *>(w),
-                 static_cast<const bf16 *>(bias), T, in, out,
-                 static_cast<bf16 *>(y), ctx.stream);
+      launchGemvSegs<bf16, bf16>(x, segs, n, T, in, mma, ctx);
     CP_CUDA_RETURN_IF_LAUNCH_FAILED("gemvKernel");
     return absl::OkStatus();
   }
 
   if (!ctx.blas)
     return invalid(kernel, "the cuBLAS path needs a cuBLAS handle");
-  if (T > INT32_MAX || in > INT32_MAX || out > INT32_MAX)
-    return invalid(kernel, "dimension beyond cuBLAS's int range");
-  const bool f32 = dt == DType::kF32;
-  const cudaDataType_t ab = f32 ? CUDA_R_32F : CUDA_R_16BF;
-  const cudaDataType_t c = (f32 || floatOut) ? CUDA_R_32F : CUDA_R_16BF;
-  float beta = 0.0f;
-  if (bias) {
-    int64_t n = T * out;
-    unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, 65536));
-    if (f32)
-      broadcastBiasKernel<<<blocks, 256, 0, ctx.stream>>>(
-          static_cast<const float *>(bias), T, out, static_cast<float *>(y));
-    else if (floatOut)
-      broadcastBiasKernel<<<blocks, 256, 0, ctx.stream>>>(
-          static_cast<const bf16 *>(bias), T, out, static_cast<float *>(y));
-    else
-      broadcastBiasKernel<<<blocks, 256, 0, ctx.stream>>>(
-          static_cast<const bf16 *>(bias), T, out, static_cast<bf16 *>(y));
-    CP_CUDA_RETURN_IF_LAUNCH_FAILED("broadcastBiasKernel");
-    beta = 1.0f;
+  for (int i = 0; i < n; ++i) {
+    const int64_t out = segs[i].out;
+    const void *w = segs[i].w, *bias = segs[i].bias;
+    void *y = segs[i].y;
+    if (T > INT32_MAX || in > INT32_MAX || out > INT32_MAX)
+      return invalid(kernel, "dimension beyond cuBLAS's int range");
+    const bool f32 = dt == DType::kF32;
+    const cudaDataType_t ab = f32 ? CUDA_R_32F : CUDA_R_16BF;
+    const cudaDataType_t c = (f32 || floatOut) ? CUDA_R_32F : CUDA_R_16BF;
+    float beta = 0.0f;
+    if (bias) {
+      int64_t nn = T * out;
+      unsigned blocks = unsigned(std::min<int64_t>((nn + 255) / 256, 65536));
+      if (f32)
+        detail::launch(broadcastBiasKernel<float, float>, dim3(blocks),
+                       dim3(256), 0, ctx.stream,
+                       static_cast<const float *>(bias), T, out,
+                       static_cast<float *>(y));
+      else if (floatOut)
+        detail::launch(broadcastBiasKernel<bf16, float>, dim3(blocks),
+                       dim3(256), 0, ctx.stream,
+                       static_cast<const bf16 *>(bias), T, out,
+                       static_cast<float *>(y));
+      else
+        detail::launch(broadcastBiasKernel<bf16, bf16>, dim3(blocks), dim3(256),
+                       0, ctx.stream, static_cast<const bf16 *>(bias), T, out,
+                       static_cast<bf16 *>(y));
+      CP_CUDA_RETURN_IF_LAUNCH_FAILED("broadcastBiasKernel");
+      beta = 1.0f;
+    }
+    const float alpha = 1.0f;
+    CP_CUBLAS_RETURN_IF_ERROR(cublasSetStream(ctx.blas, ctx.stream));
+    // Row-major y[T, out] is column-major y^T[out, T] = W[out, in] x^T, and
+    // row-major W[out, in] is column-major W^T, hence OP_T on it.
+    CP_CUBLAS_RETURN_IF_ERROR(cublasGemmEx(
+        ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(out), int(T), int(in), &alpha,
+        w, ab, int(in), x, ab, int(in), &beta, y, c, int(out),
+        f32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F,
+        CUBLAS_GEMM_DEFAULT));
   }
-  const float alpha = 1.0f;
-  CP_CUBLAS_RETURN_IF_ERROR(cublasSetStream(ctx.blas, ctx.stream));
-  // Row-major y[T, out] is column-major y^T[out, T] = W[out, in] x^T, and
-  // row-major W[out, in] is column-major W^T, hence OP_T on it.
-  CP_CUBLAS_RETURN_IF_ERROR(cublasGemmEx(
-      ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(out), int(T), int(in), &alpha, w,
-      ab, int(in), x, ab, int(in), &beta, y, c, int(out),
-      f32 ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F,
-      CUBLAS_GEMM_DEFAULT));
   return absl::OkStatus();
 }
 
@@ -250,15 +347,26 @@ absl::Status linearImpl(const char *kernel, const void *x, const void *w,
 absl::Status linear(const void *x, const void *w, const void *bias, int64_t T,
                     int64_t in, int64_t out, void *y, DType dt,
                     const BlockContext &ctx, LinearAlgo algo) {
-  return linearImpl("linear", x, w, bias, T, in, out, y, dt,
-                    /*floatOut=*/false, ctx, algo);
+  const LinearSeg seg{w, bias, out, y};
+  return linearImpl("linear", x, &seg, 1, T, in, dt, /*floatOut=*/false, ctx,
+                    algo);
+}
+
+absl::Status linearMulti(const void *x, int64_t T, int64_t in,
+                         const LinearSeg *segs, int n, DType dt,
+                         const BlockContext &ctx, LinearAlgo algo) {
+  if (!segs)
+    return invalid("linear", "null weight list");
+  return linearImpl("linear", x, segs, n, T, in, dt, /*floatOut=*/false, ctx,
+                    algo);
 }
 
 absl::Status lmHead(const void *h, const void *w, int64_t T, int64_t H,
                     int64_t V, float *logits, DType dt, const BlockContext &ctx,
                     LinearAlgo algo) {
-  return linearImpl("lm_head", h, w, nullptr, T, H, V, logits, dt,
-                    /*floatOut=*/true, ctx, algo);
+  const LinearSeg seg{w, nullptr, V, logits};
+  return linearImpl("lm_head", h, &seg, 1, T, H, dt, /*floatOut=*/true, ctx,
+                    algo);
 }
 
 } // namespace crosspool::kernels::cuda

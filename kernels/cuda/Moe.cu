@@ -29,6 +29,24 @@
 // softmax and top-k. The down projection rounds the fp32 SwiGLU rows to bf16
 // for the mma, as a bf16 model's activations are anyway.
 //
+// Small T (<= 4 rows, T * top_k <= 64; decode) takes a fused path of three
+// launches (plus the shared expert's two), so a decode MoE block pays fewer
+// launch ramps, tails and dependent-load chains:
+//   routeFusedKernel     one block per router row (+ the shared-expert gate):
+//                        logits for all T rows; the last block to finish
+//                        (threadfence + a self-resetting atomic counter)
+//                        does softmax/top-k, the grouping and two small
+//                        descriptor tables;
+//   gateUp(Mma)Kernel    as above, each grid slot reading one SlotDesc
+//                        (expert pointers, rows, offset) instead of the
+//                        numActive -> activeList -> experts chain;
+//   downCombine(Mma)Kernel  a block owns 8 output rows and sums, for each
+//                        row t, its K experts' down projections scaled by the
+//                        routing weights in ascending expert order (the
+//                        CPU's order; fixed, no atomics), plus the gated
+//                        shared expert: no outbuf, no combine launch.
+// setMoeFusedEnabled(false) / CROSSPOOL_MOE_FUSED=0 turns it off.
+//
 //===----------------------------------------------------------------------===//
 
 #include "kernels/cpu/ParamChecks.h"
@@ -38,7 +56,9 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <mutex>
 #include <type_traits>
+#include <unordered_map>
 
 namespace crosspool::kernels::cuda {
 namespace {
@@ -59,6 +79,9 @@ __device__ __forceinline__ bool al16(const void *p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
+__device__ void softmaxTopK(float *probs, int32_t *taken, int32_t E, int32_t K,
+                            bool norm, int32_t *idxOut, float *wtsOut);
+
 template <typename T>
 __global__ void routeKernel(const T *__restrict__ x,
                             const T *__restrict__ router, int64_t H, int32_t E,
@@ -66,6 +89,7 @@ __global__ void routeKernel(const T *__restrict__ x,
                             float *wts, const float *__restrict__ logits) {
   extern __shared__ float probs[]; // E probabilities, then E taken flags
   int32_t *taken = reinterpret_cast<int32_t *>(probs + E);
+  detail::pdlEnter();
   const int64_t t = blockIdx.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const T *xr[1] = {x + t * H};
@@ -87,6 +111,16 @@ __global__ void routeKernel(const T *__restrict__ x,
   __syncthreads();
   if (warp != 0)
     return;
+  softmaxTopK(probs, taken, E, K, norm, idx + t * K, wts + t * K);
+}
+
+/// One warp: softmax of the E logits in `probs` (in place; double sum as the
+/// CPU), then top-k by repeated warp argmax (ties to the lower index) into
+/// idxOut[0..K), wtsOut[0..K) (global or shared), renormalized when `norm`.
+/// `taken` (E ints) must be zero.
+__device__ void softmaxTopK(float *probs, int32_t *taken, int32_t E, int32_t K,
+                            bool norm, int32_t *idxOut, float *wtsOut) {
+  const int lane = threadIdx.x & 31;
   float mx = -INFINITY;
   for (int e = lane; e < E; e += 32)
     mx = fmaxf(mx, probs[e]);
@@ -118,15 +152,15 @@ __global__ void routeKernel(const T *__restrict__ x,
     }
     if (lane == 0) {
       taken[bi] = 1;
-      idx[t * K + k] = bi;
-      wts[t * K + k] = best;
+      idxOut[k] = bi;
+      wtsOut[k] = best;
     }
     total += best; // same order as the CPU's renormalization sum
     __syncwarp();
   }
   if (norm)
     for (int k = lane; k < K; k += 32)
-      wts[t * K + k] = wts[t * K + k] / total;
+      wtsOut[k] = wtsOut[k] / total;
 }
 
 constexpr int kGroupStage = 4096;
@@ -142,6 +176,7 @@ __global__ void groupKernel(const int32_t *__restrict__ idx, int64_t n,
                             int32_t *rowsOf, int32_t *__restrict__ idxCopy) {
   extern __shared__ int32_t gsm[]; // E counts, E offsets, staged idx
   int32_t *sc = gsm, *so = gsm + E, *sidx = gsm + 2 * E;
+  detail::pdlEnter();
   const bool staged = n <= kGroupStage;
   for (int e = threadIdx.x; e < E; e += blockDim.x)
     sc[e] = 0;
@@ -198,6 +233,21 @@ __global__ void groupKernel(const int32_t *__restrict__ idx, int64_t n,
   }
 }
 
+/// A grid slot's expert for the fused path: n == 0 = no expert.
+struct SlotDesc {
+  ExpertPtrs e;
+  int32_t n, base;
+};
+
+/// One (token, selected expert) pair of the fused path, stored in the
+/// combine order (per token, ascending expert index): the expert's down
+/// weights, the routing weight and the pair's row in the SwiGLU buffer.
+struct PairDesc {
+  const void *down;
+  float w;
+  int32_t pos;
+};
+
 /// Which rows a grid slot works on: an active routed expert, or (experts ==
 /// null) the shared expert over all T rows.
 struct GroupArgs {
@@ -206,6 +256,10 @@ struct GroupArgs {
   const int32_t *numActive, *activeList, *offsets, *counts, *rowsOf;
   int32_t K;
   int64_t T;
+  /// When not null (the fused small-T path): one descriptor per grid slot,
+  /// written by routeFusedKernel, instead of the numActive -> activeList ->
+  /// experts/counts/offsets chain (one dependent load instead of three).
+  const SlotDesc *slots = nullptr;
 };
 
 __device__ __forceinline__ bool groupOf(const GroupArgs &g, int slot,
@@ -217,6 +271,15 @@ __device__ __forceinline__ bool groupOf(const GroupArgs &g, int slot,
     e = g.single;
     n = g.T;
     base = 0;
+    return true;
+  }
+  if (g.slots) {
+    const SlotDesc d = g.slots[slot];
+    if (d.n <= 0)
+      return false;
+    e = d.e;
+    n = d.n;
+    base = d.base;
     return true;
   }
   if (slot >= *g.numActive)
@@ -238,6 +301,7 @@ template <typename T, int TB>
 __global__ void __launch_bounds__(kWarps * 32, 2)
     gateUpKernel(const T *__restrict__ x, int64_t H, int64_t I, GroupArgs g,
                  float *__restrict__ hbuf) {
+  detail::pdlEnter();
   ExpertPtrs e;
   int64_t n, base;
   if (!groupOf(g, blockIdx.y, e, n, base))
@@ -275,6 +339,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
     downKernel(const float *__restrict__ hbuf, int64_t H, int64_t I,
                GroupArgs g, const float *__restrict__ rowWeight,
                float *__restrict__ outbuf) {
+  detail::pdlEnter();
   ExpertPtrs e;
   int64_t n, base;
   if (!groupOf(g, blockIdx.y, e, n, base))
@@ -313,6 +378,7 @@ __global__ void __launch_bounds__(W * 32)
     gateUpMmaKernel(const bf16 *__restrict__ x, int64_t H, int64_t I,
                     GroupArgs g, float *__restrict__ hbuf) {
   __shared__ float red[2 * W * 4 * 32];
+  detail::pdlEnter();
   ExpertPtrs e;
   int64_t n, base;
   if (!groupOf(g, blockIdx.y, e, n, base) || !e.gate || !e.up)
@@ -322,6 +388,13 @@ __global__ void __launch_bounds__(W * 32)
   const int64_t n0 = int64_t(blockIdx.x) * 8, row = n0 + gq;
   const bf16 *gw = static_cast<const bf16 *>(e.gate);
   const bf16 *uw = static_cast<const bf16 *>(e.up);
+  if (n0 < I) {
+    // Request the block's weight rows now, while the token rows are still
+    // being looked up (rowsOf -> x is two more dependent loads).
+    const int64_t bytes = (I - n0 < 8 ? I - n0 : 8) * H * 2;
+    detail::prefetchL2(gw + n0 * H, bytes);
+    detail::prefetchL2(uw + n0 * H, bytes);
+  }
   const bool wal = al16(gw) && al16(uw);
   const bf16 *wr[2] = {row < I ? gw + row * H + t * 16 : nullptr,
                        row < I ? uw + row * H + t * 16 : nullptr};
@@ -354,6 +427,7 @@ __global__ void __launch_bounds__(W * 32)
                   GroupArgs g, const float *__restrict__ rowWeight,
                   float *__restrict__ outbuf) {
   __shared__ float red[W * 4 * 32];
+  detail::pdlEnter();
   ExpertPtrs e;
   int64_t n, base;
   if (!groupOf(g, blockIdx.y, e, n, base) || !e.down)
@@ -362,6 +436,8 @@ __global__ void __launch_bounds__(W * 32)
   const int gq = lane >> 2, t = lane & 3;
   const int64_t n0 = int64_t(blockIdx.x) * 8, row = n0 + gq;
   const bf16 *dw = static_cast<const bf16 *>(e.down);
+  if (n0 < H)
+    detail::prefetchL2(dw + n0 * I, (H - n0 < 8 ? H - n0 : 8) * I * 2);
   const bf16 *wr[1] = {row < H ? dw + row * I + t * 16 : nullptr};
   const bool wal = al16(dw), xal = al16(hbuf);
   for (int64_t m0 = 0; m0 < n; m0 += 16) {
@@ -397,6 +473,7 @@ combineKernel(const int32_t *__restrict__ idx, const float *__restrict__ outbuf,
               const float *__restrict__ sharedOut,
               const float *__restrict__ gateLogit, int32_t K, int64_t H, T *y) {
   extern __shared__ int32_t rowIdx[];
+  detail::pdlEnter();
   const int64_t t = blockIdx.x;
   for (int k = threadIdx.x; k < K; k += blockDim.x)
     rowIdx[k] = idx[t * K + k];
@@ -425,6 +502,310 @@ combineKernel(const int32_t *__restrict__ idx, const float *__restrict__ outbuf,
   }
 }
 
+//===----------------------------------------------------------------------===//
+// Fused small-T path (T <= kFusedMaxT): routeFusedKernel, the expert gate/up
+// kernels reading SlotDescs, and downCombine*Kernel (down projection, routing
+// weights, shared expert and the per-token sum in one launch).
+//===----------------------------------------------------------------------===//
+
+constexpr int kFusedMaxT = 4;
+constexpr int kFusedMaxPairs = 64;
+constexpr int kFusedThreads = 256;
+
+/// Last-block counters of routeFusedKernel, one per workspace (see
+/// routeCounterSlot). Zero at module load; every launch leaves its counter
+/// at zero again (atomicInc wraps at gridDim.x - 1), so graph replays need
+/// no reset.
+constexpr int kRouteCounters = 1024;
+__device__ unsigned int gRouteCounters[kRouteCounters];
+
+struct RouteFusedArgs {
+  const void *x, *router, *sharedGate;
+  const ExpertPtrs *experts;
+  int64_t H;
+  int32_t E, K, T, numSlots;
+  bool norm, vec;
+  float *logits, *gateLogit, *wts;
+  int32_t *idx, *routedCopy, *rowsOf;
+  SlotDesc *slots;
+  PairDesc *pairs;
+  int32_t counter;
+};
+
+/// Grid E (+1 with a shared-expert gate): block b computes the router logit
+/// of expert b (the gate logit for b == E) for all T rows, the 256 threads
+/// splitting H and summing in a fixed order; the router row is prefetched to
+/// L2 before the PDL wait. The last block to
+/// finish (threadfence + atomic counter) does softmax/top-k per row, the
+/// grouping by expert (rowsOf, one SlotDesc per grid slot of the gate/up
+/// kernel) and the PairDescs of the down/combine kernel.
+template <typename TX>
+__global__ void __launch_bounds__(kFusedThreads)
+    routeFusedKernel(RouteFusedArgs a) {
+  constexpr int N = Vec16<TX>::kN;
+  extern __shared__ float fsm[];
+  __shared__ float red[kFusedThreads / 32][kFusedMaxT];
+  __shared__ int32_t amLast, sNumAct;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int b = blockIdx.x;
+  const int64_t H = a.H;
+  const TX *row = b < a.E ? static_cast<const TX *>(a.router) + int64_t(b) * H
+                          : static_cast<const TX *>(a.sharedGate);
+  const TX *x = static_cast<const TX *>(a.x);
+  const int64_t chunks = a.vec ? H / N : 0;
+  // Only a prefetch before the wait: a hint is correct even if the weights
+  // were written by a kernel that has not completed yet.
+  detail::prefetchL2(row, H * int64_t(sizeof(TX)));
+  detail::pdlEnter();
+
+  float acc[kFusedMaxT];
+#pragma unroll
+  for (int t = 0; t < kFusedMaxT; ++t)
+    acc[t] = 0.0f;
+  if (a.vec) {
+    for (int64_t c = tid; c < chunks; c += kFusedThreads) {
+      float wv[N];
+      detail::unpack16<TX>(__ldg(reinterpret_cast<const uint4 *>(row) + c), wv);
+#pragma unroll
+      for (int t = 0; t < kFusedMaxT; ++t)
+        if (t < a.T) {
+          float xv[N];
+          detail::loadVec<TX, N>(x + t * H + c * N, xv);
+#pragma unroll
+          for (int j = 0; j < N; ++j)
+            acc[t] = fmaf(xv[j], wv[j], acc[t]);
+        }
+    }
+  } else {
+    for (int64_t i = tid; i < H; i += kFusedThreads) {
+      const float wv = toF(row[i]);
+#pragma unroll
+      for (int t = 0; t < kFusedMaxT; ++t)
+        if (t < a.T)
+          acc[t] = fmaf(toF(x[t * H + i]), wv, acc[t]);
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < kFusedMaxT; ++t) {
+    const float v = detail::warpSum(acc[t]);
+    if (lane == 0)
+      red[warp][t] = v;
+  }
+  __syncthreads();
+  if (tid < a.T) {
+    float v = 0.0f;
+    for (int w = 0; w < kFusedThreads / 32; ++w) // fixed order
+      v += red[w][tid];
+    if (b < a.E)
+      a.logits[tid * a.E + b] = v;
+    else
+      a.gateLogit[tid] = v;
+    __threadfence(); // the logit is visible before the counter moves
+  }
+  __syncthreads();
+  if (tid == 0) {
+    const unsigned prev = atomicInc(&gRouteCounters[a.counter], gridDim.x - 1);
+    amLast = prev == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!amLast)
+    return;
+  __threadfence();
+
+  // The last block: routing, grouping, pair list.
+  const int E = a.E, K = a.K, T = a.T, n = T * K;
+  float *probs = fsm;                                          // T*E
+  int32_t *taken = reinterpret_cast<int32_t *>(probs + T * E); // T*E
+  int32_t *sc = taken + T * E, *so = sc + E, *sAct = so + E;   // E each
+  int32_t *sIdx = sAct + E, *sPos = sIdx + n;                  // n each
+  float *sW = reinterpret_cast<float *>(sPos + n);             // n
+  for (int i = tid; i < T * E; i += kFusedThreads) {
+    probs[i] = __ldcg(a.logits + i);
+    taken[i] = 0;
+  }
+  __syncthreads();
+  if (warp < T)
+    softmaxTopK(probs + warp * E, taken + warp * E, E, K, a.norm,
+                sIdx + warp * K, sW + warp * K);
+  __syncthreads();
+  for (int f = tid; f < n; f += kFusedThreads) {
+    a.idx[f] = sIdx[f];
+    a.wts[f] = sW[f];
+    if (a.routedCopy)
+      a.routedCopy[f] = sIdx[f];
+  }
+  for (int e = tid; e < E; e += kFusedThreads) {
+    int32_t c = 0;
+    for (int f = 0; f < n; ++f)
+      c += sIdx[f] == e;
+    sc[e] = c;
+  }
+  __syncthreads();
+  if (warp == 0) { // offsets and the active list, as groupKernel
+    const int per = (E + 31) / 32, lo = min(E, lane * per),
+              hi = min(E, lo + per);
+    int32_t sum = 0, act = 0;
+    for (int e = lo; e < hi; ++e) {
+      sum += sc[e];
+      act += sc[e] > 0;
+    }
+    int32_t incS = sum, incA = act;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int32_t vs = __shfl_up_sync(0xffffffffu, incS, o);
+      const int32_t va = __shfl_up_sync(0xffffffffu, incA, o);
+      if (lane >= o) {
+        incS += vs;
+        incA += va;
+      }
+    }
+    int32_t off = incS - sum, ac = incA - act;
+    for (int e = lo; e < hi; ++e) {
+      so[e] = off;
+      off += sc[e];
+      if (sc[e] > 0)
+        sAct[ac++] = e;
+    }
+    if (lane == 31)
+      sNumAct = incA;
+  }
+  __syncthreads();
+  for (int e = tid; e < E; e += kFusedThreads) {
+    if (sc[e] == 0)
+      continue;
+    int32_t at = so[e];
+    for (int f = 0; f < n; ++f) // ascending flat index: stable
+      if (sIdx[f] == e) {
+        a.rowsOf[at] = f;
+        sPos[f] = at++;
+      }
+  }
+  __syncthreads();
+  for (int sl = tid; sl < a.numSlots; sl += kFusedThreads) {
+    SlotDesc d{};
+    if (sl < sNumAct) {
+      const int e = sAct[sl];
+      d.e = a.experts[e];
+      d.n = sc[e];
+      d.base = so[e];
+    }
+    a.slots[sl] = d;
+  }
+  for (int f = tid; f < n; f += kFusedThreads) {
+    const int t = f / K, e = sIdx[f];
+    int rank = 0; // a row's K experts are distinct
+    for (int k = 0; k < K; ++k)
+      rank += sIdx[t * K + k] < e;
+    a.pairs[t * K + rank] = PairDesc{a.experts[e].down, sW[f], sPos[f]};
+  }
+}
+
+/// Dynamic shared memory of routeFusedKernel's last block.
+int64_t routeFusedSmem(int64_t T, int64_t E, int64_t K) {
+  return (2 * T * E + 3 * E + 3 * T * K) * 4;
+}
+
+struct DownCombineArgs {
+  const float *hbuf;
+  const PairDesc *pairs;
+  const float *sharedOut, *gateLogit;
+  void *y;
+  int64_t H, I;
+  int32_t T, K;
+};
+
+/// y[t, o] = sum over t's pairs in combine order of w * (down_e[o] . h_pair)
+/// (+ sigmoid(gate) * shared[t, o]): the down projection and combineKernel
+/// in one launch, for bf16 down weights with I % 64 == 0. A block owns 8
+/// output rows; warp w takes pairs w, w + W, ... over all of I on the tensor
+/// cores (so all pairs' loads are in flight at once), and the per-pair
+/// results are summed in the fixed pair order: deterministic.
+template <int W>
+__global__ void __launch_bounds__(W * 32)
+    downCombineMmaKernel(DownCombineArgs a) {
+  __shared__ float part[kFusedMaxPairs][8];
+  __shared__ PairDesc sp[kFusedMaxPairs];
+  detail::pdlEnter();
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int gq = lane >> 2, t = lane & 3;
+  const int P = a.T * a.K;
+  for (int p = tid; p < P; p += W * 32)
+    sp[p] = a.pairs[p];
+  __syncthreads();
+  const int64_t n0 = int64_t(blockIdx.x) * 8, row = n0 + gq;
+  const bool xal = al16(a.hbuf);
+  for (int p = warp; p < P; p += W) {
+    const PairDesc d = sp[p];
+    const bf16 *dw = static_cast<const bf16 *>(d.down);
+    const bf16 *wr[1] = {dw && row < a.H ? dw + row * a.I + t * 16 : nullptr};
+    const float *xg =
+        dw && gq == 0 ? a.hbuf + int64_t(d.pos) * a.I + t * 16 : nullptr;
+    float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
+    detail::tileDots<1, 1, float>(xg, nullptr, wr, al16(dw), xal, int(a.I / 64),
+                                  0, c);
+    if (gq == 0) { // C row 0 (the pair's activation), columns 2t, 2t + 1
+      part[p][2 * t] = c[0][0];
+      part[p][2 * t + 1] = c[0][1];
+    }
+  }
+  __syncthreads();
+  if (tid < 8 * a.T) {
+    const int tt = tid >> 3, r = tid & 7;
+    const int64_t o = n0 + r;
+    if (o < a.H) {
+      float acc = 0.0f;
+      for (int k = 0; k < a.K; ++k) {
+        const int p = tt * a.K + k;
+        acc += sp[p].down ? part[p][r] * sp[p].w : 0.0f;
+      }
+      if (a.sharedOut) {
+        const float f =
+            a.gateLogit ? 1.0f / (1.0f + expf(-a.gateLogit[tt])) : 1.0f;
+        acc += f * a.sharedOut[tt * a.H + o];
+      }
+      static_cast<bf16 *>(a.y)[tt * a.H + o] = fromF<bf16>(acc);
+    }
+  }
+}
+
+/// The same with FMA warp dots (fp32, or bf16 off the tensor-core shapes):
+/// a warp per output row, pairs in combine order.
+template <typename T>
+__global__ void __launch_bounds__(kWarps * 32)
+    downCombineKernel(DownCombineArgs a) {
+  __shared__ PairDesc sp[kFusedMaxPairs];
+  detail::pdlEnter();
+  const int tid = threadIdx.x, lane = tid & 31;
+  const int P = a.T * a.K;
+  for (int p = tid; p < P; p += kWarps * 32)
+    sp[p] = a.pairs[p];
+  __syncthreads();
+  const int64_t o = int64_t(blockIdx.x) * kWarps + (tid >> 5);
+  if (o >= a.H)
+    return;
+  for (int tt = 0; tt < a.T; ++tt) {
+    float acc = 0.0f;
+    for (int k = 0; k < a.K; ++k) {
+      const PairDesc d = sp[tt * a.K + k];
+      if (!d.down)
+        continue;
+      const T *dw = static_cast<const T *>(d.down) + o * a.I;
+      const float *xr[1] = {a.hbuf + int64_t(d.pos) * a.I};
+      const bool vec = a.I % Vec16<T>::kN == 0 && al16(dw) && al16(xr[0]);
+      float s[1] = {0.0f};
+      warpDots<T, float, 1>(dw, xr, 1, a.I, vec, s);
+      acc += detail::warpSum(s[0]) * d.w;
+    }
+    if (a.sharedOut) {
+      const float f =
+          a.gateLogit ? 1.0f / (1.0f + expf(-a.gateLogit[tt])) : 1.0f;
+      acc += f * a.sharedOut[tt * a.H + o];
+    }
+    if (lane == 0)
+      static_cast<T *>(a.y)[tt * a.H + o] = fromF<T>(acc);
+  }
+}
+
 template <typename F> void withTB(int64_t rows, F &&f) {
   if (rows == 1)
     f(std::integral_constant<int, 1>{});
@@ -439,6 +820,8 @@ template <typename F> void withTB(int64_t rows, F &&f) {
 struct MoeScratch {
   int32_t *idx, *counts, *offsets, *activeList, *numActive, *rowsOf;
   float *wts, *hbuf, *outbuf, *hbufShared, *sharedOut, *gateLogit, *logits;
+  SlotDesc *slots;
+  PairDesc *pairs;
 };
 
 MoeScratch carveMoe(detail::WorkspaceCarver &c, int64_t T, const MoeParams &p) {
@@ -457,40 +840,167 @@ MoeScratch carveMoe(detail::WorkspaceCarver &c, int64_t T, const MoeParams &p) {
   s.sharedOut = c.take<float>(T * p.hidden);
   s.gateLogit = c.take<float>(T);
   s.logits = c.take<float>(T * E);
+  s.slots = c.take<SlotDesc>(std::min(E, TK));
+  s.pairs = c.take<PairDesc>(TK);
   return s;
 }
 
-/// gate/up then down over `slots` grid slots: the tensor-core kernels when
-/// `mma` (bf16, H % 64 == 0, x aligned) and I % 64 == 0, else the FMA ones.
+/// gate/up over `slots` grid slots: the tensor-core kernel when `mma` (bf16,
+/// H % 64 == 0, x aligned) and I % 64 == 0, else the FMA one.
 template <typename T>
-void launchExperts(const T *x, int64_t H, int64_t I, const GroupArgs &g,
-                   float *hbuf, const float *rowWeight, float *outbuf,
-                   unsigned slots, bool mma, cudaStream_t st) {
+cudaError_t launchGateUp(const T *x, int64_t H, int64_t I, const GroupArgs &g,
+                         float *hbuf, unsigned slots, bool mma,
+                         cudaStream_t st) {
   if constexpr (std::is_same_v<T, bf16>) {
     if (mma && I % 64 == 0) {
       const dim3 gridUp(unsigned((I + 7) / 8), slots);
-      const dim3 gridDown(unsigned((H + 7) / 8), slots);
       if (mmaWarps(H) == 8)
-        gateUpMmaKernel<8><<<gridUp, 256, 0, st>>>(x, H, I, g, hbuf);
-      else
-        gateUpMmaKernel<4><<<gridUp, 128, 0, st>>>(x, H, I, g, hbuf);
-      if (mmaWarps(I) == 8)
-        downMmaKernel<8><<<gridDown, 256, 0, st>>>(hbuf, H, I, g, rowWeight,
-                                                   outbuf);
-      else
-        downMmaKernel<4><<<gridDown, 128, 0, st>>>(hbuf, H, I, g, rowWeight,
-                                                   outbuf);
-      return;
+        return detail::launch(gateUpMmaKernel<8>, gridUp, dim3(256), 0, st, x,
+                              H, I, g, hbuf);
+      return detail::launch(gateUpMmaKernel<4>, gridUp, dim3(128), 0, st, x, H,
+                            I, g, hbuf);
     }
   }
+  cudaError_t err = cudaSuccess;
   withTB(g.T, [&](auto tb) {
     constexpr int TB = decltype(tb)::value;
-    gateUpKernel<T, TB><<<dim3(unsigned((I + kWarps - 1) / kWarps), slots),
-                          kWarps * 32, 0, st>>>(x, H, I, g, hbuf);
-    downKernel<T, TB><<<dim3(unsigned((H + kWarps - 1) / kWarps), slots),
-                        kWarps * 32, 0, st>>>(hbuf, H, I, g, rowWeight,
-                                              outbuf);
+    err = detail::launch(gateUpKernel<T, TB>,
+                         dim3(unsigned((I + kWarps - 1) / kWarps), slots),
+                         dim3(kWarps * 32), 0, st, x, H, I, g, hbuf);
   });
+  return err;
+}
+
+/// down over `slots` grid slots (same kernel choice as launchGateUp).
+template <typename T>
+cudaError_t launchDown(int64_t H, int64_t I, const GroupArgs &g,
+                       const float *hbuf, const float *rowWeight, float *outbuf,
+                       unsigned slots, bool mma, cudaStream_t st) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    if (mma && I % 64 == 0) {
+      const dim3 gridDown(unsigned((H + 7) / 8), slots);
+      if (mmaWarps(I) == 8)
+        return detail::launch(downMmaKernel<8>, gridDown, dim3(256), 0, st,
+                              hbuf, H, I, g, rowWeight, outbuf);
+      return detail::launch(downMmaKernel<4>, gridDown, dim3(128), 0, st, hbuf,
+                            H, I, g, rowWeight, outbuf);
+    }
+  }
+  cudaError_t err = cudaSuccess;
+  withTB(g.T, [&](auto tb) {
+    constexpr int TB = decltype(tb)::value;
+    err = detail::launch(
+        downKernel<T, TB>, dim3(unsigned((H + kWarps - 1) / kWarps), slots),
+        dim3(kWarps * 32), 0, st, hbuf, H, I, g, rowWeight, outbuf);
+  });
+  return err;
+}
+
+/// gate/up then down (the grouped path and the shared expert).
+template <typename T>
+absl::Status launchExperts(const T *x, int64_t H, int64_t I, const GroupArgs &g,
+                           float *hbuf, const float *rowWeight, float *outbuf,
+                           unsigned slots, bool mma, cudaStream_t st) {
+  CP_CUDA_RETURN_IF_ERROR(launchGateUp<T>(x, H, I, g, hbuf, slots, mma, st));
+  CP_CUDA_RETURN_IF_ERROR(
+      launchDown<T>(H, I, g, hbuf, rowWeight, outbuf, slots, mma, st));
+  return absl::OkStatus();
+}
+
+/// The routeFusedKernel counter of a workspace, or -1 when all are taken
+/// (then the grouped path runs). Two MoE calls that may run at the same time
+/// never share a workspace (they would race on its scratch already), and
+/// uses of one workspace are ordered by the stream (and, under PDL, by every
+/// kernel's wait before it touches memory), so a counter per workspace is
+/// never used by two launches at once.
+int routeCounterSlot(const void *workspace) {
+  static std::mutex mu;
+  static std::unordered_map<const void *, int> slots;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = slots.find(workspace);
+  if (it != slots.end())
+    return it->second;
+  if (int(slots.size()) >= kRouteCounters)
+    return -1;
+  const int slot = int(slots.size());
+  slots.emplace(workspace, slot);
+  return slot;
+}
+
+/// The fused small-T MoE block: routeFusedKernel, gate/up of the selected
+/// experts, the shared expert's two kernels (when there is one), and
+/// downCombine: 3 launches instead of 6 (5 + the router GEMV).
+template <typename T>
+absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
+                         const MoeParams &p, T *y, bool mma, int counter,
+                         const MoeScratch &s, const BlockContext &ctx,
+                         int32_t *routedIndices) {
+  cudaStream_t st = ctx.stream;
+  const int64_t H = p.hidden, I = p.intermediate, K = p.topK, E = p.numExperts;
+  const bool hasShared = w.shared.gate != nullptr;
+  const bool hasGate = hasShared && w.sharedGate;
+  const unsigned slots = unsigned(std::min<int64_t>(E, Tn * K));
+  RouteFusedArgs ra{};
+  ra.x = x;
+  ra.router = w.router;
+  ra.sharedGate = hasGate ? w.sharedGate : nullptr;
+  ra.experts = w.experts;
+  ra.H = H;
+  ra.E = int32_t(E);
+  ra.K = int32_t(K);
+  ra.T = int32_t(Tn);
+  ra.numSlots = int32_t(slots);
+  ra.norm = p.normTopkProb;
+  ra.vec = H % Vec16<T>::kN == 0 && detail::aligned16(x) &&
+           detail::aligned16(w.router) &&
+           (!hasGate || detail::aligned16(w.sharedGate));
+  ra.logits = s.logits;
+  ra.gateLogit = s.gateLogit;
+  ra.wts = s.wts;
+  ra.idx = s.idx;
+  ra.routedCopy = routedIndices;
+  ra.rowsOf = s.rowsOf;
+  ra.slots = s.slots;
+  ra.pairs = s.pairs;
+  ra.counter = counter;
+  const size_t smem = size_t(routeFusedSmem(Tn, E, K));
+  CP_CUDA_RETURN_IF_ERROR(detail::launch(routeFusedKernel<T>,
+                                         dim3(unsigned(E + (hasGate ? 1 : 0))),
+                                         dim3(kFusedThreads), smem, st, ra));
+
+  GroupArgs g{w.experts, ExpertPtrs{}, nullptr,    nullptr, nullptr,
+              nullptr,   s.rowsOf,     int32_t(K), Tn,      s.slots};
+  CP_CUDA_RETURN_IF_ERROR(launchGateUp<T>(x, H, I, g, s.hbuf, slots, mma, st));
+  if (hasShared) {
+    const int64_t Is = p.sharedIntermediate;
+    GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
+                 nullptr, nullptr,  1,       Tn};
+    CP_RETURN_IF_ERROR(launchExperts<T>(x, H, Is, gs, s.hbufShared, nullptr,
+                                        s.sharedOut, 1, mma && Is % 64 == 0,
+                                        st));
+  }
+  DownCombineArgs da{};
+  da.hbuf = s.hbuf;
+  da.pairs = s.pairs;
+  da.sharedOut = hasShared ? s.sharedOut : nullptr;
+  da.gateLogit = hasGate ? s.gateLogit : nullptr;
+  da.y = y;
+  da.H = H;
+  da.I = I;
+  da.T = int32_t(Tn);
+  da.K = int32_t(K);
+  bool downMma = false;
+  if constexpr (std::is_same_v<T, bf16>)
+    downMma = mma && I % 64 == 0;
+  if (downMma)
+    CP_CUDA_RETURN_IF_ERROR(detail::launch(downCombineMmaKernel<8>,
+                                           dim3(unsigned((H + 7) / 8)),
+                                           dim3(256), 0, st, da));
+  else
+    CP_CUDA_RETURN_IF_ERROR(detail::launch(
+        downCombineKernel<T>, dim3(unsigned((H + kWarps - 1) / kWarps)),
+        dim3(kWarps * 32), 0, st, da));
+  return absl::OkStatus();
 }
 
 template <typename T>
@@ -502,6 +1012,12 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
   detail::WorkspaceCarver carver(ctx.workspace, ctx.workspaceBytes);
   MoeScratch s = carveMoe(carver, Tn, p);
   const bool mma = dt == DType::kBF16 && H % 64 == 0 && detail::aligned16(x);
+  if (moeFusedEnabled() && Tn <= kFusedMaxT && Tn * K <= kFusedMaxPairs &&
+      routeFusedSmem(Tn, E, K) <= 40 * 1024) { // + static: under 48 KB
+    const int counter = routeCounterSlot(ctx.workspace);
+    if (counter >= 0)
+      return runMoeFused(x, Tn, w, p, y, mma, counter, s, ctx, routedIndices);
+  }
   if (mma && detail::aligned16(w.router)) {
     // Router logits on the tensor-core GEMV, then softmax + top-k.
     CP_RETURN_IF_ERROR(lmHead(x, w.router, Tn, H, E, s.logits, dt, ctx,
@@ -510,11 +1026,11 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
     auto kernel = routeKernel<T>;
     CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<unsigned(Tn), 256, smem, st>>>(x, static_cast<const T *>(w.router),
-                                            H, int32_t(E), int32_t(K),
-                                            p.normTopkProb, false, s.idx, s.wts,
-                                            s.logits);
-    CP_CUDA_RETURN_IF_LAUNCH_FAILED("routeKernel");
+    CP_CUDA_RETURN_IF_ERROR(
+        detail::launch(kernel, dim3(unsigned(Tn)), dim3(256), smem, st, x,
+                       static_cast<const T *>(w.router), H, int32_t(E),
+                       int32_t(K), p.normTopkProb, false, s.idx, s.wts,
+                       static_cast<const float *>(s.logits)));
   } else {
     CP_RETURN_IF_ERROR(route(x, w.router, Tn, H, p.numExperts, p.topK,
                              p.normTopkProb, s.idx, s.wts, dt, st));
@@ -524,27 +1040,26 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
   CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
       groupKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
       int(groupSmem)));
-  groupKernel<<<1, 256, groupSmem, st>>>(s.idx, Tn * K, p.numExperts, s.counts,
-                                 s.offsets, s.activeList, s.numActive,
-                                 s.rowsOf, routedIndices);
-  CP_CUDA_RETURN_IF_LAUNCH_FAILED("groupKernel");
+  CP_CUDA_RETURN_IF_ERROR(detail::launch(
+      groupKernel, dim3(1), dim3(256), groupSmem, st,
+      static_cast<const int32_t *>(s.idx), Tn * K, int32_t(E), s.counts,
+      s.offsets, s.activeList, s.numActive, s.rowsOf, routedIndices));
 
   GroupArgs g{w.experts,    ExpertPtrs{}, s.numActive,
               s.activeList, s.offsets,    s.counts,
               s.rowsOf,     int32_t(K),   Tn};
   const unsigned slots = unsigned(std::min<int64_t>(E, Tn * K));
-  absl::Status launched = absl::OkStatus();
-  launchExperts<T>(x, H, I, g, s.hbuf, s.wts, s.outbuf, slots, mma, st);
-  CP_CUDA_RETURN_IF_LAUNCH_FAILED("gateUpKernel/downKernel");
+  CP_RETURN_IF_ERROR(
+      launchExperts<T>(x, H, I, g, s.hbuf, s.wts, s.outbuf, slots, mma, st));
 
   const bool hasShared = w.shared.gate != nullptr;
   if (hasShared) {
     const int64_t Is = p.sharedIntermediate;
     GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
                  nullptr, nullptr,  1,       Tn};
-    launchExperts<T>(x, H, Is, gs, s.hbufShared, nullptr, s.sharedOut, 1,
-                     mma && Is % 64 == 0, st);
-    CP_CUDA_RETURN_IF_LAUNCH_FAILED("shared expert kernels");
+    CP_RETURN_IF_ERROR(launchExperts<T>(x, H, Is, gs, s.hbufShared, nullptr,
+                                        s.sharedOut, 1, mma && Is % 64 == 0,
+                                        st));
     if (w.sharedGate)
       CP_RETURN_IF_ERROR(
           lmHead(x, w.sharedGate, Tn, H, 1, s.gateLogit, dt, ctx));
@@ -552,10 +1067,13 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
   // The selection loop reads rowIdx with vector loads of up to 16 bytes:
   // pad the table so they never leave the allocation.
   const size_t rowIdxBytes = (size_t(K) * sizeof(int32_t) + 31) / 16 * 16;
-  combineKernel<T><<<unsigned(Tn), 256, rowIdxBytes, st>>>(
-      s.idx, s.outbuf, hasShared ? s.sharedOut : nullptr,
-      hasShared && w.sharedGate ? s.gateLogit : nullptr, int32_t(K), H, y);
-  CP_CUDA_RETURN_IF_LAUNCH_FAILED("combineKernel");
+  CP_CUDA_RETURN_IF_ERROR(detail::launch(
+      combineKernel<T>, dim3(unsigned(Tn)), dim3(256), rowIdxBytes, st,
+      static_cast<const int32_t *>(s.idx), static_cast<const float *>(s.outbuf),
+      static_cast<const float *>(hasShared ? s.sharedOut : nullptr),
+      static_cast<const float *>(hasShared && w.sharedGate ? s.gateLogit
+                                                           : nullptr),
+      int32_t(K), H, y));
   return absl::OkStatus();
 }
 
@@ -583,16 +1101,20 @@ absl::Status route(const void *x, const void *router, int64_t T, int64_t H,
     auto kernel = routeKernel<float>;
     CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<unsigned(T), 256, smem, stream>>>(
+    CP_CUDA_RETURN_IF_ERROR(detail::launch(
+        kernel, dim3(unsigned(T)), dim3(256), smem, stream,
         static_cast<const float *>(x), static_cast<const float *>(router), H,
-        numExperts, topK, normTopkProb, vec, indices, weights, nullptr);
+        numExperts, topK, normTopkProb, vec, indices, weights,
+        static_cast<const float *>(nullptr)));
   } else {
     auto kernel = routeKernel<bf16>;
     CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    kernel<<<unsigned(T), 256, smem, stream>>>(
+    CP_CUDA_RETURN_IF_ERROR(detail::launch(
+        kernel, dim3(unsigned(T)), dim3(256), smem, stream,
         static_cast<const bf16 *>(x), static_cast<const bf16 *>(router), H,
-        numExperts, topK, normTopkProb, vec, indices, weights, nullptr);
+        numExperts, topK, normTopkProb, vec, indices, weights,
+        static_cast<const float *>(nullptr)));
   }
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("routeKernel");
   return absl::OkStatus();

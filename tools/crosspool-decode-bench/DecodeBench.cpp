@@ -22,7 +22,13 @@
 //
 // Usage: crosspool-decode-bench [--model qwen3-30b-a3b|olmoe-1b-7b|all]
 //          [--batches 1,8,32] [--contexts 1024,32768] [--reps N]
-//          [--json FILE] [--seed S]
+//          [--json FILE] [--seed S] [--pdl on|off|both]
+//          [--moe-fused on|off|both]
+//
+// --pdl / --moe-fused run every point with programmatic dependent launch
+// and the fused small-T MoE path on, off, or both ways (same process, same
+// weights; default: on), one table row per variant ("PDL off" / "MoE
+// grouped" in the notes).
 //
 //===----------------------------------------------------------------------===//
 
@@ -146,6 +152,7 @@ double copyBandwidth() {
 struct Result {
   std::string model;
   int B, C;
+  bool pdl = true, moeFused = true;
   double attnMs, moeMs, headMs, attnFloorMs, moeFloorMs, headFloorMs;
   double eagerMs, graphMs, bytes, weightBytes, kvBytes, distinctFormula,
       distinctMeasured, floorMs;
@@ -434,6 +441,7 @@ bool parseList(const std::string &text, std::vector<int> *out) {
 int main(int argc, char **argv) {
   std::string which = "all", jsonPath;
   std::vector<int> batches = {1, 8, 32}, contexts = {1024, 32768};
+  std::vector<bool> pdlModes = {true}, fusedModes = {true};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     bool hasValue = i + 1 < argc;
@@ -457,12 +465,29 @@ int main(int argc, char **argv) {
       gSeed = std::strtoull(argv[++i], nullptr, 10);
     } else if (a == "--json" && hasValue) {
       jsonPath = argv[++i];
+    } else if ((a == "--pdl" || a == "--moe-fused") && hasValue) {
+      std::string v = argv[++i];
+      std::vector<bool> *dst = a == "--pdl" ? &pdlModes : &fusedModes;
+      if (v == "on")
+        *dst = {true};
+      else if (v == "off")
+        *dst = {false};
+      else if (v == "both")
+        *dst = {true, false};
+      else {
+        std::fprintf(stderr,
+                     "crosspool-decode-bench: %s expects on, off or both but "
+                     "got '%s'\n",
+                     a.c_str(), v.c_str());
+        return 2;
+      }
     } else {
       std::fprintf(stderr,
                    "crosspool-decode-bench: unknown argument '%s'; usage: "
                    "crosspool-decode-bench [--model qwen3-30b-a3b|olmoe-1b-7b|"
                    "all] [--batches 1,8,32] [--contexts 1024,32768] [--reps N] "
-                   "[--json FILE] [--seed S]\n",
+                   "[--json FILE] [--seed S] [--pdl on|off|both] "
+                   "[--moe-fused on|off|both]\n",
                    a.c_str());
       return 2;
     }
@@ -532,16 +557,25 @@ int main(int argc, char **argv) {
                      1e9,
                  kvPages * double(pageBytes) / 1e9);
     for (int C : contexts)
-      for (int B : batches) {
-        Result r = runPoint(m, B, C, kvPool, kvPages, blas,
-                            prop.multiProcessorCount, bw);
-        std::fprintf(stderr,
-                     "  B=%2d C=%5d: graph %.3f ms eager %.3f ms floor %.3f "
-                     "ms (%.0f%%)\n",
-                     B, C, r.graphMs, r.eagerMs, r.floorMs,
-                     100 * r.floorMs / r.graphMs);
-        results.push_back(r);
-      }
+      for (int B : batches)
+        for (bool fused : fusedModes)
+          for (bool pdl : pdlModes) {
+            cudak::setPdlEnabled(pdl);
+            cudak::setMoeFusedEnabled(fused);
+            Result r = runPoint(m, B, C, kvPool, kvPages, blas,
+                                prop.multiProcessorCount, bw);
+            r.pdl = pdl;
+            r.moeFused = fused;
+            std::fprintf(stderr,
+                         "  B=%2d C=%5d pdl %-3s moe %-7s: graph %.3f ms eager "
+                         "%.3f ms floor %.3f ms (%.0f%%)\n",
+                         B, C, pdl ? "on" : "off", fused ? "fused" : "grouped",
+                         r.graphMs, r.eagerMs, r.floorMs,
+                         100 * r.floorMs / r.graphMs);
+            results.push_back(r);
+          }
+    cudak::setPdlEnabled(true);
+    cudak::setMoeFusedEnabled(true);
     // Free this model (and everything else) before the next one.
     cublasDestroy(blas);
     DB_CHECK(cudaDeviceReset());
@@ -567,6 +601,10 @@ int main(int argc, char **argv) {
       notes += "KV pages wrap; ";
     if (!r.graphOk)
       notes += "no graph; ";
+    if (!r.pdl)
+      notes += "PDL off; ";
+    if (!r.moeFused)
+      notes += "MoE grouped; ";
     std::printf("| %s | %d | %d | %.3f | %.3f | %.3f | %.1f / %.1f | %.3f | "
                 "%.0f%% | %s |\n",
                 r.model.c_str(), r.B, r.C, r.graphMs, r.eagerMs, r.bytes / 1e9,
@@ -607,14 +645,15 @@ int main(int argc, char **argv) {
           "\"fraction_of_floor\": %.4f, \"physical_expert_layers\": %d, "
           "\"kv_pages_wrap\": %s, \"attention_ms\": %.4f, \"moe_ms\": %.4f, "
           "\"head_ms\": %.4f, \"attention_floor_ms\": %.4f, "
-          "\"moe_floor_ms\": %.4f, \"head_floor_ms\": %.4f}%s\n",
+          "\"moe_floor_ms\": %.4f, \"head_floor_ms\": %.4f, \"pdl\": %s, "
+          "\"moe_fused\": %s}%s\n",
           r.model.c_str(), r.B, r.C, r.graphMs, r.eagerMs,
           r.graphOk ? "true" : "false", r.bytes, r.weightBytes, r.kvBytes,
           r.distinctFormula, r.distinctMeasured, r.floorMs,
           r.floorMs / r.graphMs, r.physicalExpertLayers,
           r.kvAliased ? "true" : "false", r.attnMs, r.moeMs, r.headMs,
-          r.attnFloorMs, r.moeFloorMs, r.headFloorMs,
-          i + 1 < results.size() ? "," : "");
+          r.attnFloorMs, r.moeFloorMs, r.headFloorMs, r.pdl ? "true" : "false",
+          r.moeFused ? "true" : "false", i + 1 < results.size() ? "," : "");
     }
     std::fprintf(f, "]}\n");
     std::fclose(f);

@@ -12,7 +12,12 @@
 // device idles while the host enqueues), and `graph_us`, the per-call time
 // of kGraphCalls calls captured into one CUDA graph and replayed (the
 // device-side cost a runtime that launches ahead or uses graphs sees). The
-// fractions use graph_us.
+// graph time is taken twice, with programmatic dependent launch on
+// (`graph_us`) and off (`nopdl_us`, the kernels launched without the
+// attribute, i.e. full serialization between consecutive calls), both
+// captured and replayed in the same process. The fractions use graph_us.
+// The MoE block is timed at T = 1, 4 (fused small-T path), 8, 32 and at
+// T = 1 on the grouped path ("grouped") for comparison.
 //
 // Usage: crosspool-kbench [--reps N]
 //
@@ -79,7 +84,7 @@ void *randomBf16(size_t count, uint32_t seed, float scale = 0.05f) {
 }
 
 constexpr int kGraphCalls = 20;
-double gGraphMs = 0;
+double gGraphMs = 0, gGraphNoPdlMs = 0;
 
 /// Per-call milliseconds of fn(0..kGraphCalls-1) captured into a graph:
 /// median over replays.
@@ -115,8 +120,11 @@ double graphMs(const std::function<void(int)> &fn) {
 }
 
 /// Median milliseconds of `fn(rep)` over gReps samples, after 3 warm-ups;
-/// also sets gGraphMs.
+/// also sets gGraphMs (PDL on) and gGraphNoPdlMs (PDL off).
 double medianMs(const std::function<void(int)> &fn) {
+  cudak::setPdlEnabled(false);
+  gGraphNoPdlMs = graphMs(fn);
+  cudak::setPdlEnabled(true);
   gGraphMs = graphMs(fn);
   cudaEvent_t a, b;
   KB_CHECK(cudaEventCreate(&a));
@@ -142,14 +150,14 @@ double medianMs(const std::function<void(int)> &fn) {
 
 struct Row {
   std::string name;
-  double ms, graphMs, bytes;
+  double ms, graphMs, graphNoPdlMs, bytes;
 };
 std::vector<Row> gRows;
 
 void report(const std::string &name, double ms, double bytes) {
-  gRows.push_back({name, ms, gGraphMs, bytes});
-  std::fprintf(stderr, "  %-44s %9.1f us %9.1f us\n", name.c_str(), ms * 1e3,
-               gGraphMs * 1e3);
+  gRows.push_back({name, ms, gGraphMs, gGraphNoPdlMs, bytes});
+  std::fprintf(stderr, "  %-44s %9.1f us %9.1f us (no PDL %9.1f us)\n",
+               name.c_str(), ms * 1e3, gGraphMs * 1e3, gGraphNoPdlMs * 1e3);
 }
 
 /// Copies needed so the working set exceeds L2 several times.
@@ -217,6 +225,7 @@ int main(int argc, char **argv) {
   };
   for (Gemv g : {Gemv{"gemv q_proj 2048->4096 T=1", 2048, 4096, 1},
                  Gemv{"gemv k_proj 2048->512 T=1", 2048, 512, 1},
+                 Gemv{"gemv router 2048->128 T=1", 2048, 128, 1},
                  Gemv{"gemv o_proj 4096->2048 T=1", 4096, 2048, 1},
                  Gemv{"gemv q_proj 2048->4096 T=8", 2048, 4096, 8},
                  Gemv{"gemv q_proj 2048->4096 T=16", 2048, 4096, 16}}) {
@@ -236,6 +245,54 @@ int main(int argc, char **argv) {
       KB_CHECK(cudaFree(p));
     KB_CHECK(cudaFree(x));
     KB_CHECK(cudaFree(y));
+  }
+
+  // 2a. add + RMSNorm of one decode row (latency-bound: one block).
+  for (int64_t T : {1, 8}) {
+    const int64_t H = 2048;
+    void *h = randomBf16(size_t(T * H), 20, 1.0f);
+    void *d = randomBf16(size_t(T * H), 21, 0.01f);
+    void *w = randomBf16(size_t(H), 22, 1.0f), *y = nullptr;
+    KB_CHECK(cudaMalloc(&y, size_t(T * H * 2)));
+    double ms = medianMs([&](int) {
+      KB_OK(cudak::addRmsNorm(h, d, w, 1e-6f, T, H, y, cudak::DType::kBF16,
+                              gStream));
+    });
+    char name[96];
+    std::snprintf(name, sizeof name, "add+rmsnorm H=2048 T=%lld", (long long)T);
+    report(name, ms, 2.0 * (4.0 * T * H + H));
+    for (void *p : {h, d, w, y})
+      KB_CHECK(cudaFree(p));
+  }
+
+  // 2b. q, k, v projections in one launch (linearMulti), as attention()
+  // runs them, against the three separate GEMVs above.
+  for (int64_t T : {1, 8}) {
+    const int64_t in = 2048, outs[3] = {4096, 512, 512};
+    const double wBytes = double(in) * (outs[0] + outs[1] + outs[2]) * 2;
+    const int n = rotations(wBytes, l2);
+    std::vector<void *> wq;
+    for (int i = 0; i < 3 * n; ++i)
+      wq.push_back(randomBf16(size_t(in * outs[i % 3]), 40 + i));
+    void *x = randomBf16(size_t(T * in), 9, 1.0f), *y[3];
+    for (int i = 0; i < 3; ++i)
+      KB_CHECK(cudaMalloc(&y[i], size_t(T * outs[i] * 2)));
+    double ms = medianMs([&](int r) {
+      cudak::LinearSeg segs[3];
+      for (int i = 0; i < 3; ++i)
+        segs[i] = {wq[3 * (r % n) + i], nullptr, outs[i], y[i]};
+      KB_OK(cudak::linearMulti(x, T, in, segs, 3, cudak::DType::kBF16, ctx,
+                               cudak::LinearAlgo::kGemv));
+    });
+    char name[96];
+    std::snprintf(name, sizeof name, "gemv qkv 2048->4096+512+512 T=%lld",
+                  (long long)T);
+    report(name, ms, wBytes + 2.0 * T * (in + 5120));
+    for (void *p : wq)
+      KB_CHECK(cudaFree(p));
+    KB_CHECK(cudaFree(x));
+    for (void *p : y)
+      KB_CHECK(cudaFree(p));
   }
 
   // 3. MoE block: 128 experts, top-8, intermediate 768, hidden 2048.
@@ -268,7 +325,14 @@ int main(int argc, char **argv) {
     p.topK = K;
     p.normTopkProb = true;
     p.intermediate = I;
-    for (int64_t T : {1, 8, 32}) {
+    struct MoeRun {
+      int64_t T;
+      bool fused;
+    };
+    for (MoeRun run : {MoeRun{1, true}, MoeRun{1, false}, MoeRun{4, true},
+                       MoeRun{8, true}, MoeRun{32, true}}) {
+      const int64_t T = run.T;
+      cudak::setMoeFusedEnabled(run.fused);
       void *x = randomBf16(size_t(T * H), 200 + T, 1.0f), *y = nullptr;
       int32_t *idx = nullptr;
       KB_CHECK(cudaMalloc(&y, size_t(T * H * 2)));
@@ -285,8 +349,10 @@ int main(int argc, char **argv) {
       const double distinct =
           double(std::unique(h.begin(), h.end()) - h.begin());
       char name[96];
-      std::snprintf(name, sizeof name, "moe E=128 k=8 I=768 T=%lld (%d exp)",
-                    (long long)T, int(distinct));
+      std::snprintf(name, sizeof name, "moe E=128 k=8 I=768 T=%lld (%d exp)%s",
+                    (long long)T, int(distinct),
+                    T <= 4 && !run.fused ? " grouped" : "");
+      cudak::setMoeFusedEnabled(true);
       report(name, ms, distinct * expertBytes + E * H * 2.0 + 4.0 * T * H);
       KB_CHECK(cudaFree(x));
       KB_CHECK(cudaFree(y));
@@ -355,14 +421,15 @@ int main(int argc, char **argv) {
 
   std::printf("crosspool-kbench on %s (median of %d, device events)\n",
               prop.name, gReps);
-  std::printf("%-40s %9s %9s %9s %8s %8s %8s\n", "kernel", "stream_us",
-              "graph_us", "MB", "GB/s", "of_copy", "stream%");
+  std::printf("%-44s %9s %9s %9s %9s %8s %8s %8s\n", "kernel", "stream_us",
+              "graph_us", "nopdl_us", "MB", "GB/s", "of_copy", "stream%");
   for (const Row &r : gRows) {
     double gbs = r.bytes / (r.graphMs * 1e-3) / 1e9;
     double sgbs = r.bytes / (r.ms * 1e-3) / 1e9;
-    std::printf("%-40s %9.1f %9.1f %9.2f %8.0f %7.0f%% %7.0f%%\n",
-                r.name.c_str(), r.ms * 1e3, r.graphMs * 1e3, r.bytes / 1e6,
-                gbs, 100.0 * gbs / copyGBs, 100.0 * sgbs / copyGBs);
+    std::printf("%-44s %9.1f %9.1f %9.1f %9.2f %8.0f %7.0f%% %7.0f%%\n",
+                r.name.c_str(), r.ms * 1e3, r.graphMs * 1e3,
+                r.graphNoPdlMs * 1e3, r.bytes / 1e6, gbs, 100.0 * gbs / copyGBs,
+                100.0 * sgbs / copyGBs);
   }
   cublasDestroy(blas);
   KB_CHECK(cudaFree(ws));

@@ -41,8 +41,10 @@ TEST_P(ElementwiseCudaTest, EmbedGathersRowsAndFlagsBadIds) {
 
 TEST_P(ElementwiseCudaTest, AddRmsNormMatchesCpu) {
   const DType dt = GetParam();
+  // H covers 1, 2 and 4 16-byte chunks per thread on the register-row kernel
+  // and rows too long for it (12288 bf16, 8192 fp32) or unaligned (100 bf16).
   for (int64_t T : {1, 8, 37})
-    for (int64_t H : {64, 2048, 100}) {
+    for (int64_t H : {64, 2048, 100, 4096, 8192, 12288}) {
       uint32_t seed = uint32_t(T * 1000 + H);
       std::vector<float> h = storageRound(randomVec(T * H, seed, 2.0f), dt);
       std::vector<float> d = storageRound(randomVec(T * H, seed + 1), dt);
@@ -203,6 +205,118 @@ TEST_P(LinearCudaTest, MatchesCpuAcrossShapes) {
           dt == DType::kF32 ? 1e-5 : 1e-4)
           << "lm_head T=" << T << " in=" << s.in;
     }
+}
+
+// Three weights sharing x in one launch (the q/k/v projections), row
+// counts that do not fill the last 8-row block, biases on two of them.
+TEST_P(LinearCudaTest, MultiMatchesCpuPerWeight) {
+  const DType dt = GetParam().dt;
+  const LinearAlgo algo = GetParam().algo;
+  BlockContext ctx;
+  ctx.blas = blas_;
+  const int64_t in = 512;
+  const int64_t outs[3] = {384, 64, 76};
+  const bool hasBias[3] = {true, false, true};
+  for (int64_t T : {1, 3, 16, 37}) {
+    const uint32_t seed = uint32_t(5000 + T);
+    std::vector<float> x = storageRound(randomVec(T * in, seed), dt);
+    DeviceBuffer dx = upload(x, dt);
+    std::vector<std::vector<float>> w(3), b(3);
+    std::vector<DeviceBuffer> dw, db, dy;
+    LinearSeg segs[3];
+    for (int i = 0; i < 3; ++i) {
+      w[i] = storageRound(randomVec(outs[i] * in, seed + 10 * i + 1, 0.1f), dt);
+      b[i] = storageRound(randomVec(outs[i], seed + 10 * i + 2), dt);
+      dw.push_back(upload(w[i], dt));
+      db.push_back(upload(b[i], dt));
+      dy.push_back(DeviceBuffer(T * outs[i] * dtypeBytes(dt)));
+      dy.back().poison();
+      segs[i] = {dw.back().get(), hasBias[i] ? db.back().get() : nullptr,
+                 outs[i], dy.back().get()};
+    }
+    CP_ASSERT_OK(linearMulti(dx.get(), T, in, segs, 3, dt, ctx, algo));
+    CP_ASSERT_SYNC();
+    for (int i = 0; i < 3; ++i) {
+      std::vector<float> ref(T * outs[i]);
+      cpu::linear(x.data(), w[i].data(), hasBias[i] ? b[i].data() : nullptr, T,
+                  in, outs[i], ref.data());
+      EXPECT_LE(relErr(download(dy[i].get(), T * outs[i], dt), ref),
+                tolerance(dt))
+          << "T=" << T << " weight " << i;
+    }
+  }
+  float dummy = 0;
+  LinearSeg one{&dummy, nullptr, 1, &dummy};
+  EXPECT_EQ(linearMulti(&dummy, 1, 4, &one, 0, dt, ctx).code(),
+            absl::StatusCode::kInvalidArgument);
+  LinearSeg four[4] = {one, one, one, one};
+  EXPECT_EQ(linearMulti(&dummy, 1, 4, four, 4, dt, ctx).code(),
+            absl::StatusCode::kInvalidArgument);
+  LinearSeg noOut = one;
+  noOut.y = nullptr;
+  EXPECT_EQ(linearMulti(&dummy, 1, 4, &noOut, 1, dt, ctx).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// PDL launches whose stream predecessor is not one of our kernels: a GEMV
+// reading what cuBLAS just wrote, and one reading what an async copy just
+// uploaded, back to back on a non-blocking stream with no synchronization
+// in between, with PDL on and off.
+TEST_P(LinearCudaTest, GemvAfterCublasAndAfterCopy) {
+  const DType dt = GetParam().dt;
+  const int64_t T = 3, in = 256, mid = 192, out = 320;
+  std::vector<float> x = storageRound(randomVec(T * in, 61), dt);
+  std::vector<float> w1 = storageRound(randomVec(mid * in, 62, 0.1f), dt);
+  std::vector<float> w2 = storageRound(randomVec(out * mid, 63, 0.1f), dt);
+  DeviceBuffer dx = upload(x, dt), dw1 = upload(w1, dt), dw2 = upload(w2, dt);
+  std::vector<float> h(T * mid), ref(T * out), ref2(T * mid);
+  cpu::linear(x.data(), w1.data(), nullptr, T, in, mid, h.data());
+  h = storageRound(h, dt);
+  cpu::linear(h.data(), w2.data(), nullptr, T, mid, out, ref.data());
+  cudaStream_t stream = nullptr;
+  CP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  BlockContext ctx;
+  ctx.blas = blas_;
+  ctx.stream = stream;
+  for (bool pdl : {true, false}) {
+    setPdlEnabled(pdl);
+    DeviceBuffer dh(T * mid * dtypeBytes(dt)), dy(T * out * dtypeBytes(dt));
+    dh.poison();
+    dy.poison();
+    CP_ASSERT_SYNC();
+    CP_ASSERT_OK(linear(dx.get(), dw1.get(), nullptr, T, in, mid, dh.get(), dt,
+                        ctx, LinearAlgo::kBlas));
+    CP_ASSERT_OK(linear(dh.get(), dw2.get(), nullptr, T, mid, out, dy.get(), dt,
+                        ctx, LinearAlgo::kGemv));
+    CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+    EXPECT_LE(relErr(download(dy.get(), T * out, dt), ref), 2 * tolerance(dt))
+        << "after cuBLAS, pdl " << pdl;
+
+    // The same first layer's input uploaded by an async copy right before.
+    std::vector<uint16_t> hb(x.size());
+    std::vector<float> hostX = x;
+    const void *src = hostX.data();
+    size_t bytes = x.size() * 4;
+    if (dt == DType::kBF16) {
+      for (size_t i = 0; i < x.size(); ++i)
+        hb[i] = toBf16(x[i]);
+      src = hb.data();
+      bytes = hb.size() * 2;
+    }
+    DeviceBuffer dx2(bytes), dh2(T * mid * dtypeBytes(dt));
+    dx2.poison();
+    dh2.poison();
+    CP_ASSERT_SYNC();
+    CP_ASSERT_CUDA(
+        cudaMemcpyAsync(dx2.get(), src, bytes, cudaMemcpyHostToDevice, stream));
+    CP_ASSERT_OK(linear(dx2.get(), dw1.get(), nullptr, T, in, mid, dh2.get(),
+                        dt, ctx, LinearAlgo::kGemv));
+    CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+    EXPECT_LE(relErr(download(dh2.get(), T * mid, dt), h), tolerance(dt))
+        << "after a copy, pdl " << pdl;
+  }
+  setPdlEnabled(true);
+  cudaStreamDestroy(stream);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -33,12 +33,17 @@ protected:
       cublasDestroy(blas_);
   }
 
-  void check(const MoeCase &c, int64_t T, uint32_t seed) {
+  /// `fused`: whether moe() may take the fused small-T path (T <= 4).
+  void check(const MoeCase &c, int64_t T, uint32_t seed, bool fused = true) {
     const DType dt = GetParam();
     SCOPED_TRACE(::testing::Message()
-                 << dtypeName(dt) << " E=" << c.E << " K=" << c.K
-                 << " H=" << c.H << " I=" << c.I << " T=" << T
-                 << " shared=" << c.sharedI << " norm=" << c.norm);
+                 << dtypeName(dt) << " E=" << c.E << " K=" << c.K << " H="
+                 << c.H << " I=" << c.I << " T=" << T << " shared=" << c.sharedI
+                 << " norm=" << c.norm << " fused=" << fused);
+    struct Restore {
+      ~Restore() { setMoeFusedEnabled(true); }
+    } restore;
+    setMoeFusedEnabled(fused);
     const float ws = 2.0f / std::sqrt(float(c.H));
     // A large router scale makes routing decisive, as in trained models.
     std::vector<float> router =
@@ -215,6 +220,185 @@ TEST_P(MoeCudaTest, ManyTokensPerExpertOnTheMmaPath) {
 
 TEST_P(MoeCudaTest, OddSizesTakeTheScalarPath) {
   check(MoeCase{6, 3, 70, 45, false, 30, true}, 5, 700);
+  check(MoeCase{6, 3, 70, 45, false, 30, true}, 3, 701); // fused, FMA
+}
+
+// The fused small-T path (router + top-k + grouping in one launch, down
+// projection + weighted combine in another) at T = 1 and 3, with and without
+// renormalization, with a gated and an ungated shared expert, against the
+// CPU kernels; and the grouped path at the same T for comparison.
+TEST_P(MoeCudaTest, FusedSmallT) {
+  for (int64_t T : {1, 3})
+    for (bool norm : {false, true}) {
+      const uint32_t seed = uint32_t(900 + 10 * T + norm);
+      check(MoeCase{128, 8, 256, 64, norm, 0, false}, T, seed);
+      check(MoeCase{8, 2, 128, 64, norm, 160, true}, T, seed + 100);
+      check(MoeCase{8, 2, 128, 64, norm, 96, false}, T, seed + 200);
+      check(MoeCase{8, 8, 64, 32, norm, 0, false}, T, seed + 300); // K = E
+    }
+  check(MoeCase{128, 8, 256, 64, true, 0, false}, 4, 990); // largest fused T
+}
+
+TEST_P(MoeCudaTest, GroupedPathAtSmallT) {
+  for (int64_t T : {1, 3}) {
+    check(MoeCase{128, 8, 256, 64, true, 0, false}, T, uint32_t(1000 + T),
+          /*fused=*/false);
+    check(MoeCase{8, 2, 128, 64, false, 160, true}, T, uint32_t(1100 + T),
+          /*fused=*/false);
+  }
+}
+
+/// One MoE layer's weights on the host (rounded to the storage type), on the
+/// device, and as the CPU kernel's view.
+struct MoeModel {
+  MoeParams p;
+  std::vector<float> router, sg, su, sd, sgate;
+  std::vector<std::vector<float>> gate, up, down;
+  std::vector<cpu::ExpertWeights> cpuExperts;
+  cpu::MoeWeights cw;
+  std::vector<DeviceBuffer> bufs;
+  MoeWeights w;
+
+  MoeModel(const MoeCase &c, DType dt, uint32_t seed) {
+    p.hidden = c.H;
+    p.numExperts = c.E;
+    p.topK = c.K;
+    p.normTopkProb = c.norm;
+    p.intermediate = c.I;
+    p.sharedIntermediate = c.sharedI;
+    const float ws = 2.0f / std::sqrt(float(c.H));
+    router = storageRound(randomVec(c.E * c.H, seed, 8.0f * ws), dt);
+    gate.resize(c.E);
+    up.resize(c.E);
+    down.resize(c.E);
+    for (int32_t e = 0; e < c.E; ++e) {
+      gate[e] = storageRound(randomVec(c.I * c.H, seed + 10 * e + 1, ws), dt);
+      up[e] = storageRound(randomVec(c.I * c.H, seed + 10 * e + 2, ws), dt);
+      down[e] = storageRound(
+          randomVec(c.H * c.I, seed + 10 * e + 3, 2.0f / std::sqrt(float(c.I))),
+          dt);
+    }
+    cpuExperts.resize(c.E);
+    for (int32_t e = 0; e < c.E; ++e)
+      cpuExperts[e] = {gate[e].data(), up[e].data(), down[e].data()};
+    cw.router = router.data();
+    cw.experts = cpuExperts.data();
+    std::vector<ExpertPtrs> table(c.E);
+    for (int32_t e = 0; e < c.E; ++e) {
+      bufs.push_back(upload(gate[e], dt));
+      table[e].gate = bufs.back().get();
+      bufs.push_back(upload(up[e], dt));
+      table[e].up = bufs.back().get();
+      bufs.push_back(upload(down[e], dt));
+      table[e].down = bufs.back().get();
+    }
+    bufs.push_back(DeviceBuffer(table.size() * sizeof(ExpertPtrs)));
+    cudaMemcpy(bufs.back().get(), table.data(),
+               table.size() * sizeof(ExpertPtrs), cudaMemcpyHostToDevice);
+    w.experts = bufs.back().as<ExpertPtrs>();
+    bufs.push_back(upload(router, dt));
+    w.router = bufs.back().get();
+    if (c.sharedI) {
+      sg = storageRound(randomVec(c.sharedI * c.H, seed + 7001, ws), dt);
+      su = storageRound(randomVec(c.sharedI * c.H, seed + 7002, ws), dt);
+      sd = storageRound(randomVec(c.H * c.sharedI, seed + 7003,
+                                  2.0f / std::sqrt(float(c.sharedI))),
+                        dt);
+      cw.shared = {sg.data(), su.data(), sd.data()};
+      bufs.push_back(upload(sg, dt));
+      w.shared.gate = bufs.back().get();
+      bufs.push_back(upload(su, dt));
+      w.shared.up = bufs.back().get();
+      bufs.push_back(upload(sd, dt));
+      w.shared.down = bufs.back().get();
+      if (c.sharedGate) {
+        sgate = storageRound(randomVec(c.H, seed + 7004, ws), dt);
+        cw.sharedGate = sgate.data();
+        bufs.push_back(upload(sgate, dt));
+        w.sharedGate = bufs.back().get();
+      }
+    }
+  }
+
+  std::vector<float> cpuMoe(const std::vector<float> &x, int64_t T) const {
+    std::vector<float> ref(T * p.hidden);
+    EXPECT_TRUE(cpu::moe(x.data(), T, cw, p, ref.data()).ok());
+    return ref;
+  }
+};
+
+// A captured graph of the fused path replayed three times with different
+// inputs: routeFusedKernel's last-block counter must be back at zero after
+// every replay (a stale counter leaves the routing, and so the output, of the
+// previous input). Also: the graph's result is bit-identical to eager runs
+// with PDL on and off (every kernel is deterministic).
+TEST_P(MoeCudaTest, FusedGraphReplaysResetTheCounter) {
+  const DType dt = GetParam();
+  for (int64_t T : {1, 3}) {
+    SCOPED_TRACE(::testing::Message() << dtypeName(dt) << " T=" << T);
+    const MoeCase c{16, 4, 128, 64, true, 96, true};
+    MoeModel m(c, dt, uint32_t(1200 + T));
+    std::vector<std::vector<float>> xs, refs;
+    for (uint32_t i = 0; i < 2; ++i) {
+      xs.push_back(storageRound(randomVec(T * c.H, 1300 + 7 * i + T), dt));
+      refs.push_back(m.cpuMoe(xs.back(), T));
+    }
+    DeviceBuffer dx(T * c.H * dtypeBytes(dt)), y(T * c.H * dtypeBytes(dt)),
+        ws(moeWorkspaceBytes(T, m.p));
+    ws.poison(); // the counter must not live in (uninitialized) workspace
+    CP_ASSERT_SYNC();
+    cudaStream_t stream = nullptr;
+    CP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    BlockContext ctx;
+    ctx.stream = stream;
+    ctx.workspace = ws.get();
+    ctx.workspaceBytes = int64_t(ws.bytes());
+    auto setX = [&](int i) {
+      DeviceBuffer src = upload(xs[i], dt);
+      CP_ASSERT_CUDA(cudaMemcpyAsync(dx.get(), src.get(), dx.bytes(),
+                                     cudaMemcpyDeviceToDevice, stream));
+      CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+    };
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    CP_ASSERT_CUDA(
+        cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    absl::Status enq = moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx);
+    CP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+    CP_ASSERT_OK(enq);
+    CP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    std::vector<std::vector<float>> graphOut(2);
+    for (int rep = 0; rep < 3; ++rep) {
+      const int i = rep % 2;
+      setX(i);
+      y.poison(); // legacy stream: finish it before the non-blocking one
+      CP_ASSERT_SYNC();
+      CP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+      CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+      std::vector<float> got = download(y.get(), T * c.H, dt);
+      EXPECT_LE(relErr(got, refs[i]), tolerance(dt)) << "replay " << rep;
+      if (rep < 2)
+        graphOut[i] = got;
+      else
+        EXPECT_EQ(got, graphOut[i]) << "replays of one input differ";
+    }
+    for (bool pdl : {true, false}) {
+      setPdlEnabled(pdl);
+      for (int i = 0; i < 2; ++i) {
+        setX(i);
+        y.poison();
+        CP_ASSERT_SYNC();
+        CP_ASSERT_OK(moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx));
+        CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+        EXPECT_EQ(download(y.get(), T * c.H, dt), graphOut[i])
+            << "eager, pdl " << pdl << ", input " << i;
+      }
+    }
+    setPdlEnabled(true);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(stream);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, MoeCudaTest,
