@@ -19,8 +19,9 @@ if [ "${1:-}" = "--stage" ]; then
   BUILD=${2:?usage: gpu-check.sh --stage BUILD_DIR [COMPILER]}
   COMPILE=${3:-$ROOT/build/bin/crosspool-compile}
   mkdir -p "$BIN" "$PLANS"
-  cp "$BUILD/unittests/CudaBackendTest" "$BUILD/bin/crosspool-run" \
-     "$BUILD/bin/crosspool-decode-bench" "$BIN/"
+  cp "$BUILD/unittests/CudaBackendTest" "$BUILD/unittests/KernelsCudaTest" \
+     "$BUILD/unittests/SyntheticFillCudaTest" "$BUILD/bin/crosspool-run" \
+     "$BUILD/bin/crosspool-decode-bench" "$BUILD/bin/crosspool-kbench" "$BIN/" || exit 1
   for d in "$ROOT"/test/data/models/*/; do
     m=$(basename "$d")
     "$COMPILE" "$d" -o "$PLANS/$m.cpplan" || exit 1
@@ -36,7 +37,17 @@ export CROSSPOOL_TEST_MODELS=$ROOT/test/data/models
 export CROSSPOOL_TEST_PLANS=$PLANS
 nvidia-smi -L > "$OUT/device.txt" 2>&1
 
-echo "== CudaBackendTest" | tee "$OUT/summary.txt"
+echo "== KernelsCudaTest (PDL on, then off)" | tee "$OUT/summary.txt"
+timeout 120 "$BIN/KernelsCudaTest" > "$OUT/kernels-test.log" 2>&1
+echo "rc=$?" >> "$OUT/summary.txt"
+grep -E "PASSED|FAILED|SKIPPED \]" "$OUT/kernels-test.log" | tail -20 >> "$OUT/summary.txt"
+CROSSPOOL_PDL=0 timeout 120 "$BIN/KernelsCudaTest" > "$OUT/kernels-test-nopdl.log" 2>&1
+echo "rc=$? (CROSSPOOL_PDL=0)" >> "$OUT/summary.txt"
+grep -E "PASSED|FAILED  \]" "$OUT/kernels-test-nopdl.log" | tail -10 >> "$OUT/summary.txt"
+timeout 60 "$BIN/SyntheticFillCudaTest" > "$OUT/synthetic-fill-test.log" 2>&1
+echo "SyntheticFillCudaTest rc=$?" >> "$OUT/summary.txt"
+
+echo "== CudaBackendTest" | tee -a "$OUT/summary.txt"
 timeout 150 "$BIN/CudaBackendTest" > "$OUT/cuda-backend-test.log" 2>&1
 echo "rc=$?" >> "$OUT/summary.txt"
 grep -E "^\[cuda|PASSED|FAILED|SKIPPED \]" "$OUT/cuda-backend-test.log" | tail -60 >> "$OUT/summary.txt"
@@ -57,6 +68,16 @@ echo -n "bad precision: " >> "$OUT/summary.txt"
 echo "rc=$?" >> "$OUT/summary.txt"
 
 if [ -z "${SKIP_BENCH:-}" ]; then
+  echo "== decode bench A/B: PDL x fused MoE routing (Qwen3-30B-A3B, B 1 and 8, C 1K)" >> "$OUT/summary.txt"
+  timeout 150 "$BIN/crosspool-decode-bench" --model qwen3-30b-a3b --batches 1,8 --contexts 1024 \
+    --reps ${BENCH_REPS:-20} --pdl both --moe-fused both --json "$OUT/decode-bench-ab.json" \
+    > "$OUT/decode-bench-ab.md" 2> "$OUT/decode-bench-ab.log"
+  echo "rc=$?" >> "$OUT/summary.txt"
+  cat "$OUT/decode-bench-ab.md" >> "$OUT/summary.txt"
+  echo "== kernel microbenchmarks" >> "$OUT/summary.txt"
+  timeout 90 "$BIN/crosspool-kbench" --reps 50 > "$OUT/kbench.md" 2> "$OUT/kbench.log"
+  echo "rc=$?" >> "$OUT/summary.txt"
+  cat "$OUT/kbench.md" >> "$OUT/summary.txt"
   echo "== decode bench" >> "$OUT/summary.txt"
   timeout ${BENCH_TIMEOUT:-240} "$BIN/crosspool-decode-bench" --reps ${BENCH_REPS:-20} \
     --json "$OUT/decode-bench.json" > "$OUT/decode-bench.md" 2> "$OUT/decode-bench.log"

@@ -60,21 +60,27 @@ def plot_kv_pages(plt, report, out):
                              sharex=True, squeeze=False)
     for ax, run in zip(axes[:, 0], runs):
         kv = run["kv_over_time"]
-        ax.plot([s["t"] for s in kv], [s["pages"] for s in kv],
+        # KV in physical chunks (CUDA: 2 MiB chunks; CPU: pages).
+        ax.plot([s["t"] for s in kv], [s["chunks"] for s in kv],
                 drawstyle="steps-post", label="in use (all)")
         names = run["kv_groups"]["names"]
         if len(names) > 1:  # per-GPU / per-partition budgets
             for g, name in enumerate(names):
                 ax.plot([s["t"] for s in kv],
-                        [s["group_pages"][g] for s in kv],
+                        [s["group_chunks"][g] for s in kv],
                         drawstyle="steps-post", linewidth=0.7, alpha=0.7,
-                        label=f"{name} (cap {run['kv_groups']['pages'][g]})")
-        ax.axhline(run["kv_pages_capacity"], color="gray", linestyle="--",
+                        label=f"{name} (cap {run['kv_groups']['chunks'][g]})")
+        ax.axhline(run["kv_chunks_capacity"], color="gray", linestyle="--",
                    label="capacity")
-        ax.set_ylabel("KV pages")
-        ax.set_title(f"{run['mode']}: peak {run['kv_pages_peak']} of "
-                     f"{run['kv_pages_capacity']}, "
-                     f"{run['overall']['preemptions']} preemptions",
+        gib = run.get("kv_chunk_bytes", 0) / 2**30
+        ax.set_ylabel("KV chunks")
+        ax.set_title(f"{run['mode']}: peak {run['kv_chunks_peak']} of "
+                     f"{run['kv_chunks_capacity']} chunks "
+                     f"({run['kv_chunks_peak'] * gib:.2f} of "
+                     f"{run['kv_chunks_capacity'] * gib:.2f} GiB), "
+                     f"{run['overall']['preemptions']} preemptions"
+                     + (", STOPPED BY WALL CAP"
+                        if run.get("stopped_by_wall_cap") else ""),
                      fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize=7)

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace crosspool::runtime::cuda {
 
@@ -35,6 +36,9 @@ public:
   int64_t pagesFor(int64_t numTokens) const override {
     return numTokens <= 0 ? 0 : kv_->pagesFor(numTokens);
   }
+  int64_t chunksInUse() const override { return kv_->chunksMapped(); }
+  int64_t pagesPerChunk() const override { return kv_->pagesPerChunk(); }
+  size_t pageBytes() const override { return size_t(kv_->pageStride()); }
   int64_t pagesHeld(SequenceId seq) const override {
     int64_t pages = 0;
     for (int l = 0; l < kv_->numLayers(); ++l)
@@ -88,10 +92,11 @@ CudaBackend::create(const RuntimeOptions &options) {
   b->tokensPerPage_ = options.tokensPerPage;
   b->roundWeightsToBf16_ = options.roundWeightsToBf16;
   b->useGraphs_ = options.useGraphs;
-  CP_ASSIGN_OR_RETURN(b->chunks_,
-                      PhysicalChunkPool::create(options.cudaDevice,
-                                                options.kvChunks,
-                                                options.kvChunkBytes));
+  CP_ASSIGN_OR_RETURN(
+      b->chunks_,
+      PhysicalChunkPool::create(options.cudaDevice, options.kvChunks,
+                                options.kvChunkBytes, options.kvMaxChunks));
+  b->device_ = options.cudaDevice;
   b->kvArena_ = std::make_unique<DeviceWeightArena>(options.kvPoolWeightBudget,
                                                     "KV pool weights");
   b->weightsArena_ = std::make_unique<DeviceWeightArena>(
@@ -166,6 +171,20 @@ size_t CudaBackend::kvPageBytes() const {
   for (const auto &entry : models_)
     stride = std::max(stride, entry.second->kv().pageStride());
   return size_t(stride);
+}
+
+absl::Status CudaBackend::growKvPool(int64_t chunks) {
+  if (chunks > std::numeric_limits<int32_t>::max())
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV pool: cannot grow to ", chunks, " chunks"));
+  return chunks_->grow(static_cast<int32_t>(chunks));
+}
+
+absl::StatusOr<std::pair<size_t, size_t>> CudaBackend::deviceMemory() const {
+  CP_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
+  size_t freeBytes = 0, totalBytes = 0;
+  CP_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&freeBytes, &totalBytes));
+  return std::make_pair(freeBytes, totalBytes);
 }
 
 const VirtualKvSpace *CudaBackend::kvSpace(ModelId model) const {

@@ -62,6 +62,12 @@ public:
   int64_t kvPagesTotal() const override;
   /// The largest page stride of the loaded models (0 with none).
   size_t kvPageBytes() const override;
+  int64_t kvChunksTotal() const override { return chunks_->numChunks(); }
+  size_t kvChunkBytes() const override { return chunks_->chunkBytes(); }
+  /// Creates chunks up to `chunks` (RuntimeOptions::kvMaxChunks bounds it).
+  absl::Status growKvPool(int64_t chunks) override;
+  /// cudaMemGetInfo of the backend's device.
+  absl::StatusOr<std::pair<size_t, size_t>> deviceMemory() const override;
 
   const PhysicalChunkPool &kvChunkPool() const { return *chunks_; }
   /// The model's KV space (nullptr for an unknown id): tests read chunk ids.
@@ -78,6 +84,7 @@ private:
   }
 
   kernels::cuda::DType dtype_ = kernels::cuda::DType::kF32;
+  int device_ = 0;
   int32_t tokensPerPage_ = 16;
   bool roundWeightsToBf16_ = false;
   bool useGraphs_ = true;

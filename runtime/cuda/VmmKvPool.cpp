@@ -28,10 +28,15 @@ CUmemAllocationProp deviceProp(int device) {
 } // namespace
 
 absl::StatusOr<std::unique_ptr<PhysicalChunkPool>>
-PhysicalChunkPool::create(int device, int32_t numChunks, size_t chunkBytes) {
+PhysicalChunkPool::create(int device, int32_t numChunks, size_t chunkBytes,
+                          int32_t maxChunks) {
   if (numChunks <= 0)
     return absl::InvalidArgumentError(absl::StrCat(
         "KV pool: expects at least one physical chunk but got ", numChunks));
+  if (maxChunks != 0 && maxChunks < numChunks)
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV pool: the chunks it may grow to (", maxChunks,
+                     ") are fewer than its ", numChunks, " chunks"));
   // The runtime API creates (and makes current) the primary context that the
   // driver calls below use.
   CP_CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
@@ -51,22 +56,43 @@ PhysicalChunkPool::create(int device, int32_t numChunks, size_t chunkBytes) {
   std::unique_ptr<PhysicalChunkPool> pool(new PhysicalChunkPool());
   pool->device_ = device;
   pool->chunkBytes_ = chunkBytes;
-  for (int32_t i = 0; i < numChunks; ++i) {
+  pool->capacity_ = std::max(numChunks, maxChunks);
+  CP_RETURN_IF_ERROR(pool->grow(numChunks));
+  return pool;
+}
+
+absl::Status PhysicalChunkPool::grow(int32_t numChunks) {
+  if (numChunks > capacity_)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV pool: cannot grow to ", numChunks, " chunks: room for ", capacity_,
+        " was reserved (RuntimeOptions::kvMaxChunks)"));
+  const int32_t before = static_cast<int32_t>(handles_.size());
+  if (numChunks <= before)
+    return absl::OkStatus();
+  CP_ASSIGN_OR_RETURN(const DriverApi *drv, driverApi());
+  CUmemAllocationProp prop = deviceProp(device_);
+  for (int32_t i = before; i < numChunks; ++i) {
     CUmemGenericAllocationHandle h;
-    CUresult res = drv.memCreate(&h, chunkBytes, &prop, 0);
+    CUresult res = drv->memCreate(&h, chunkBytes_, &prop, 0);
     if (res != CUDA_SUCCESS) {
       absl::Status st =
           driverErrorStatus(res, "cuMemCreate", __FILE__, __LINE__);
+      // All or nothing: the chunks made by this call go back.
+      while (int32_t(handles_.size()) > before) {
+        drv->memRelease(handles_.back());
+        handles_.pop_back();
+      }
       return absl::Status(st.code(),
                           absl::StrCat("KV pool: physical chunk ", i, " of ",
-                                       numChunks, " (", chunkBytes,
+                                       numChunks, " (", chunkBytes_,
                                        " bytes): ", st.message()));
     }
-    pool->handles_.push_back(h);
+    handles_.push_back(h);
   }
-  for (int32_t i = numChunks - 1; i >= 0; --i)
-    pool->free_.push_back(i);
-  return pool;
+  for (int32_t i = before; i < numChunks; ++i)
+    free_.push_back(i);
+  std::sort(free_.begin(), free_.end(), std::greater<int32_t>());
+  return absl::OkStatus();
 }
 
 PhysicalChunkPool::~PhysicalChunkPool() {
@@ -121,8 +147,10 @@ VirtualKvSpace::create(PhysicalChunkPool &pool,
         s->pageStride_, " bytes but a physical chunk has only ",
         pool.chunkBytes()));
   s->pagesPerChunk_ = static_cast<int32_t>(pool.chunkBytes() / s->pageStride_);
-  s->slots_.resize(pool.numChunks());
-  s->rangeBytes_ = pool.chunkBytes() * pool.numChunks();
+  s->slots_.resize(pool.capacity());
+  for (int32_t i = 0; i < pool.capacity(); ++i)
+    s->unmappedSlots_.insert(s->unmappedSlots_.end(), i);
+  s->rangeBytes_ = pool.chunkBytes() * pool.capacity();
   CP_ASSIGN_OR_RETURN(const DriverApi *drv, driverApi());
   CP_CU_RETURN_IF_ERROR(drv->memAddressReserve(&s->base_, s->rangeBytes_,
                                                pool.chunkBytes(), 0, 0));
@@ -159,6 +187,10 @@ absl::Status VirtualKvSpace::mapSlot(int32_t slot, int32_t chunk) {
   st.freePages.clear();
   for (int32_t i = pagesPerChunk_ - 1; i >= 0; --i)
     st.freePages.push_back(i);
+  unmappedSlots_.erase(slot);
+  openSlots_.insert(slot);
+  freeMappedPages_ += pagesPerChunk_;
+  ++chunksMapped_;
   return absl::OkStatus();
 }
 
@@ -167,24 +199,28 @@ void VirtualKvSpace::unmapSlot(int32_t slot) {
   SlotState &st = slots_[slot];
   drv->memUnmap(base_ + size_t(slot) * pool_.chunkBytes(), pool_.chunkBytes());
   pool_.release(st.chunk);
+  freeMappedPages_ -= int64_t(st.freePages.size());
+  --chunksMapped_;
+  openSlots_.erase(slot);
+  unmappedSlots_.insert(slot);
   st = SlotState();
 }
 
 absl::StatusOr<int32_t> VirtualKvSpace::allocPage() {
   // Fill mapped chunks before mapping another, lowest slot first.
-  int32_t emptySlot = -1;
-  for (size_t i = 0; i < slots_.size(); ++i) {
+  if (!openSlots_.empty()) {
+    int32_t i = *openSlots_.begin();
     SlotState &st = slots_[i];
-    if (st.chunk >= 0 && !st.freePages.empty()) {
-      int32_t idx = st.freePages.back();
-      st.freePages.pop_back();
-      ++st.used;
-      ++pagesInUse_;
-      return static_cast<int32_t>(i) * pagesPerChunk_ + idx;
-    }
-    if (st.chunk < 0 && emptySlot < 0)
-      emptySlot = static_cast<int32_t>(i);
+    int32_t idx = st.freePages.back();
+    st.freePages.pop_back();
+    if (st.freePages.empty())
+      openSlots_.erase(openSlots_.begin());
+    ++st.used;
+    --freeMappedPages_;
+    ++pagesInUse_;
+    return i * pagesPerChunk_ + idx;
   }
+  int32_t emptySlot = unmappedSlots_.empty() ? -1 : *unmappedSlots_.begin();
   if (emptySlot < 0)
     return absl::ResourceExhaustedError(
         absl::StrCat(name_, ": KV pool exhausted: virtual range full"));
@@ -201,6 +237,8 @@ void VirtualKvSpace::freePage(int32_t page) {
   int32_t slot = page / pagesPerChunk_;
   SlotState &st = slots_[slot];
   st.freePages.push_back(page % pagesPerChunk_);
+  openSlots_.insert(slot);
+  ++freeMappedPages_;
   --pagesInUse_;
   if (--st.used == 0)
     unmapSlot(slot);
@@ -222,10 +260,7 @@ absl::Status VirtualKvSpace::reserve(SequenceId seq, int64_t numTokens) {
     need += std::max<int64_t>(0, perLayer - int64_t(t.size()));
   if (need == 0)
     return absl::OkStatus();
-  int64_t room = int64_t(pool_.numFree()) * pagesPerChunk_;
-  for (const SlotState &st : slots_)
-    if (st.chunk >= 0)
-      room += int64_t(st.freePages.size());
+  int64_t room = int64_t(pool_.numFree()) * pagesPerChunk_ + freeMappedPages_;
   if (need > room)
     return absl::ResourceExhaustedError(absl::StrCat(
         name_, ": KV pool exhausted: sequence ", seq, " needs ", need,

@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,12 +48,19 @@ class PhysicalChunkPool {
 public:
   /// numChunks chunks of chunkBytes (0 = the device's recommended
   /// granularity; otherwise rounded up to the minimum granularity), all
-  /// created now, so the pool's memory is fixed at startup.
+  /// created now. The pool may later grow to maxChunks (0 = numChunks):
+  /// every VirtualKvSpace reserves addresses for that many.
   static absl::StatusOr<std::unique_ptr<PhysicalChunkPool>>
-  create(int device, int32_t numChunks, size_t chunkBytes = 0);
+  create(int device, int32_t numChunks, size_t chunkBytes = 0,
+         int32_t maxChunks = 0);
   ~PhysicalChunkPool();
   PhysicalChunkPool(const PhysicalChunkPool &) = delete;
   PhysicalChunkPool &operator=(const PhysicalChunkPool &) = delete;
+
+  /// Creates chunks until the pool has `numChunks` (never shrinks). All or
+  /// nothing: InvalidArgument beyond capacity(), the driver's error (e.g.
+  /// out of memory) when a chunk cannot be created.
+  absl::Status grow(int32_t numChunks);
 
   /// Takes a chunk (lowest free id first, so reuse is deterministic);
   /// ResourceExhausted when none is free.
@@ -63,6 +71,8 @@ public:
   size_t chunkBytes() const { return chunkBytes_; }
   int32_t numChunks() const { return static_cast<int32_t>(handles_.size()); }
   int32_t numFree() const { return static_cast<int32_t>(free_.size()); }
+  /// Chunks the pool may grow to.
+  int32_t capacity() const { return capacity_; }
   CUmemGenericAllocationHandle handle(int32_t chunk) const {
     return handles_[chunk];
   }
@@ -71,6 +81,7 @@ private:
   PhysicalChunkPool() = default;
   int device_ = 0;
   size_t chunkBytes_ = 0;
+  int32_t capacity_ = 0;
   std::vector<CUmemGenericAllocationHandle> handles_;
   /// Sorted descending so back() is the lowest free id.
   std::vector<int32_t> free_;
@@ -87,7 +98,7 @@ class VirtualKvSpace {
 public:
   using SequenceId = int64_t;
 
-  /// Reserves the virtual range (room for every chunk of `pool`). Fails
+  /// Reserves the virtual range (room for pool.capacity() chunks). Fails
   /// (InvalidArgument) when one page of tokensPerPage tokens does not fit a
   /// chunk.
   static absl::StatusOr<std::unique_ptr<VirtualKvSpace>>
@@ -115,6 +126,8 @@ public:
   int64_t pageStride() const { return pageStride_; }
   int32_t pagesPerChunk() const { return pagesPerChunk_; }
   int64_t pagesInUse() const { return pagesInUse_; }
+  /// Physical chunks mapped now.
+  int32_t chunksMapped() const { return chunksMapped_; }
   /// Pages a sequence of numTokens tokens needs over all layers.
   int64_t pagesFor(int64_t numTokens) const;
   /// Physical chunk ids mapped now, in slot order (-1 entries skipped).
@@ -145,6 +158,12 @@ private:
   CUdeviceptr base_ = 0;
   size_t rangeBytes_ = 0;
   std::vector<SlotState> slots_;
+  /// Mapped slots with a free page, and unmapped slots: allocPage takes the
+  /// lowest of the first set, else maps the lowest of the second, without
+  /// scanning every slot (a pool sized to a card has tens of thousands).
+  std::set<int32_t> openSlots_, unmappedSlots_;
+  int64_t freeMappedPages_ = 0;
+  int32_t chunksMapped_ = 0;
   int64_t pagesInUse_ = 0;
   /// seq -> per layer page ids.
   std::map<SequenceId, std::vector<std::vector<int32_t>>> tables_;

@@ -13,7 +13,10 @@
 //
 // KV pages are the pages the backend's kernels see: the CPU's fixed-size
 // pages; on CUDA a model's pages of tokensPerPage tokens (several per
-// physical chunk).
+// physical chunk). KV chunks are the shared pool's physical allocation
+// grain: a CUDA chunk (2 MiB on Hopper) holds pages of ONE model at a time;
+// on the CPU a chunk is one page. A scheduler that must not exhaust the pool
+// counts chunks (BackendModel::chunksInUse, pagesPerChunk).
 //
 //===----------------------------------------------------------------------===//
 #ifndef CROSSPOOL_RUNTIME_ENGINE_BACKEND_H
@@ -30,6 +33,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace crosspool::runtime {
@@ -60,6 +64,15 @@ public:
   virtual int64_t pagesFor(int64_t numTokens) const = 0;
   /// KV pages `seq` holds now (0 when unknown).
   virtual int64_t pagesHeld(SequenceId seq) const = 0;
+  /// Physical chunks of the shared pool the model holds now. The pool fills
+  /// a model's mapped chunks before it takes another and frees a chunk with
+  /// its last page, so a model holding P pages in C chunks needs
+  /// max(C, ceil((P + k) / pagesPerChunk())) chunks after k more pages.
+  /// CPU: one page per chunk.
+  virtual int64_t chunksInUse() const { return pagesInUse(); }
+  virtual int64_t pagesPerChunk() const { return 1; }
+  /// Bytes of one of the model's pages (0: the pool's kvPageBytes()).
+  virtual size_t pageBytes() const { return 0; }
   /// Runs one step; `seqs` hold pages for every position of `rows`.
   /// Writes [rows, vocab] fp32 logits.
   virtual absl::Status run(const StepRows &rows,
@@ -97,6 +110,22 @@ public:
   /// Pages of the shared KV pool, and the bytes of one.
   virtual int64_t kvPagesTotal() const = 0;
   virtual size_t kvPageBytes() const = 0;
+  /// Physical chunks of the shared KV pool and the bytes of one (CPU: its
+  /// pages).
+  virtual int64_t kvChunksTotal() const { return kvPagesTotal(); }
+  virtual size_t kvChunkBytes() const { return kvPageBytes(); }
+  /// Grows the KV pool to `chunks` physical chunks (never shrinks); lets a
+  /// tool size the pool from the memory left after loading its models.
+  /// Unimplemented where the pool is fixed at creation (CPU).
+  virtual absl::Status growKvPool(int64_t chunks) {
+    return absl::UnimplementedError(
+        "this backend's KV pool is fixed at creation (set its size in "
+        "RuntimeOptions)");
+  }
+  /// Free and total bytes of the device (Unimplemented on the CPU).
+  virtual absl::StatusOr<std::pair<size_t, size_t>> deviceMemory() const {
+    return absl::UnimplementedError("this backend has no device memory");
+  }
 };
 
 /// The CPU fp32 reference backend (KvCache pages over one PageAllocator,

@@ -119,6 +119,31 @@ int64_t Runtime::kvPagesFor(ModelId model, int64_t numTokens) const {
   return it->second->backend->pagesFor(numTokens);
 }
 
+int64_t Runtime::kvChunksInUse() const {
+  int64_t chunks = 0;
+  for (const auto &entry : models_)
+    chunks += entry.second->backend->chunksInUse();
+  return chunks;
+}
+
+int64_t Runtime::kvChunksInUse(ModelId model) const {
+  auto it = models_.find(model);
+  return it == models_.end() ? 0 : it->second->backend->chunksInUse();
+}
+
+int64_t Runtime::kvPagesPerChunk(ModelId model) const {
+  auto it = models_.find(model);
+  return it == models_.end() ? 0 : it->second->backend->pagesPerChunk();
+}
+
+size_t Runtime::kvPageBytes(ModelId model) const {
+  auto it = models_.find(model);
+  if (it == models_.end())
+    return 0;
+  size_t bytes = it->second->backend->pageBytes();
+  return bytes ? bytes : backend_->kvPageBytes();
+}
+
 int64_t Runtime::kvPagesHeld(SequenceId seq) const {
   auto it = seqs_.find(seq);
   if (it == seqs_.end())
@@ -218,6 +243,7 @@ absl::StatusOr<ModelId> Runtime::loadModel(const std::string &planPath,
   }
   model->backend = std::move(*backendModel);
   models_[id] = std::move(model);
+  ++modelLoads_;
   return id;
 }
 

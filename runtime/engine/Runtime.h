@@ -70,6 +70,9 @@ struct RuntimeOptions {
   /// CUDA: physical KV chunks of the shared pool, each kvChunkBytes (0 = the
   /// device's recommended allocation granularity, 2 MiB on H100).
   int32_t kvChunks = 64;
+  /// CUDA: chunks the pool may grow to with Runtime::growKvPool (each
+  /// model reserves virtual addresses for that many); 0 = kvChunks.
+  int32_t kvMaxChunks = 0;
   size_t kvChunkBytes = 0;
   /// CUDA: tokens per KV page (the unit of the kernels' page tables).
   int32_t tokensPerPage = 16;
@@ -186,6 +189,27 @@ public:
   int64_t kvPagesFor(ModelId model, int64_t numTokens) const;
   /// KV pages one sequence holds now (0 for an unknown id).
   int64_t kvPagesHeld(SequenceId seq) const;
+  /// The pool's physical chunks (Backend.h: the allocation grain; a CUDA
+  /// chunk holds pages of one model at a time; CPU: one page per chunk).
+  int64_t kvChunksTotal() const { return backend_->kvChunksTotal(); }
+  size_t kvChunkBytes() const { return backend_->kvChunkBytes(); }
+  int64_t kvChunksInUse() const;
+  /// Chunks one model holds now, its pages per chunk, the bytes of one of
+  /// its pages (0 / 0 / 0 for an unknown id).
+  int64_t kvChunksInUse(ModelId model) const;
+  int64_t kvPagesPerChunk(ModelId model) const;
+  size_t kvPageBytes(ModelId model) const;
+  /// Grows the KV pool to `chunks` chunks (Backend::growKvPool).
+  absl::Status growKvPool(int64_t chunks) {
+    return backend_->growKvPool(chunks);
+  }
+  /// Free and total device bytes (Unimplemented on the CPU).
+  absl::StatusOr<std::pair<size_t, size_t>> deviceMemory() const {
+    return backend_->deviceMemory();
+  }
+  /// Successful loadModel calls over the Runtime's life (tools show they
+  /// load each model once).
+  int64_t modelLoads() const { return modelLoads_; }
   const PoolArena &kvPoolArena() const { return backend_->arena(plan::Pool::KV); }
   const PoolArena &weightsPoolArena() const {
     return backend_->arena(plan::Pool::Weights);
@@ -223,6 +247,7 @@ private:
   ModelId nextModel_ = 0;
   SequenceId nextSeq_ = 0;
   int32_t peakPages_ = 0;
+  int64_t modelLoads_ = 0;
 };
 
 } // namespace crosspool::runtime

@@ -3,6 +3,7 @@
 #include "runtime/serving/MemoryMode.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 
 #include <algorithm>
@@ -34,28 +35,39 @@ absl::StatusOr<MemoryMode> parseMemoryMode(absl::string_view text) {
                    "' (expects crosspool, kvcached or static)"));
 }
 
-int64_t KvLayout::totalPages() const {
-  return std::accumulate(groupPages.begin(), groupPages.end(), int64_t(0));
+int64_t KvLayout::totalChunks() const {
+  return std::accumulate(groupChunks.begin(), groupChunks.end(), int64_t(0));
 }
 
 std::string
-KvLayout::describe(const std::vector<ModelFootprint> &models) const {
+KvLayout::describe(const std::vector<ModelFootprint> &models,
+                   size_t chunkBytes,
+                   const std::vector<int64_t> &pagesPerChunk) const {
   std::string out;
-  for (size_t g = 0; g < groupPages.size(); ++g) {
+  for (size_t g = 0; g < groupChunks.size(); ++g) {
     std::vector<std::string> names;
-    for (size_t m = 0; m < modelGroup.size(); ++m)
-      if (modelGroup[m] == int32_t(g))
-        names.push_back(m < models.size() ? models[m].name
-                                          : absl::StrCat("model ", m));
-    absl::StrAppend(&out, groupNames[g], ": ", groupPages[g], " KV pages for ",
-                    absl::StrJoin(names, ", "), "\n");
+    for (size_t m = 0; m < modelGroup.size(); ++m) {
+      if (modelGroup[m] != int32_t(g))
+        continue;
+      std::string name =
+          m < models.size() ? models[m].name : absl::StrCat("model ", m);
+      if (m < pagesPerChunk.size())
+        absl::StrAppend(&name, " (", groupChunks[g] * pagesPerChunk[m],
+                        " pages)");
+      names.push_back(std::move(name));
+    }
+    absl::StrAppend(&out, groupNames[g], ": ", groupChunks[g], " KV chunks");
+    if (chunkBytes > 0)
+      absl::StrAppend(&out, " = ", groupChunks[g] * int64_t(chunkBytes),
+                      " bytes");
+    absl::StrAppend(&out, " for ", absl::StrJoin(names, ", "), "\n");
   }
   return out;
 }
 
-KvLayout sharedLayout(int64_t pages, int numModels) {
+KvLayout sharedLayout(int64_t chunks, int numModels) {
   KvLayout layout;
-  layout.groupPages = {pages};
+  layout.groupChunks = {chunks};
   layout.groupNames = {"shared KV pool"};
   layout.modelGroup.assign(numModels, 0);
   layout.modelGpu.assign(numModels, -1);
@@ -64,8 +76,8 @@ KvLayout sharedLayout(int64_t pages, int numModels) {
 
 namespace {
 
-int64_t pagesIn(size_t bytes, size_t pageBytes) {
-  return static_cast<int64_t>(bytes / pageBytes);
+int64_t chunksIn(size_t bytes, size_t chunkBytes) {
+  return static_cast<int64_t>(bytes / chunkBytes);
 }
 
 /// Largest model first onto the GPU with the most free bytes (first on
@@ -101,14 +113,14 @@ placeWholeModels(const ClusterSpec &c, const std::vector<ModelFootprint> &ms,
 
 absl::StatusOr<KvLayout> planKvLayout(MemoryMode mode, const ClusterSpec &c,
                                       const std::vector<ModelFootprint> &ms,
-                                      size_t pageBytes,
+                                      size_t chunkBytes,
                                       const std::vector<double> &demandShare) {
   if (c.gpus < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("gpus must be >= 1 but got ", c.gpus));
-  if (c.gpuMemoryBytes == 0 || pageBytes == 0)
+  if (c.gpuMemoryBytes == 0 || chunkBytes == 0)
     return absl::InvalidArgumentError(
-        "GPU memory and KV page bytes must be positive");
+        "GPU memory and KV chunk bytes must be positive");
   if (ms.empty())
     return absl::InvalidArgumentError("expects at least one model");
   if (!demandShare.empty() && demandShare.size() != ms.size())
@@ -146,7 +158,7 @@ absl::StatusOr<KvLayout> planKvLayout(MemoryMode mode, const ClusterSpec &c,
           absl::StrCat("the KV pool (", kvGpus, " GPUs of ", c.gpuMemoryBytes,
                        " bytes) cannot hold the ", kvSideWeights,
                        " attention-side weight bytes of all models"));
-    layout = sharedLayout(pagesIn(kvBytes - kvSideWeights, pageBytes), n);
+    layout = sharedLayout(chunksIn(kvBytes - kvSideWeights, chunkBytes), n);
     layout.groupNames = {"crosspool KV pool"};
     return layout;
   }
@@ -160,7 +172,7 @@ absl::StatusOr<KvLayout> planKvLayout(MemoryMode mode, const ClusterSpec &c,
   layout.modelGroup.assign(n, -1);
   if (mode == MemoryMode::KvCached) {
     for (int32_t g = 0; g < c.gpus; ++g) {
-      layout.groupPages.push_back(pagesIn(freeBytes[g], pageBytes));
+      layout.groupChunks.push_back(chunksIn(freeBytes[g], chunkBytes));
       layout.groupNames.push_back(absl::StrCat("gpu", g, " elastic KV"));
     }
     for (int m = 0; m < n; ++m)
@@ -182,14 +194,36 @@ absl::StatusOr<KvLayout> planKvLayout(MemoryMode mode, const ClusterSpec &c,
       double share =
           shareSum > 0 ? (demandShare.empty() ? 1.0 : demandShare[m]) / shareSum
                        : 1.0 / count;
-      layout.modelGroup[m] = static_cast<int32_t>(layout.groupPages.size());
-      layout.groupPages.push_back(pagesIn(
-          static_cast<size_t>(double(freeBytes[g]) * share), pageBytes));
+      layout.modelGroup[m] = static_cast<int32_t>(layout.groupChunks.size());
+      layout.groupChunks.push_back(chunksIn(
+          static_cast<size_t>(double(freeBytes[g]) * share), chunkBytes));
       layout.groupNames.push_back(
           absl::StrCat("gpu", g, " static partition of ", ms[m].name));
     }
   }
   return layout;
+}
+
+int64_t chunksAfterPages(int64_t chunks, int64_t pages, int64_t extraPages,
+                         int64_t pagesPerChunk) {
+  if (extraPages <= 0)
+    return chunks;
+  int64_t per = std::max<int64_t>(1, pagesPerChunk);
+  return std::max(chunks, (pages + extraPages + per - 1) / per);
+}
+
+absl::StatusOr<int64_t> kvChunksForCard(size_t freeBytes, size_t reserveBytes,
+                                        size_t chunkBytes,
+                                        int64_t existingChunks) {
+  const double mib = 1024.0 * 1024;
+  if (chunkBytes == 0 ||
+      freeBytes < reserveBytes + (existingChunks > 0 ? 0 : chunkBytes))
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "the GPU has %.1f MiB free after the weights and workspaces, not "
+        "more than the %.1f MiB reserve (--gpu-reserve-mb): no room for KV",
+        double(freeBytes) / mib, double(reserveBytes) / mib));
+  return existingChunks +
+         static_cast<int64_t>((freeBytes - reserveBytes) / chunkBytes);
 }
 
 } // namespace crosspool::runtime

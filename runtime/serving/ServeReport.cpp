@@ -2,6 +2,7 @@
 
 #include "runtime/serving/ServeReport.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -35,6 +36,8 @@ LatencySummary summarize(std::vector<double> values) {
   return s;
 }
 
+const char *const kNotRunReason = "not run: the replay reached --max-wall-s";
+
 namespace {
 
 struct Accumulator {
@@ -54,6 +57,8 @@ void add(Accumulator &a, const RequestRecord &r) {
     break;
   case RequestState::Cancelled:
     ++m.cancelled;
+    if (absl::StartsWith(r.reason, kNotRunReason))
+      ++m.notRun;
     break;
   case RequestState::Failed:
     ++m.failed;
@@ -101,26 +106,49 @@ ServeReport buildReport(const ServingEngine &engine, const std::string &mode,
     add(per[r.model], r);
     add(all, r);
   }
-  for (Accumulator &a : per) {
+  const Runtime &rt = engine.runtime();
+  for (size_t m = 0; m < per.size(); ++m) {
+    Accumulator &a = per[m];
     close(a, rep.durationS);
+    ModelId id = engine.models()[m];
+    a.report.kvPageBytes = rt.kvPageBytes(id);
+    a.report.kvPagesPerChunk = rt.kvPagesPerChunk(id);
+    a.report.kvPagesPeak = engine.stats().peakModelPages[m];
     rep.models.push_back(std::move(a.report));
   }
   close(all, rep.durationS);
   rep.overall = std::move(all.report);
   rep.steps = engine.stats().steps;
-  rep.kvPagesCapacity = engine.layout().totalPages();
-  rep.kvPagesPeak = engine.stats().peakPagesInUse;
+  rep.kvChunksCapacity = engine.layout().totalChunks();
+  rep.kvChunksPeak = engine.stats().peakChunksInUse;
+  rep.kvChunkBytes = rt.kvChunkBytes();
   rep.groupNames = engine.layout().groupNames;
-  rep.groupPages = engine.layout().groupPages;
+  rep.groupChunks = engine.layout().groupChunks;
+  rep.stoppedByWallCap = rep.overall.notRun > 0;
   rep.kv = engine.stats().kv;
   return rep;
 }
 
 std::string formatReportTable(const ServeReport &rep) {
+  const double gib = 1024.0 * 1024 * 1024;
   std::string out = absl::StrFormat(
-      "mode %s: %.3f s, %d steps, KV pages peak %d of %d, %d preemptions\n",
-      rep.mode, rep.durationS, rep.steps, rep.kvPagesPeak, rep.kvPagesCapacity,
+      "mode %s: %.3f s, %d steps, KV chunks peak %d of %d (%.3f of %.3f GiB), "
+      "%d preemptions\n",
+      rep.mode, rep.durationS, rep.steps, rep.kvChunksPeak,
+      rep.kvChunksCapacity, double(rep.kvChunksPeak * rep.kvChunkBytes) / gib,
+      double(rep.kvChunksCapacity * rep.kvChunkBytes) / gib,
       rep.overall.preemptions);
+  if (rep.stoppedByWallCap)
+    absl::StrAppendFormat(&out,
+                          "STOPPED BY --max-wall-s: %d of %d requests not run "
+                          "(cancelled); this run is incomplete\n",
+                          rep.overall.notRun, rep.overall.requests);
+  std::string pages;
+  for (const ModelReport &m : rep.models)
+    absl::StrAppendFormat(&pages, "%s%s %d (%d B pages, %d per chunk)",
+                          pages.empty() ? "" : ", ", m.name, m.kvPagesPeak,
+                          m.kvPageBytes, m.kvPagesPerChunk);
+  absl::StrAppend(&out, "KV pages peak per model: ", pages, "\n");
   absl::StrAppendFormat(
       &out,
       "%-18s %5s %5s %4s %4s %5s | %8s %8s %8s | %8s %8s %8s | %8s %8s "
@@ -168,6 +196,10 @@ nlohmann::json modelJson(const ModelReport &m, size_t maxSamples) {
           {"requests", m.requests},
           {"finished", m.finished},
           {"cancelled", m.cancelled},
+          {"not_run", m.notRun},
+          {"kv_page_bytes", m.kvPageBytes},
+          {"kv_pages_per_chunk", m.kvPagesPerChunk},
+          {"kv_pages_peak", m.kvPagesPeak},
           {"failed", m.failed},
           {"failures", m.failures},
           {"preemptions", m.preemptions},
@@ -189,14 +221,34 @@ nlohmann::json reportToJson(const ServeReport &rep, size_t maxSamples) {
   nlohmann::json kv = nlohmann::json::array();
   for (const KvSample &s : thin(rep.kv, maxSamples))
     kv.push_back({{"t", s.time},
-                  {"pages", s.pagesInUse},
-                  {"group_pages", s.groupPagesInUse}});
+                  {"chunks", s.chunksInUse},
+                  {"group_chunks", s.groupChunksInUse}});
+  // Per group: its bytes, and the pages each model of the run would have if
+  // it held the whole group alone (its own page size).
+  nlohmann::json groupBytes = nlohmann::json::array(),
+                 groupPages = nlohmann::json::array();
+  for (int64_t chunks : rep.groupChunks) {
+    groupBytes.push_back(chunks * int64_t(rep.kvChunkBytes));
+    nlohmann::json pages = nlohmann::json::object();
+    for (const ModelReport &m : rep.models)
+      pages[m.name] = chunks * m.kvPagesPerChunk;
+    groupPages.push_back(pages);
+  }
   return {{"mode", rep.mode},
           {"duration_s", rep.durationS},
           {"steps", rep.steps},
-          {"kv_pages_capacity", rep.kvPagesCapacity},
-          {"kv_pages_peak", rep.kvPagesPeak},
-          {"kv_groups", {{"names", rep.groupNames}, {"pages", rep.groupPages}}},
+          {"stopped_by_wall_cap", rep.stoppedByWallCap},
+          {"kv_chunk_bytes", rep.kvChunkBytes},
+          {"kv_chunks_capacity", rep.kvChunksCapacity},
+          {"kv_chunks_peak", rep.kvChunksPeak},
+          {"kv_bytes_capacity",
+           rep.kvChunksCapacity * int64_t(rep.kvChunkBytes)},
+          {"kv_bytes_peak", rep.kvChunksPeak * int64_t(rep.kvChunkBytes)},
+          {"kv_groups",
+           {{"names", rep.groupNames},
+            {"chunks", rep.groupChunks},
+            {"bytes", groupBytes},
+            {"model_pages_if_alone", groupPages}}},
           {"models", models},
           {"overall", modelJson(rep.overall, maxSamples)},
           {"kv_over_time", kv}};

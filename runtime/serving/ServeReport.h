@@ -42,7 +42,17 @@ struct ModelReport {
   std::vector<double> tbtSamples;
   /// Failure reasons, one per failed request.
   std::vector<std::string> failures;
+  /// Cancelled by a replay's wall-clock cap (a subset of `cancelled`).
+  int64_t notRun = 0;
+  /// KV geometry (per model; 0 in `overall`): bytes of one page, pages per
+  /// physical chunk, and the most pages the model held at once.
+  size_t kvPageBytes = 0;
+  int64_t kvPagesPerChunk = 0, kvPagesPeak = 0;
 };
+
+/// Reason given to the requests a wall-clock cap ends (ServeReport counts
+/// the records whose reason starts with it as not run).
+extern const char *const kNotRunReason;
 
 struct ServeReport {
   std::string mode;
@@ -50,11 +60,17 @@ struct ServeReport {
   ModelReport overall;
   double durationS = 0;
   int64_t steps = 0;
-  int64_t kvPagesCapacity = 0;
-  int64_t kvPagesPeak = 0;
+  /// KV quota of the mode and its peak use, in physical chunks of
+  /// kvChunkBytes (CPU: pages).
+  int64_t kvChunksCapacity = 0;
+  int64_t kvChunksPeak = 0;
+  size_t kvChunkBytes = 0;
   std::vector<std::string> groupNames;
-  std::vector<int64_t> groupPages;
+  std::vector<int64_t> groupChunks;
   std::vector<KvSample> kv;
+  /// The replay hit its wall-clock cap: requests not admitted by then were
+  /// cancelled (`overall.notRun`), so the run is incomplete.
+  bool stoppedByWallCap = false;
 };
 
 /// Builds the report of an engine after runUntilIdle. `modelNames[i]`

@@ -22,12 +22,12 @@ ServingEngine::create(Runtime *runtime, std::vector<ModelId> models,
     return absl::InvalidArgumentError(
         "serving engine needs at least one model");
   if (options.maxStepTokens < 1 || options.maxBatchSeqs < 1 ||
-      options.kvSampleEvery < 1 || options.watermarkPages < 0)
+      options.kvSampleEvery < 1 || options.watermarkChunks < 0)
     return absl::InvalidArgumentError(absl::StrCat(
         "expects max step tokens, max batch sequences and the KV sample "
         "period >= 1 and watermark >= 0 but got ",
         options.maxStepTokens, ", ", options.maxBatchSeqs, ", ",
-        options.kvSampleEvery, " and ", options.watermarkPages));
+        options.kvSampleEvery, " and ", options.watermarkChunks));
   const int n = static_cast<int>(models.size());
   std::unique_ptr<ServingEngine> e(new ServingEngine());
   for (int m = 0; m < n; ++m) {
@@ -39,32 +39,35 @@ ServingEngine::create(Runtime *runtime, std::vector<ModelId> models,
     e->maxPositions_.push_back(info->maxPositionEmbeddings);
     e->weightBytes_.push_back(info->kvPoolWeightBytes +
                               info->weightsPoolWeightBytes);
+    e->pagesPerChunk_.push_back(
+        std::max<int64_t>(1, runtime->kvPagesPerChunk(models[m])));
   }
   KvLayout &layout = options.layout;
-  if (layout.groupPages.empty())
-    layout = sharedLayout(runtime->kvPagesTotal(), n);
+  if (layout.groupChunks.empty())
+    layout = sharedLayout(runtime->kvChunksTotal(), n);
   if (layout.modelGroup.size() != size_t(n) ||
-      layout.groupNames.size() != layout.groupPages.size())
+      layout.groupNames.size() != layout.groupChunks.size())
     return absl::InvalidArgumentError(
         absl::StrCat("KV layout names the group of ", layout.modelGroup.size(),
                      " models but the engine serves ", n));
   for (int32_t g : layout.modelGroup)
-    if (g < 0 || g >= int32_t(layout.groupPages.size()))
+    if (g < 0 || g >= int32_t(layout.groupChunks.size()))
       return absl::InvalidArgumentError(
           absl::StrCat("KV layout group ", g, " out of range [0, ",
-                       layout.groupPages.size(), ")"));
-  for (int64_t pages : layout.groupPages)
+                       layout.groupChunks.size(), ")"));
+  for (int64_t pages : layout.groupChunks)
     if (pages < 0)
       return absl::InvalidArgumentError("KV layout has a negative group");
-  if (layout.totalPages() > runtime->kvPagesTotal())
+  if (layout.totalChunks() > runtime->kvChunksTotal())
     return absl::InvalidArgumentError(absl::StrCat(
-        "KV layout needs ", layout.totalPages(),
-        " pages but the runtime pool has ", runtime->kvPagesTotal()));
+        "KV layout needs ", layout.totalChunks(),
+        " chunks but the runtime pool has ", runtime->kvChunksTotal()));
   e->rt_ = runtime;
   e->models_ = std::move(models);
   e->options_ = std::move(options);
   e->waiting_.resize(n);
   e->running_.resize(n);
+  e->stats_.peakModelPages.assign(n, 0);
   return e;
 }
 
@@ -86,11 +89,11 @@ int32_t ServingEngine::groupOf(RequestId id) const {
   return options_.layout.modelGroup[records_[id].model];
 }
 
-int64_t ServingEngine::groupPagesInUse(int32_t group) const {
+int64_t ServingEngine::groupChunksInUse(int32_t group) const {
   int64_t used = 0;
   for (size_t m = 0; m < models_.size(); ++m)
     if (options_.layout.modelGroup[m] == group)
-      used += rt_->kvPagesInUse(models_[m]);
+      used += rt_->kvChunksInUse(models_[m]);
   return used;
 }
 
@@ -99,25 +102,40 @@ int64_t ServingEngine::heldPages(RequestId id) const {
   return l.seq >= 0 ? rt_->kvPagesHeld(l.seq) : 0;
 }
 
-int64_t ServingEngine::groupFree(int32_t group) const {
-  int64_t promisedGroup = 0, promisedAll = 0;
-  for (const auto &[id, pages] : promised_) {
-    promisedAll += pages;
-    if (groupOf(id) == group)
-      promisedGroup += pages;
-  }
-  int64_t groupFree = options_.layout.groupPages[group] -
-                      groupPagesInUse(group) - promisedGroup;
-  int64_t poolFree =
-      int64_t(rt_->kvPagesTotal()) - rt_->kvPagesInUse() - promisedAll;
-  return std::min(groupFree, poolFree);
+int64_t ServingEngine::chunksAfter(int m, int64_t extraPages) const {
+  return chunksAfterPages(rt_->kvChunksInUse(models_[m]),
+                          rt_->kvPagesInUse(models_[m]), extraPages,
+                          pagesPerChunk_[m]);
 }
 
-int64_t ServingEngine::prefillDebt(int32_t group) const {
+std::vector<int64_t> ServingEngine::promisedPages() const {
+  std::vector<int64_t> pages(models_.size(), 0);
+  for (const auto &[id, n] : promised_)
+    pages[records_[id].model] += n;
+  return pages;
+}
+
+bool ServingEngine::fits(int32_t group, const std::vector<int64_t> &extraPages,
+                         int64_t reserve) const {
+  int64_t inGroup = 0, served = 0, servedNow = 0;
+  for (size_t m = 0; m < models_.size(); ++m) {
+    int64_t chunks = chunksAfter(int(m), extraPages[m]);
+    served += chunks;
+    servedNow += rt_->kvChunksInUse(models_[m]);
+    if (options_.layout.modelGroup[m] == group)
+      inGroup += chunks;
+  }
+  // Models of the Runtime that this engine does not serve hold chunks too.
+  int64_t others = rt_->kvChunksInUse() - servedNow;
+  return inGroup + reserve <= options_.layout.groupChunks[group] &&
+         served + others <= rt_->kvChunksTotal();
+}
+
+void ServingEngine::addPrefillDebt(int32_t group,
+                                   std::vector<int64_t> *debt) const {
   // Pages running requests still need for the tokens they already know
   // (the rest of a chunked prompt, the next decode token): admission leaves
   // them free so a new request does not immediately force a preemption.
-  int64_t debt = 0;
   for (size_t m = 0; m < models_.size(); ++m) {
     if (options_.layout.modelGroup[m] != group)
       continue;
@@ -127,10 +145,9 @@ int64_t ServingEngine::prefillDebt(int32_t group) const {
       int64_t have =
           heldPages(k.second) + (p == promised_.end() ? 0 : p->second);
       int64_t want = rt_->kvPagesFor(models_[m], l.tokens.size());
-      debt += std::max<int64_t>(0, want - have);
+      (*debt)[m] += std::max<int64_t>(0, want - have);
     }
   }
-  return debt;
 }
 
 void ServingEngine::advanceTo(double time) { now_ = std::max(now_, time); }
@@ -167,13 +184,15 @@ absl::StatusOr<RequestId> ServingEngine::submit(const RequestSpec &spec) {
   rec.arrivalTime = spec.arrivalTime < 0 ? now_ : spec.arrivalTime;
   int32_t group = options_.layout.modelGroup[m];
   int64_t needed = rt_->kvPagesFor(models_[m], peakTokens);
-  if (needed > options_.layout.groupPages[group]) {
+  int64_t neededChunks = (needed + pagesPerChunk_[m] - 1) / pagesPerChunk_[m];
+  if (neededChunks > options_.layout.groupChunks[group]) {
     rec.state = RequestState::Failed;
     rec.reason = absl::StrCat(
-        "can never fit: needs ", needed, " KV pages for ", spec.prompt.size(),
-        " prompt + ", spec.sampling.maxNewTokens,
-        " output tokens but its KV group '", options_.layout.groupNames[group],
-        "' has ", options_.layout.groupPages[group]);
+        "can never fit: needs ", needed, " KV pages = ", neededChunks,
+        " chunks for ", spec.prompt.size(), " prompt + ",
+        spec.sampling.maxNewTokens, " output tokens but its KV group '",
+        options_.layout.groupNames[group], "' has ",
+        options_.layout.groupChunks[group], " chunks");
     rec.finishTime = rec.arrivalTime;
     records_.push_back(std::move(rec));
     return id;
@@ -205,14 +224,14 @@ void ServingEngine::finish(RequestId id, RequestState state,
   rec.finishTime = now_;
 }
 
-absl::Status ServingEngine::cancel(RequestId id) {
+absl::Status ServingEngine::cancel(RequestId id, std::string reason) {
   if (id < 0 || id >= RequestId(records_.size()))
     return absl::NotFoundError(absl::StrCat("unknown request id ", id));
   if (records_[id].terminal())
     return absl::FailedPreconditionError(
         absl::StrCat("request ", id, " already ended (",
                      requestStateName(records_[id].state), ")"));
-  finish(id, RequestState::Cancelled, "cancelled");
+  finish(id, RequestState::Cancelled, std::move(reason));
   return absl::OkStatus();
 }
 
@@ -244,21 +263,25 @@ bool ServingEngine::ensurePages(RequestId id, int64_t tokens) {
   const int32_t g = groupOf(id);
   int64_t need =
       std::max<int64_t>(0, rt_->kvPagesFor(models_[m], tokens) - heldPages(id));
-  while (need > groupFree(g)) {
+  while (true) {
+    std::vector<int64_t> extra = promisedPages();
+    extra[m] += need;
+    if (fits(g, extra))
+      break;
     // Victim: the newest request younger than `id` of the model that holds
-    // the most pages of the group (it leaves this step's batch if in it).
+    // the most chunks of the group (it leaves this step's batch if in it).
     RequestId victim = -1;
-    int64_t victimModelPages = -1;
+    int64_t victimModelChunks = -1;
     for (size_t m2 = 0; m2 < models_.size(); ++m2) {
       if (options_.layout.modelGroup[m2] != g)
         continue;
       for (auto it = running_[m2].rbegin(); it != running_[m2].rend(); ++it) {
         if (!(key(id) < *it))
           break;
-        int64_t pages = rt_->kvPagesInUse(models_[m2]);
-        if (pages > victimModelPages) {
+        int64_t chunks = rt_->kvChunksInUse(models_[m2]);
+        if (chunks > victimModelChunks) {
           victim = it->second;
-          victimModelPages = pages;
+          victimModelChunks = chunks;
         }
         break;
       }
@@ -275,7 +298,8 @@ bool ServingEngine::ensurePages(RequestId id, int64_t tokens) {
 
 bool ServingEngine::admissible(int m, RequestId id) const {
   const int32_t g = options_.layout.modelGroup[m];
-  int64_t free = groupFree(g) - prefillDebt(g);
+  std::vector<int64_t> extra = promisedPages();
+  addPrefillDebt(g, &extra);
   bool groupBusy = false;
   for (size_t m2 = 0; m2 < models_.size(); ++m2) {
     if (options_.layout.modelGroup[m2] != g)
@@ -286,13 +310,13 @@ bool ServingEngine::admissible(int m, RequestId id) const {
       continue;
     const Key &head = *waiting_[m2].begin();
     if (head.first <= now_ && head < key(id))
-      free -= rt_->kvPagesFor(models_[m2], live_.at(head.second).tokens.size());
+      extra[m2] +=
+          rt_->kvPagesFor(models_[m2], live_.at(head.second).tokens.size());
   }
+  extra[m] += rt_->kvPagesFor(models_[m], live_.at(id).tokens.size());
   // The watermark only guards against churn among running requests; an
   // empty group admits anything that fits it (checked at submit).
-  if (groupBusy)
-    free -= options_.watermarkPages;
-  return rt_->kvPagesFor(models_[m], live_.at(id).tokens.size()) <= free;
+  return fits(g, extra, groupBusy ? options_.watermarkChunks : 0);
 }
 
 std::vector<int> ServingEngine::stepOrder() {
@@ -435,8 +459,13 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
   }
   ++stats_.steps;
   // Before the finished requests below release their pages.
-  stats_.peakPagesInUse =
-      std::max<int64_t>(stats_.peakPagesInUse, rt_->kvPagesInUse());
+  int64_t held = 0;
+  for (size_t k = 0; k < models_.size(); ++k) {
+    held += rt_->kvChunksInUse(models_[k]);
+    stats_.peakModelPages[k] = std::max(stats_.peakModelPages[k],
+                                        rt_->kvPagesInUse(models_[k]));
+  }
+  stats_.peakChunksInUse = std::max(stats_.peakChunksInUse, held);
   if (!logits.ok()) {
     for (RequestId id : batch)
       finish(id, RequestState::Failed,
@@ -476,9 +505,10 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
 void ServingEngine::sampleKv() {
   KvSample s;
   s.time = now_;
-  s.pagesInUse = rt_->kvPagesInUse();
-  for (size_t g = 0; g < options_.layout.groupPages.size(); ++g)
-    s.groupPagesInUse.push_back(groupPagesInUse(static_cast<int32_t>(g)));
+  for (size_t g = 0; g < options_.layout.groupChunks.size(); ++g) {
+    s.groupChunksInUse.push_back(groupChunksInUse(static_cast<int32_t>(g)));
+    s.chunksInUse += s.groupChunksInUse.back();
+  }
   stats_.kv.push_back(std::move(s));
 }
 

@@ -16,7 +16,10 @@
 // round-robin over the models with runnable work, or the model whose oldest
 // request has waited longest (`Policy::OldestFirst`).
 //
-// KV pages are admitted against quota groups (MemoryMode.h). A request's
+// KV is admitted against quota groups (MemoryMode.h) counted in the pool's
+// physical chunks (Backend.h; CPU: pages), exactly: a model holding P pages
+// in C chunks holds max(C, ceil((P + k) / pagesPerChunk)) chunks after k
+// more pages, so no step ever finds the pool short. A request's
 // priority is its (arrival time, submit order); it never changes, so a
 // preempted request only gets older relative to newcomers. Rules:
 //   * admission is FCFS per model, and a request is not admitted while an
@@ -72,11 +75,11 @@ struct StepCostModel {
   double perContextTokenUs = 0.02;
 };
 
-/// One sample of the KV pool over time (after a step).
+/// One sample of the KV pool over time (after a step), in chunks.
 struct KvSample {
   double time = 0;
-  int64_t pagesInUse = 0;
-  std::vector<int64_t> groupPagesInUse;
+  int64_t chunksInUse = 0;
+  std::vector<int64_t> groupChunksInUse;
 };
 
 struct EngineStats {
@@ -84,7 +87,10 @@ struct EngineStats {
   int64_t preemptions = 0;
   int64_t prefillTokens = 0; ///< includes recomputed ones
   int64_t decodeTokens = 0;
-  int64_t peakPagesInUse = 0;
+  /// Chunks held by the served models at the end of the fullest step.
+  int64_t peakChunksInUse = 0;
+  /// Per model: the most pages (its own) it held at once.
+  std::vector<int64_t> peakModelPages;
   std::vector<KvSample> kv;
 };
 
@@ -100,8 +106,8 @@ public:
     int64_t maxStepTokens = 256;
     /// Sequences per step, >= 1.
     int32_t maxBatchSeqs = 64;
-    /// Pages of a group kept free at admission (not at growth).
-    int64_t watermarkPages = 0;
+    /// Chunks of a group kept free at admission (not at growth).
+    int64_t watermarkChunks = 0;
     Clock clock = Clock::CostModel;
     StepCostModel cost;
     Policy policy = Policy::RoundRobin;
@@ -127,9 +133,10 @@ public:
   /// positions. A request that can never fit its KV group is recorded as
   /// Failed with the reason and its id returned.
   absl::StatusOr<RequestId> submit(const RequestSpec &spec);
-  /// Ends a waiting or running request (its pages are freed at once).
-  /// NotFound for an unknown id, FailedPrecondition when it already ended.
-  absl::Status cancel(RequestId id);
+  /// Ends a waiting or running request (its pages are freed at once) as
+  /// Cancelled with `reason`. NotFound for an unknown id,
+  /// FailedPrecondition when it already ended.
+  absl::Status cancel(RequestId id, std::string reason = "cancelled");
 
   /// Runs one step of one model. Returns false when no request has arrived
   /// and is unfinished (the clock is not moved). A Runtime error fails the
@@ -151,8 +158,8 @@ public:
   Runtime &runtime() const { return *rt_; }
   /// Requests not yet ended (waiting, including future arrivals, or running).
   int64_t liveRequests() const;
-  /// Pages in use now by one quota group.
-  int64_t groupPagesInUse(int32_t group) const;
+  /// Chunks in use now by one quota group.
+  int64_t groupChunksInUse(int32_t group) const;
 
 private:
   struct Live {
@@ -169,10 +176,17 @@ private:
   Key key(RequestId id) const { return {records_[id].arrivalTime, id}; }
   int32_t groupOf(RequestId id) const;
   int64_t heldPages(RequestId id) const;
-  /// Pages the group may still take now (its quota and the physical pool,
-  /// less what this step's batch has been promised).
-  int64_t groupFree(int32_t group) const;
-  int64_t prefillDebt(int32_t group) const;
+  /// Chunks model index m holds after `extraPages` more pages.
+  int64_t chunksAfter(int m, int64_t extraPages) const;
+  /// Pages promised to this step's batch, per model index.
+  std::vector<int64_t> promisedPages() const;
+  /// Whether the group's quota less `reserve`, and the physical pool, hold
+  /// every model's chunks after extraPages[m] more pages of model m.
+  bool fits(int32_t group, const std::vector<int64_t> &extraPages,
+            int64_t reserve = 0) const;
+  /// Adds to debt[m] the pages the running requests of the group's models
+  /// still need for the tokens they already know.
+  void addPrefillDebt(int32_t group, std::vector<int64_t> *debt) const;
   std::vector<int> stepOrder();
   bool ensurePages(RequestId id, int64_t tokens);
   void preempt(RequestId id);
@@ -195,7 +209,7 @@ private:
   std::vector<int64_t> counts_;
   int64_t budget_ = 0;
   std::map<RequestId, int64_t> promised_;
-  std::vector<int64_t> vocab_, maxPositions_;
+  std::vector<int64_t> vocab_, maxPositions_, pagesPerChunk_;
   std::vector<size_t> weightBytes_;
   int lastModel_ = -1;
   double now_ = 0;

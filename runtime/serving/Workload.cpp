@@ -134,6 +134,28 @@ void scaleToRate(std::vector<TraceEntry> &trace, double rate) {
     e.arrival = (e.arrival - trace.front().arrival) * factor;
 }
 
+std::vector<int64_t> capLengthsPerModel(std::vector<TraceEntry> &trace,
+                                        const std::vector<int> &model,
+                                        const std::vector<int64_t> &maxPrompt,
+                                        int64_t maxOutput,
+                                        int64_t *outputsCut) {
+  std::vector<int64_t> cut(maxPrompt.size(), 0);
+  *outputsCut = 0;
+  for (size_t i = 0; i < trace.size() && i < model.size(); ++i) {
+    TraceEntry &e = trace[i];
+    int64_t cap = maxPrompt[model[i]];
+    if (cap > 0 && e.promptTokens > cap) {
+      e.promptTokens = cap;
+      ++cut[model[i]];
+    }
+    if (maxOutput > 0 && e.outputTokens > maxOutput) {
+      e.outputTokens = maxOutput;
+      ++*outputsCut;
+    }
+  }
+  return cut;
+}
+
 std::pair<int64_t, int64_t> capLengths(std::vector<TraceEntry> &trace,
                                        int64_t maxPrompt, int64_t maxOutput) {
   int64_t prompts = 0, outputs = 0;

@@ -46,6 +46,15 @@ void scaleToRate(std::vector<TraceEntry> &trace, double rate);
 std::pair<int64_t, int64_t> capLengths(std::vector<TraceEntry> &trace,
                                        int64_t maxPrompt, int64_t maxOutput);
 
+/// Caps per model: request i belongs to model[i]; its prompt is cut to
+/// maxPrompt[model[i]] (0 = no cap) and its output to maxOutput (0 = none).
+/// Returns, per model, how many prompts were cut; *outputsCut counts outputs.
+std::vector<int64_t> capLengthsPerModel(std::vector<TraceEntry> &trace,
+                                        const std::vector<int> &model,
+                                        const std::vector<int64_t> &maxPrompt,
+                                        int64_t maxOutput,
+                                        int64_t *outputsCut);
+
 /// Deterministic generator (SplitMix64).
 class WorkloadRng {
 public:

@@ -23,14 +23,15 @@ const char *kServeUsage =
     "[--trace FILE.csv | --cv C] [--rate R] [--requests N] "
     "[--prompt-range LO:HI] [--output-range LO:HI] [--long-context LO:HI] "
     "[--max-prompt N] [--max-output N] [--popularity zipf:S|cold:F|uniform] "
-    "[--seed N] [--gpus N] [--gpu-mem-mb MB] [--kv-gpus N] "
+    "[--seed N] [--gpus N] [--gpu-mem-mb MB | --gpu-mem-gb GB] [--kv-gpus N] "
+    "[--gpu-reserve-mb MB] "
     "[--kv-page-bytes B] [--device cpu|cuda] [--precision fp32|bf16] "
     "[--max-step-tokens N] [--max-batch-seqs N] "
-    "[--watermark-pages N] [--policy round-robin|oldest-first] "
+    "[--watermark-chunks N] [--policy round-robin|oldest-first] "
     "[--clock cost|measured] [--step-base-us US] [--per-token-us US] "
     "[--per-context-token-us US] [--weight-bytes-per-us B] "
     "[--slo-tbt-ms MS [--slo-ttft-ms MS] --search-rate LO:HI[:ITERS]] "
-    "[--json-out FILE] [--quiet]";
+    "[--max-wall-s S] [--json-out FILE] [--quiet]";
 
 namespace {
 
@@ -70,7 +71,9 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
   ServeArgs a;
   a.engine.cost = StepCostModel();
   a.cluster.gpus = 3;
-  bool haveCv = false, haveSearch = false;
+  bool haveCv = false, haveSearch = false, haveMb = false, haveGb = false,
+       haveReserve = false;
+  double gpuMemGb = 0;
   int64_t i64 = 0;
   using Handler = std::function<absl::Status(const std::string &)>;
   std::map<std::string, Handler> flags = {
@@ -158,7 +161,22 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
        }},
       {"--gpu-mem-mb",
        [&](const std::string &v) {
+         haveMb = true;
          return parseDouble("--gpu-mem-mb", v, 0, true, &a.gpuMemMb);
+       }},
+      {"--gpu-mem-gb",
+       [&](const std::string &v) {
+         haveGb = true;
+         return parseDouble("--gpu-mem-gb", v, 0, true, &gpuMemGb);
+       }},
+      {"--gpu-reserve-mb",
+       [&](const std::string &v) {
+         haveReserve = true;
+         return parseDouble("--gpu-reserve-mb", v, 0, false, &a.gpuReserveMb);
+       }},
+      {"--max-wall-s",
+       [&](const std::string &v) {
+         return parseDouble("--max-wall-s", v, 0, true, &a.maxWallS);
        }},
       {"--kv-page-bytes",
        [&](const std::string &v) -> absl::Status {
@@ -194,9 +212,10 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
          a.engine.maxBatchSeqs = int32_t(i64);
          return absl::OkStatus();
        }},
-      {"--watermark-pages",
+      {"--watermark-chunks",
        [&](const std::string &v) {
-         return parseInt("--watermark-pages", v, 0, &a.engine.watermarkPages);
+         return parseInt("--watermark-chunks", v, 0,
+                         &a.engine.watermarkChunks);
        }},
       {"--policy",
        [&](const std::string &v) -> absl::Status {
@@ -256,9 +275,9 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
              !absl::SimpleAtod(p[1], &a.searchHi) || !(a.searchLo > 0) ||
              !(a.searchHi > a.searchLo) || !std::isfinite(a.searchHi) ||
              (p.size() == 3 &&
-              (!absl::SimpleAtoi(p[2], &iters) || iters < 1 || iters > 30)))
+              (!absl::SimpleAtoi(p[2], &iters) || iters < 0 || iters > 30)))
            return bad("--search-rate",
-                      "LO:HI[:ITERS] with 0 < LO < HI and 1 <= ITERS <= 30", v);
+                      "LO:HI[:ITERS] with 0 < LO < HI and 0 <= ITERS <= 30", v);
          a.searchIters = int(iters);
          return absl::OkStatus();
        }},
@@ -309,6 +328,21 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
         "--search-rate and --slo-tbt-ms must be given together");
   if (a.sloTtftMs > 0 && !haveSearch)
     return absl::InvalidArgumentError("--slo-ttft-ms needs --search-rate");
+  if (haveMb && haveGb)
+    return absl::InvalidArgumentError(
+        "--gpu-mem-mb and --gpu-mem-gb are alternatives: give one");
+  if (haveGb)
+    a.gpuMemMb = gpuMemGb * 1024;
+  a.gpuMemGiven = haveMb || haveGb;
+  if (haveReserve && a.device != Device::kCuda)
+    return absl::InvalidArgumentError(
+        "--gpu-reserve-mb is for --device cuda (the CPU pool is sized by "
+        "--gpu-mem-mb)");
+  if (a.device == Device::kCuda && a.cluster.gpus > 1 && !a.gpuMemGiven)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--device cuda with --gpus ", a.cluster.gpus,
+        " needs --gpu-mem-gb (the memory of each simulated GPU); without it "
+        "the one card is the cluster (--gpus 1)"));
   a.cluster.gpuMemoryBytes = size_t(a.gpuMemMb * 1024 * 1024);
   return a;
 }

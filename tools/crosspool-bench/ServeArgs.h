@@ -36,6 +36,13 @@ struct ServeArgs {
   // Memory.
   runtime::ClusterSpec cluster;
   double gpuMemMb = 1.6;
+  /// --gpu-mem-mb or --gpu-mem-gb given (otherwise: 1.6 MB on the CPU, the
+  /// card's memory on CUDA).
+  bool gpuMemGiven = false;
+  /// CUDA: device bytes left free beside the KV pool.
+  double gpuReserveMb = 2048;
+  /// > 0: a replay stops admitting after this many wall seconds.
+  double maxWallS = 0;
   size_t kvPageBytes = 4096;
   runtime::Device device = runtime::Device::kCpu;
   runtime::Precision precision = runtime::Precision::kFp32;

@@ -23,6 +23,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <limits>
 #include <cstdio>
 #include <fstream>
 #include <unistd.h>
@@ -50,39 +52,73 @@ struct Workload {
 };
 
 struct Models {
-  std::vector<std::string> names;
+  std::vector<ModelId> ids;
+  std::vector<std::string> names; ///< unique (a repeated name gets "#2")
   std::vector<ModelFootprint> footprints;
-  std::vector<int64_t> vocab;
-  int64_t minPositions = 0;
+  std::vector<int64_t> vocab, positions, pagesPerChunk;
+  std::vector<size_t> pageBytes;
 };
 
-absl::StatusOr<Models> probeModels(const ServeArgs &args) {
-  RuntimeOptions ro;
-  ro.kvPages = 1;
-  ro.kvPageBytes = args.kvPageBytes;
-  ro.device = args.device;
-  ro.precision = args.precision;
-  CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::create(ro));
+/// Loads every plan ONCE into `rt`; every replay of every mode reuses them.
+absl::StatusOr<Models> loadModels(Runtime &rt, const ServeArgs &args) {
   Models m;
   for (const std::string &plan : args.plans) {
-    CP_ASSIGN_OR_RETURN(ModelId id, rt->loadModel(plan));
-    CP_ASSIGN_OR_RETURN(const ModelInfo *info, rt->modelInfo(id));
-    m.names.push_back(info->name);
+    auto start = std::chrono::steady_clock::now();
+    if (!args.quiet)
+      std::fprintf(stderr, "loading %s ...\n", plan.c_str());
+    CP_ASSIGN_OR_RETURN(ModelId id, rt.loadModel(plan));
+    CP_ASSIGN_OR_RETURN(const ModelInfo *info, rt.modelInfo(id));
+    std::string name = info->name;
+    for (int k = 2; std::count(m.names.begin(), m.names.end(), name); ++k)
+      name = absl::StrCat(info->name, "#", k);
+    m.ids.push_back(id);
+    m.names.push_back(name);
+    // The bytes the backend holds (fp32 on the CPU, the precision on CUDA).
     m.footprints.push_back(
-        {info->name, info->kvPoolWeightBytes, info->weightsPoolWeightBytes});
+        {name, info->kvPoolWeightBytes, info->weightsPoolWeightBytes});
     m.vocab.push_back(info->vocabSize);
-    if (info->maxPositionEmbeddings > 0 &&
-        (m.minPositions == 0 || info->maxPositionEmbeddings < m.minPositions))
-      m.minPositions = info->maxPositionEmbeddings;
+    m.positions.push_back(info->maxPositionEmbeddings);
+    m.pagesPerChunk.push_back(rt.kvPagesPerChunk(id));
+    m.pageBytes.push_back(rt.kvPageBytes(id));
+    if (!args.quiet)
+      std::fprintf(
+          stderr, "loaded %s in %.1f s\n", name.c_str(),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                        start)
+              .count());
   }
   return m;
+}
+
+/// One step of the largest shape per model (a maxStepTokens-row prefill
+/// chunk, then a decode row), so the executor's activations and workspaces
+/// exist before the free memory that sizes the KV pool is read.
+absl::Status warmUp(Runtime &rt, const Models &models, const ServeArgs &args) {
+  for (size_t m = 0; m < models.ids.size(); ++m) {
+    int64_t rows = args.engine.maxStepTokens;
+    if (models.positions[m] > 0)
+      rows = std::min<int64_t>(rows, models.positions[m] - 1);
+    WorkloadRng rng(m + 1);
+    CP_ASSIGN_OR_RETURN(SequenceId seq, rt.startSequence(models.ids[m]));
+    absl::Status st =
+        rt.step({seq}, {randomPrompt(rng, rows, models.vocab[m])}).status();
+    if (st.ok())
+      st = rt.step({seq}, {randomPrompt(rng, 1, models.vocab[m])}).status();
+    CP_RETURN_IF_ERROR(rt.release(seq));
+    if (!st.ok())
+      return absl::Status(st.code(), absl::StrCat("warm-up of ",
+                                                  models.names[m], ": ",
+                                                  st.message()));
+  }
+  return absl::OkStatus();
 }
 
 /// `trace`: the parsed --trace rows (empty for synthetic arrivals).
 absl::StatusOr<Workload> buildWorkload(const ServeArgs &args,
                                        std::vector<TraceEntry> trace,
                                        const Models &models,
-                                       const std::vector<double> &shares) {
+                                       const std::vector<double> &shares,
+                                       nlohmann::json *capsJson) {
   Workload w;
   WorkloadRng rng(args.seed * 7919 + 17);
   if (!args.trace.empty()) {
@@ -108,28 +144,50 @@ absl::StatusOr<Workload> buildWorkload(const ServeArgs &args,
     absl::StrAppend(&w.description, ", long-context prompts ",
                     args.longContext.lo, "-", args.longContext.hi);
   }
-  // The caps keep prompt + output within the smallest model's positions.
-  int64_t maxOutput = args.maxOutput;
-  int64_t maxPrompt = args.maxPrompt;
-  if (models.minPositions > 0) {
-    if (maxOutput > models.minPositions)
+  // Each model's prompts are capped by ITS positions (with the output cap),
+  // and by --max-prompt when given.
+  const int n = static_cast<int>(models.names.size());
+  const int64_t maxOutput = args.maxOutput;
+  std::vector<int64_t> promptCap(n, args.maxPrompt);
+  for (int m = 0; m < n; ++m) {
+    int64_t pos = models.positions[m];
+    if (pos <= 0)
+      continue;
+    if (maxOutput > pos)
       return absl::InvalidArgumentError(
-          absl::StrCat("--max-output ", maxOutput, " exceeds the models' ",
-                       models.minPositions, " positions"));
-    if (maxPrompt == 0)
-      maxPrompt = models.minPositions - maxOutput + 1;
-    if (maxPrompt + maxOutput - 1 > models.minPositions)
-      return absl::InvalidArgumentError(
-          absl::StrCat("--max-prompt ", maxPrompt, " + --max-output ",
-                       maxOutput, " - 1 exceeds the smallest model's ",
-                       models.minPositions, " positions"));
+          absl::StrCat("--max-output ", maxOutput, " exceeds ",
+                       models.names[m], "'s ", pos, " positions"));
+    int64_t fit = pos - maxOutput + 1;
+    promptCap[m] = promptCap[m] > 0 ? std::min(promptCap[m], fit) : fit;
   }
-  auto [prompts, outputs] = capLengths(trace, maxPrompt, maxOutput);
-  absl::StrAppendFormat(&w.description,
-                        "; capped %d of %d prompts to %d tokens and %d "
-                        "outputs to %d tokens",
-                        prompts, trace.size(), maxPrompt, outputs, maxOutput);
   std::vector<int> model = assignModels(trace.size(), shares, args.seed + 1);
+  int64_t outputsCut = 0;
+  std::vector<int64_t> cut =
+      capLengthsPerModel(trace, model, promptCap, maxOutput, &outputsCut);
+  std::vector<int64_t> count(n, 0), longest(n, 0);
+  for (size_t i = 0; i < trace.size(); ++i) {
+    ++count[model[i]];
+    longest[model[i]] = std::max(longest[model[i]], trace[i].promptTokens);
+  }
+  int64_t totalCut = 0;
+  std::string perModel;
+  *capsJson = nlohmann::json::array();
+  for (int m = 0; m < n; ++m) {
+    totalCut += cut[m];
+    absl::StrAppendFormat(&perModel, "%s%s %d of %d to %d", m ? ", " : "",
+                          models.names[m], cut[m], count[m], promptCap[m]);
+    capsJson->push_back({{"model", models.names[m]},
+                         {"positions", models.positions[m]},
+                         {"requests", count[m]},
+                         {"prompt_cap", promptCap[m]},
+                         {"prompts_capped", cut[m]},
+                         {"longest_prompt", longest[m]}});
+  }
+  absl::StrAppendFormat(&w.description,
+                        "; prompts capped: %d of %d (per model: %s); outputs "
+                        "capped: %d of %d to %d tokens",
+                        totalCut, trace.size(), perModel, outputsCut,
+                        trace.size(), maxOutput);
   for (size_t i = 0; i < trace.size(); ++i) {
     WorkItem item;
     item.arrival = trace[i].arrival;
@@ -149,7 +207,7 @@ class Progress {
 public:
   Progress(std::string label, bool enabled)
       : label_(std::move(label)), enabled_(enabled), tty_(isatty(2)),
-        last_(std::chrono::steady_clock::now()) {}
+        start_(std::chrono::steady_clock::now()), last_(start_) {}
   ~Progress() {
     if (printed_ && tty_)
       std::fprintf(stderr, "\n");
@@ -167,12 +225,13 @@ public:
     int64_t total = int64_t(e.records().size());
     std::fprintf(
         stderr,
-        "%s[%s] sim %.2f s | done %lld/%lld | running %lld | KV %d/%lld "
-        "pages | preemptions %lld%s",
+        "%s[%s] sim %.2f s | wall %.0f s | done %lld/%lld | running %lld | "
+        "KV %lld/%lld chunks | preemptions %lld%s",
         tty_ ? "\r" : "", label_.c_str(), e.now(),
+        std::chrono::duration<double>(now - start_).count(),
         (long long)(total - e.liveRequests()), (long long)total,
-        (long long)running, e.runtime().kvPagesInUse(),
-        (long long)e.layout().totalPages(), (long long)e.stats().preemptions,
+        (long long)running, (long long)e.runtime().kvChunksInUse(),
+        (long long)e.layout().totalChunks(), (long long)e.stats().preemptions,
         tty_ ? "   " : "\n");
     printed_ = true;
   }
@@ -180,15 +239,23 @@ public:
 private:
   std::string label_;
   bool enabled_, tty_, printed_ = false;
-  std::chrono::steady_clock::time_point last_;
+  std::chrono::steady_clock::time_point start_, last_;
 };
 
-/// One replay of the workload at `rate` (0 = its nominal rate).
-absl::StatusOr<ServeReport> replay(Runtime &rt, const std::vector<ModelId> &ids,
-                                   const ServeArgs &args,
+/// One replay of the workload at `rate` (0 = its nominal rate) on a fresh
+/// engine over the loaded models. With --max-wall-s, after that many wall
+/// seconds every request not yet producing tokens (waiting, not yet arrived,
+/// mid-prefill or preempted) is cancelled as not run; requests that are
+/// decoding finish, unless they are still live at 1.25 times the cap.
+absl::StatusOr<ServeReport> replay(Runtime &rt, const ServeArgs &args,
                                    const KvLayout &layout, MemoryMode mode,
                                    const Workload &w, const Models &models,
                                    double rate) {
+  // Each replay starts from an empty pool: nothing left by the last one.
+  if (rt.kvPagesInUse() != 0 || rt.kvChunksInUse() != 0)
+    return absl::InternalError(absl::StrCat(
+        "replay starts with ", rt.kvPagesInUse(), " KV pages in ",
+        rt.kvChunksInUse(), " chunks still held"));
   ServingEngine::Options opts = args.engine;
   opts.layout = layout;
   opts.kvSampleEvery = std::max<int64_t>(1, int64_t(w.items.size()) / 50);
@@ -198,7 +265,7 @@ absl::StatusOr<ServeReport> replay(Runtime &rt, const std::vector<ModelId> &ids,
                     !args.quiet);
   opts.onStep = [&](const ServingEngine &e) { progress.update(e); };
   CP_ASSIGN_OR_RETURN(std::unique_ptr<ServingEngine> engine,
-                      ServingEngine::create(&rt, ids, opts));
+                      ServingEngine::create(&rt, models.ids, opts));
   double scale = rate > 0 && w.nominalRate > 0 ? w.nominalRate / rate : 1.0;
   for (const WorkItem &item : w.items) {
     RequestSpec spec;
@@ -208,14 +275,60 @@ absl::StatusOr<ServeReport> replay(Runtime &rt, const std::vector<ModelId> &ids,
     spec.arrivalTime = item.arrival * scale;
     CP_RETURN_IF_ERROR(engine->submit(spec).status());
   }
-  CP_RETURN_IF_ERROR(engine->runUntilIdle());
-  return buildReport(*engine, memoryModeName(mode), models.names);
+  auto start = std::chrono::steady_clock::now();
+  auto wall = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                         start)
+        .count();
+  };
+  bool capped = false;
+  while (engine->liveRequests() > 0) {
+    if (args.maxWallS > 0 && wall() > args.maxWallS) {
+      bool hard = wall() > 1.25 * args.maxWallS;
+      if (!capped || hard)
+        for (const RequestRecord &r : engine->records()) {
+          if (r.terminal())
+            continue;
+          bool decoding =
+              r.state == RequestState::Running && !r.output.empty();
+          if (decoding && !hard)
+            continue;
+          CP_RETURN_IF_ERROR(engine->cancel(
+              r.id, r.output.empty()
+                        ? std::string(kNotRunReason)
+                        : absl::StrCat(kNotRunReason, " (cut after ",
+                                       r.output.size(), " tokens)")));
+        }
+      capped = true;
+      continue;
+    }
+    CP_ASSIGN_OR_RETURN(bool ran, engine->step());
+    if (ran)
+      continue;
+    double next = std::numeric_limits<double>::infinity();
+    for (const RequestRecord &r : engine->records())
+      if (!r.terminal() && r.state == RequestState::Waiting &&
+          r.arrivalTime > engine->now())
+        next = std::min(next, r.arrivalTime);
+    if (!(next > engine->now()) || std::isinf(next))
+      return absl::InternalError(
+          "serving engine: requests are live but none can run");
+    engine->advanceTo(next);
+  }
+  ServeReport report = buildReport(*engine, memoryModeName(mode), models.names);
+  engine.reset();
+  if (rt.kvPagesInUse() != 0)
+    return absl::InternalError("a replay ended with KV pages still held");
+  return report;
 }
 
 bool meetsSlo(const ServeReport &r, const ServeArgs &args) {
-  return r.overall.failed == 0 && r.overall.tbt.p99 * 1e3 <= args.sloTbtMs &&
+  return r.overall.failed == 0 && !r.stoppedByWallCap &&
+         r.overall.tbt.p99 * 1e3 <= args.sloTbtMs &&
          (args.sloTtftMs <= 0 || r.overall.ttft.p99 * 1e3 <= args.sloTtftMs);
 }
+
+constexpr double kGiB = 1024.0 * 1024 * 1024;
 
 absl::Status runServe(const ServeArgs &args) {
   // The trace first: a malformed one is reported before any model loads.
@@ -223,73 +336,172 @@ absl::Status runServe(const ServeArgs &args) {
   if (!args.trace.empty()) {
     CP_ASSIGN_OR_RETURN(trace, loadTraceCsv(args.trace));
   }
-  CP_ASSIGN_OR_RETURN(Models models, probeModels(args));
-  std::vector<double> shares =
-      popularityShares(args.popularity, int(models.names.size()));
-  CP_ASSIGN_OR_RETURN(Workload w,
-                      buildWorkload(args, std::move(trace), models, shares));
+  const bool cuda = args.device == Device::kCuda;
+  RuntimeOptions ro;
+  ro.device = args.device;
+  ro.precision = args.precision;
+  ro.kvPageBytes = args.kvPageBytes;
+  if (cuda) {
+    // A small pool for the warm-up; it grows to the modes' need once the
+    // weights are in and the free memory is known.
+    ro.kvChunks = 256;
+    ro.kvMaxChunks = 1 << 17;
+  } else {
+    // The CPU pool cannot grow: size it for the whole simulated cluster,
+    // which bounds every mode's KV (the engines enforce the modes' quotas).
+    double pages = double(args.cluster.gpus) *
+                   double(args.cluster.gpuMemoryBytes) /
+                   double(args.kvPageBytes);
+    if (pages > double(std::numeric_limits<int32_t>::max()))
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--gpus %d x %.0f MB is %.0f KV pages of %d bytes: more than the "
+          "CPU pool can index",
+          args.cluster.gpus, args.gpuMemMb, pages, args.kvPageBytes));
+    ro.kvPages = std::max<int32_t>(1, int32_t(pages));
+  }
+  CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::create(ro));
+  CP_ASSIGN_OR_RETURN(Models models, loadModels(*rt, args));
+  const int n = static_cast<int>(models.names.size());
+  std::vector<double> shares = popularityShares(args.popularity, n);
+  nlohmann::json capsJson;
+  CP_ASSIGN_OR_RETURN(
+      Workload w, buildWorkload(args, std::move(trace), models, shares,
+                                &capsJson));
+  size_t weightBytes = 0;
   for (const ModelFootprint &f : models.footprints)
-    std::printf("model %s: %zu attention-side + %zu FFN weight bytes (fp32)\n",
-                f.name.c_str(), f.attentionWeightBytes, f.ffnWeightBytes);
-  std::printf("workload: %s; %.3g requests/s over %zu models (shares %s)\n",
-              w.description.c_str(), w.nominalRate, models.names.size(),
+    weightBytes += f.attentionWeightBytes + f.ffnWeightBytes;
+  const char *storage = args.precision == Precision::kBf16 ? "bf16" : "fp32";
+  for (int m = 0; m < n; ++m) {
+    const ModelFootprint &f = models.footprints[m];
+    std::printf("model %s: %zu attention-side + %zu FFN weight bytes (%s, as "
+                "held); KV pages of %zu bytes, %lld per chunk; %lld "
+                "positions\n",
+                f.name.c_str(), f.attentionWeightBytes, f.ffnWeightBytes,
+                storage, models.pageBytes[m],
+                (long long)models.pagesPerChunk[m],
+                (long long)models.positions[m]);
+  }
+  std::printf("workload: %s; %.3g requests/s over %d models (shares %s)\n",
+              w.description.c_str(), w.nominalRate, n,
               absl::StrJoin(shares, ", ", [](std::string *o, double s) {
                 absl::StrAppendFormat(o, "%.3f", s);
               }).c_str());
+
+  // Physical KV: the CPU pool as created; on CUDA the chunks the card has
+  // free after the weights and the warmed-up workspaces, less the reserve.
+  const size_t chunkBytes = rt->kvChunkBytes();
+  int64_t chunksAvailable = rt->kvChunksTotal();
+  size_t deviceFree = 0, deviceTotal = 0;
+  ClusterSpec cluster = args.cluster;
+  if (cuda) {
+    CP_RETURN_IF_ERROR(warmUp(*rt, models, args));
+    CP_ASSIGN_OR_RETURN(auto mem, rt->deviceMemory());
+    deviceFree = mem.first;
+    deviceTotal = mem.second;
+    size_t reserve = size_t(args.gpuReserveMb * 1024 * 1024);
+    CP_ASSIGN_OR_RETURN(chunksAvailable,
+                        kvChunksForCard(deviceFree, reserve, chunkBytes,
+                                        rt->kvChunksTotal()));
+    std::printf("device: %.2f GiB total, %.2f GiB free after %.2f GiB of "
+                "weights and the workspaces; %.0f MiB reserve -> %lld KV "
+                "chunks of %zu bytes (%.2f GiB) available\n",
+                deviceTotal / kGiB, deviceFree / kGiB, weightBytes / kGiB,
+                args.gpuReserveMb, (long long)chunksAvailable, chunkBytes,
+                chunksAvailable * double(chunkBytes) / kGiB);
+    if (!args.gpuMemGiven)
+      // The card is the cluster: its memory is the weights plus the KV it
+      // can hold.
+      cluster.gpuMemoryBytes = weightBytes + chunksAvailable * chunkBytes;
+  }
   std::vector<KvLayout> layouts;
-  int64_t pages = 1;
+  int64_t needed = 1;
   for (MemoryMode mode : args.modes) {
     absl::StatusOr<KvLayout> layout = planKvLayout(
-        mode, args.cluster, models.footprints, args.kvPageBytes,
+        mode, cluster, models.footprints, chunkBytes,
         mode == MemoryMode::Static ? shares : std::vector<double>());
     if (!layout.ok())
       return absl::InvalidArgumentError(absl::StrCat(
           memoryModeName(mode), " mode: ", layout.status().message()));
-    std::printf("%s memory (%d GPUs x %.3f MB, %zu-byte KV pages):\n%s",
-                memoryModeName(mode), args.cluster.gpus, args.gpuMemMb,
-                args.kvPageBytes, layout->describe(models.footprints).c_str());
-    pages = std::max(pages, layout->totalPages());
+    std::printf("%s memory (%d GPUs x %.3f GiB, %zu-byte KV chunks):\n%s",
+                memoryModeName(mode), cluster.gpus,
+                cluster.gpuMemoryBytes / kGiB, chunkBytes,
+                layout->describe(models.footprints, chunkBytes,
+                                 models.pagesPerChunk)
+                    .c_str());
+    if (layout->totalChunks() > chunksAvailable)
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s mode needs %d KV chunks (%.2f GiB) but %s has %d (%.2f GiB)",
+          memoryModeName(mode), layout->totalChunks(),
+          layout->totalChunks() * double(chunkBytes) / kGiB,
+          cuda ? "the card (free memory less the reserve)" : "the pool",
+          chunksAvailable, chunksAvailable * double(chunkBytes) / kGiB));
+    needed = std::max(needed, layout->totalChunks());
     layouts.push_back(std::move(*layout));
   }
-  // One physical pool large enough for every mode; each engine enforces
-  // its mode's groups, so the pool itself never binds.
-  RuntimeOptions ro;
-  ro.kvPages = int32_t(pages);
-  ro.kvPageBytes = args.kvPageBytes;
-  ro.device = args.device;
-  ro.precision = args.precision;
-  CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::create(ro));
-  std::vector<ModelId> ids;
-  for (const std::string &plan : args.plans) {
-    CP_ASSIGN_OR_RETURN(ModelId id, rt->loadModel(plan));
-    ids.push_back(id);
+  if (cuda) {
+    // One physical pool of the largest mode's quota; each engine enforces
+    // its mode's groups exactly, so the pool itself never binds beyond them.
+    auto start = std::chrono::steady_clock::now();
+    CP_RETURN_IF_ERROR(rt->growKvPool(needed));
+    if (!args.quiet)
+      std::fprintf(stderr, "KV pool: %lld chunks created in %.1f s\n",
+                   (long long)rt->kvChunksTotal(),
+                   std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - start)
+                       .count());
   }
+  std::printf("physical KV pool: %lld chunks of %zu bytes = %.3f GiB\n",
+              (long long)rt->kvChunksTotal(), chunkBytes,
+              rt->kvChunksTotal() * double(chunkBytes) / kGiB);
 
+  // A probe at the rate of the main replay reuses it.
+  int64_t replays = 0;
   nlohmann::json runs = nlohmann::json::array();
   for (size_t k = 0; k < args.modes.size(); ++k) {
     MemoryMode mode = args.modes[k];
     CP_ASSIGN_OR_RETURN(ServeReport report,
-                        replay(*rt, ids, args, layouts[k], mode, w, models, 0));
+                        replay(*rt, args, layouts[k], mode, w, models, 0));
+    ++replays;
     std::printf("\n%s", formatReportTable(report).c_str());
     for (const ModelReport &m : report.models)
       if (!m.failures.empty())
         std::printf("%s: %zu failed, first: %s\n", m.name.c_str(),
                     m.failures.size(), m.failures.front().c_str());
     nlohmann::json run = reportToJson(report);
+    run["rate"] = w.nominalRate;
     if (args.sloTbtMs > 0) {
       // Bisection between the bounds: the highest probed rate that met the
       // SLO (0 when even LO did not).
       double lo = args.searchLo, hi = args.searchHi, best = 0;
       nlohmann::json probes = nlohmann::json::array();
       auto probe = [&](double rate) -> absl::StatusOr<bool> {
-        CP_ASSIGN_OR_RETURN(ServeReport r, replay(*rt, ids, args, layouts[k],
-                                                  mode, w, models, rate));
+        bool reused = w.nominalRate > 0 &&
+                      std::abs(rate / w.nominalRate - 1) < 1e-9;
+        ServeReport r;
+        if (reused) {
+          r = report;
+        } else {
+          CP_ASSIGN_OR_RETURN(
+              r, replay(*rt, args, layouts[k], mode, w, models, rate));
+          ++replays;
+        }
         bool ok = meetsSlo(r, args);
         probes.push_back({{"rate", rate},
                           {"tbt_p99_s", r.overall.tbt.p99},
                           {"ttft_p99_s", r.overall.ttft.p99},
                           {"failed", r.overall.failed},
+                          {"not_run", r.overall.notRun},
+                          {"stopped_by_wall_cap", r.stoppedByWallCap},
+                          {"reused_main_replay", reused},
                           {"meets_slo", ok}});
+        if (!args.quiet)
+          std::fprintf(stderr,
+                       "[%s] probe %.4g/s: P99 TBT %.1f ms, P99 TTFT %.1f ms, "
+                       "%lld failed%s -> %s\n",
+                       memoryModeName(mode), rate, r.overall.tbt.p99 * 1e3,
+                       r.overall.ttft.p99 * 1e3, (long long)r.overall.failed,
+                       r.stoppedByWallCap ? ", stopped by --max-wall-s" : "",
+                       ok ? "meets the SLO" : "misses the SLO");
         return ok;
       };
       CP_ASSIGN_OR_RETURN(bool hiOk, probe(hi));
@@ -310,7 +522,8 @@ absl::Status runServe(const ServeArgs &args) {
       }
       std::printf(
           "%s: max sustainable rate %.4g requests/s (P99 TBT <= %g "
-          "ms%s, no failures; searched %g-%g)%s\n",
+          "ms%s, no failures, not stopped by --max-wall-s; searched "
+          "%g-%g)%s\n",
           memoryModeName(mode), best, args.sloTbtMs,
           args.sloTtftMs > 0
               ? absl::StrFormat(", P99 TTFT <= %g ms", args.sloTtftMs).c_str()
@@ -322,21 +535,49 @@ absl::Status runServe(const ServeArgs &args) {
     }
     runs.push_back(std::move(run));
   }
+  std::printf("models loaded %lld times for %lld replays\n",
+              (long long)rt->modelLoads(), (long long)replays);
 
   if (!args.jsonOut.empty()) {
+    nlohmann::json modelsJson = nlohmann::json::array();
+    for (int m = 0; m < n; ++m)
+      modelsJson.push_back(
+          {{"name", models.names[m]},
+           {"plan", args.plans[m]},
+           {"attention_weight_bytes", models.footprints[m].attentionWeightBytes},
+           {"ffn_weight_bytes", models.footprints[m].ffnWeightBytes},
+           {"kv_page_bytes", models.pageBytes[m]},
+           {"kv_pages_per_chunk", models.pagesPerChunk[m]},
+           {"positions", models.positions[m]}});
     nlohmann::json cfg = {
         {"plans", args.plans},
         {"models", models.names},
+        {"model_details", modelsJson},
         {"workload", w.description},
+        {"prompt_caps", capsJson},
         {"nominal_rate", w.nominalRate},
-        {"gpus", args.cluster.gpus},
-        {"gpu_mem_mb", args.gpuMemMb},
-        {"kv_gpus", args.cluster.kvGpus},
+        {"device", cuda ? "cuda" : "cpu"},
+        {"precision", storage},
+        {"weight_bytes", weightBytes},
+        {"device_total_bytes", deviceTotal},
+        {"device_free_bytes_after_load", deviceFree},
+        {"gpu_reserve_mb", cuda ? args.gpuReserveMb : 0.0},
+        {"gpus", cluster.gpus},
+        {"gpu_mem_bytes", cluster.gpuMemoryBytes},
+        {"gpu_mem_mb", cluster.gpuMemoryBytes / (1024.0 * 1024)},
+        {"kv_gpus", cluster.kvGpus},
+        {"kv_chunk_bytes", chunkBytes},
+        {"kv_physical_chunks", rt->kvChunksTotal()},
+        {"kv_physical_bytes", rt->kvChunksTotal() * int64_t(chunkBytes)},
         {"kv_page_bytes", args.kvPageBytes},
         {"max_step_tokens", args.engine.maxStepTokens},
+        {"max_batch_seqs", args.engine.maxBatchSeqs},
         {"clock", args.engine.clock == ServingEngine::Clock::CostModel
                       ? "cost"
                       : "measured"},
+        {"max_wall_s", args.maxWallS},
+        {"model_loads", rt->modelLoads()},
+        {"replays", replays},
         {"slo_tbt_ms", args.sloTbtMs},
         {"slo_ttft_ms", args.sloTtftMs}};
     std::ofstream out(args.jsonOut);

@@ -77,12 +77,39 @@ TEST(BenchCliTest, BadFlags) {
                   "--search-rate and --slo-tbt-ms must be given together");
   expectError(m + "--slo-tbt-ms 50 --search-rate 4:1",
               kServeError + "--search-rate expects LO:HI[:ITERS] with 0 < LO < "
-                            "HI and 1 <= ITERS <= 30 but got '4:1'");
+                            "HI and 0 <= ITERS <= 30 but got '4:1'");
+  expectError(m + "--slo-tbt-ms 50 --search-rate 1:4:31",
+              kServeError + "--search-rate expects LO:HI[:ITERS] with 0 < LO < "
+                            "HI and 0 <= ITERS <= 30 but got '1:4:31'");
   expectError(m + "--trace t.csv --cv 2",
               kServeError + "--cv is for synthetic arrivals and cannot be used "
                             "with --trace");
   expectError(m + "--gpus 0",
               kServeError + "--gpus expects an integer >= 1 but got '0'");
+  expectError(m + "--gpu-mem-gb 0",
+              kServeError + "--gpu-mem-gb expects a number > 0 but got '0'");
+  expectError(m + "--gpu-mem-mb 2 --gpu-mem-gb 1",
+              kServeError +
+                  "--gpu-mem-mb and --gpu-mem-gb are alternatives: give one");
+  expectError(m + "--gpu-reserve-mb 512",
+              kServeError + "--gpu-reserve-mb is for --device cuda (the CPU "
+                            "pool is sized by --gpu-mem-mb)");
+  expectError(m + "--device cuda --gpu-reserve-mb -1",
+              kServeError +
+                  "--gpu-reserve-mb expects a number >= 0 but got '-1'");
+  expectError(m + "--device cuda --gpus 2",
+              kServeError + "--device cuda with --gpus 2 needs --gpu-mem-gb "
+                            "(the memory of each simulated GPU); without it "
+                            "the one card is the cluster (--gpus 1)");
+  expectError(m + "--max-wall-s 0",
+              kServeError + "--max-wall-s expects a number > 0 but got '0'");
+  expectError(m + "--max-wall-s=soon",
+              kServeError + "--max-wall-s expects a number > 0 but got 'soon'");
+  expectError(m + "--watermark-chunks -2",
+              kServeError +
+                  "--watermark-chunks expects an integer >= 0 but got '-2'");
+  expectError(m + "--watermark-pages 2",
+              kServeError + "unknown flag '--watermark-pages'");
 }
 
 TEST(BenchCliTest, MalformedTraces) {

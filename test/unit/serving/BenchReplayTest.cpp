@@ -12,6 +12,9 @@
 
 #include "absl/strings/str_split.h"
 
+#include <cstdlib>
+#include <fstream>
+
 using crosspool::testing::readFile;
 using crosspool::testing::runBench;
 
@@ -39,8 +42,8 @@ TEST(BenchReplayTest, ThreeModesSideBySideWithJson) {
     const nlohmann::json &all = run["overall"];
     EXPECT_EQ(all["requests"], 40);
     EXPECT_EQ(all["finished"].get<int>() + all["failed"].get<int>(), 40);
-    EXPECT_LE(run["kv_pages_peak"].get<int>(),
-              run["kv_pages_capacity"].get<int>());
+    EXPECT_LE(run["kv_chunks_peak"].get<int>(),
+              run["kv_chunks_capacity"].get<int>());
     int perModel = 0;
     for (const nlohmann::json &m : run["models"])
       perModel += m["requests"].get<int>();
@@ -53,8 +56,8 @@ TEST(BenchReplayTest, ThreeModesSideBySideWithJson) {
   EXPECT_EQ(modes,
             std::vector<std::string>({"crosspool", "kvcached", "static"}));
   EXPECT_EQ(j["runs"][0]["overall"]["failed"], 0);
-  EXPECT_EQ(j["runs"][0]["kv_groups"]["pages"].size(), 1u);
-  EXPECT_EQ(j["runs"][1]["kv_groups"]["pages"].size(), 3u);
+  EXPECT_EQ(j["runs"][0]["kv_groups"]["chunks"].size(), 1u);
+  EXPECT_EQ(j["runs"][1]["kv_groups"]["chunks"].size(), 3u);
   EXPECT_NE(r.out.find("mode kvcached:"), std::string::npos);
 }
 
@@ -77,13 +80,141 @@ TEST(BenchReplayTest, TraceReplayReportsItsCapsAndSearchesARate) {
       "--max-prompt 64 --max-output 16 --quiet --slo-tbt-ms 5 "
       "--search-rate 5:400:2");
   ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
-  std::string want = "capped " + std::to_string(prompts) +
-                     " of 30 prompts to 64 "
-                     "tokens and " +
-                     std::to_string(outputs) + " outputs to 16 tokens";
+  std::string want = "prompts capped: " + std::to_string(prompts) +
+                     " of 30 (per model: ";
+  EXPECT_NE(r.out.find(want), std::string::npos) << r.out;
+  want = "outputs capped: " + std::to_string(outputs) + " of 30 to 16 tokens";
   EXPECT_NE(r.out.find(want), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("crosspool: max sustainable rate"), std::string::npos)
       << r.out;
+}
+
+TEST(BenchReplayTest, ModelsLoadOnceAndEveryReplayStartsClean) {
+  // crosspool twice in one process, with kvcached and a rate search between:
+  // the second crosspool replay must equal the first (a page left held or
+  // any state carried over would change admission and latencies), and a
+  // fresh process must give the same run again.
+  const std::string common =
+      " --requests 60 --rate 40 --cv 3 --prompt-range 8:96 --output-range "
+      "4:24 --gpus 3 --gpu-mem-mb 1.45 --quiet ";
+  std::string json = ::testing::TempDir() + "/serve_reuse.json";
+  crosspool::testing::CliResult r = runBench(
+      "serve " + plans() + common +
+      "--mode crosspool,kvcached,crosspool --slo-tbt-ms 4 --search-rate "
+      "5:400:2 --json-out " +
+      json);
+  ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
+  nlohmann::json j = nlohmann::json::parse(readFile(json));
+  EXPECT_EQ(j["config"]["model_loads"], 3);
+  int64_t replays = j["config"]["replays"];
+  EXPECT_GE(replays, 6); // 3 main replays and at least one probe each
+  EXPECT_NE(r.out.find("models loaded 3 times for " + std::to_string(replays) +
+                       " replays"),
+            std::string::npos)
+      << r.out;
+  ASSERT_EQ(j["runs"].size(), 3u);
+  EXPECT_GT(j["runs"][0]["overall"]["preemptions"].get<int>() +
+                j["runs"][1]["overall"]["preemptions"].get<int>(),
+            0)
+      << "the workload should fill the pool";
+  EXPECT_EQ(j["runs"][0], j["runs"][2]);
+
+  std::string fresh = ::testing::TempDir() + "/serve_fresh.json";
+  r = runBench("serve " + plans() + common + "--mode crosspool --json-out " +
+               fresh);
+  ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
+  nlohmann::json f = nlohmann::json::parse(readFile(fresh));
+  nlohmann::json a = j["runs"][0], b = f["runs"][0];
+  a.erase("max_sustainable_rate");
+  a.erase("rate_probes");
+  EXPECT_EQ(a, b);
+}
+
+TEST(BenchReplayTest, WallCapStopsAReplayAndAccountsEveryRequest) {
+  std::string json = ::testing::TempDir() + "/serve_capped.json";
+  crosspool::testing::CliResult r = runBench(
+      "serve " + plans() +
+      " --requests 400 --rate 400 --prompt-range 64:200 --output-range "
+      "16:48 --gpus 3 --max-wall-s 0.002 --quiet --slo-tbt-ms 1000 "
+      "--search-rate 1:2:1 --json-out " +
+      json);
+  ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
+  nlohmann::json j = nlohmann::json::parse(readFile(json));
+  const nlohmann::json &run = j["runs"][0];
+  EXPECT_TRUE(run["stopped_by_wall_cap"].get<bool>());
+  const nlohmann::json &all = run["overall"];
+  int notRun = all["not_run"];
+  EXPECT_GT(notRun, 0);
+  EXPECT_LE(notRun, all["cancelled"].get<int>());
+  // Nothing dropped: every request ended one way or another.
+  EXPECT_EQ(all["requests"], 400);
+  EXPECT_EQ(all["finished"].get<int>() + all["failed"].get<int>() +
+                all["cancelled"].get<int>(),
+            400);
+  EXPECT_NE(r.out.find("STOPPED BY --max-wall-s: " + std::to_string(notRun) +
+                       " of 400 requests not run"),
+            std::string::npos)
+      << r.out;
+  // A stopped replay never counts as sustainable, however lax the SLO.
+  for (const nlohmann::json &p : run["rate_probes"]) {
+    EXPECT_TRUE(p["stopped_by_wall_cap"].get<bool>());
+    EXPECT_FALSE(p["meets_slo"].get<bool>());
+  }
+  EXPECT_EQ(run["max_sustainable_rate"], 0);
+}
+
+TEST(BenchReplayTest, PromptsAreCappedByEachModelsOwnPositions) {
+  // Two synthetic OLMoE-tiny plans with 96 and 300 positions.
+  std::string dir = ::testing::TempDir() + "/serve_caps";
+  std::string cfg = readFile(std::string(CROSSPOOL_SOURCE_DIR) +
+                             "/test/data/models/olmoe_tiny/config.json");
+  ASSERT_NE(cfg.find("\"max_position_embeddings\": 512"), std::string::npos);
+  std::string list;
+  for (int positions : {96, 300}) {
+    std::string d = dir + "/p" + std::to_string(positions);
+    ASSERT_EQ(std::system(("mkdir -p " + d).c_str()), 0);
+    std::string c = cfg;
+    c.replace(c.find("\"max_position_embeddings\": 512"),
+              std::string("\"max_position_embeddings\": 512").size(),
+              "\"max_position_embeddings\": " + std::to_string(positions));
+    std::ofstream(d + "/config.json") << c;
+    std::string plan = d + ".cpplan";
+    ASSERT_EQ(std::system((std::string(CROSSPOOL_COMPILE_BIN) +
+                           " --synthetic " + d + " -o " + plan)
+                              .c_str()),
+              0);
+    list += plan + " ";
+  }
+  std::string json = dir + "/serve.json";
+  crosspool::testing::CliResult r =
+      runBench("serve " + list +
+               "--requests 40 --long-context 100:250 --max-output 8 "
+               "--popularity uniform --gpus 2 --mode crosspool --quiet "
+               "--json-out " +
+               json);
+  ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
+  nlohmann::json j = nlohmann::json::parse(readFile(json));
+  const nlohmann::json &caps = j["config"]["prompt_caps"];
+  ASSERT_EQ(caps.size(), 2u);
+  // Cap = positions - max output + 1: 89 and 293. Every 100-250 prompt of
+  // the small model is cut; none of the large one's is.
+  EXPECT_EQ(caps[0]["model"], "p96");
+  EXPECT_EQ(caps[0]["prompt_cap"], 89);
+  EXPECT_EQ(caps[0]["prompts_capped"], caps[0]["requests"]);
+  EXPECT_EQ(caps[0]["longest_prompt"], 89);
+  EXPECT_EQ(caps[1]["model"], "p300");
+  EXPECT_EQ(caps[1]["prompt_cap"], 293);
+  EXPECT_EQ(caps[1]["prompts_capped"], 0);
+  EXPECT_GT(caps[1]["longest_prompt"].get<int>(), 89);
+  EXPECT_EQ(caps[0]["requests"].get<int>() + caps[1]["requests"].get<int>(),
+            40);
+  std::string want =
+      "prompts capped: " + caps[0]["prompts_capped"].dump() +
+      " of 40 (per model: p96 " + caps[0]["prompts_capped"].dump() + " of " +
+      caps[0]["requests"].dump() + " to 89, p300 0 of " +
+      caps[1]["requests"].dump() + " to 293)";
+  EXPECT_NE(r.out.find(want), std::string::npos) << r.out;
+  EXPECT_EQ(j["runs"][0]["overall"]["finished"], 40);
 }
 
 TEST(BenchReplayTest, MissingPlanIsOneLine) {

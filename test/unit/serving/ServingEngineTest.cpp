@@ -132,7 +132,7 @@ TEST_P(BurstTest, ExhaustedPoolPreemptsAndKeepsGreedyOutputs) {
   opts.policy = c.policy;
   opts.maxStepTokens = c.maxStepTokens;
   if (c.twoGroups) {
-    opts.layout.groupPages = {24, 24};
+    opts.layout.groupChunks = {24, 24};
     opts.layout.groupNames = {"g0", "g1"};
     opts.layout.modelGroup = {0, 0, 1, 1};
     opts.layout.modelGpu = {0, 0, 1, 1};
@@ -163,7 +163,7 @@ TEST_P(BurstTest, ExhaustedPoolPreemptsAndKeepsGreedyOutputs) {
   ASSERT_TRUE(e.runUntilIdle().ok());
 
   EXPECT_GT(e.stats().preemptions, 0);
-  EXPECT_LE(e.stats().peakPagesInUse, kPages);
+  EXPECT_LE(e.stats().peakChunksInUse, kPages);
   EXPECT_EQ(rt->kvPagesInUse(), 0);
   EXPECT_EQ(e.liveRequests(), 0);
   int64_t recomputed = 0;
@@ -189,8 +189,8 @@ TEST_P(BurstTest, ExhaustedPoolPreemptsAndKeepsGreedyOutputs) {
         << kModels[m];
   if (c.twoGroups)
     for (const KvSample &s : e.stats().kv) {
-      EXPECT_LE(s.groupPagesInUse[0], 24);
-      EXPECT_LE(s.groupPagesInUse[1], 24);
+      EXPECT_LE(s.groupChunksInUse[0], 24);
+      EXPECT_LE(s.groupChunksInUse[1], 24);
     }
 
   // The report counts what the records hold.
@@ -350,15 +350,15 @@ TEST_F(ServingEngineTest, SamplingIsDeterministicPerSeedUnderLoad) {
 TEST_F(ServingEngineTest, RejectsBadRequestsAndFailsOnesThatCanNeverFit) {
   auto [rt, ids] = loadAll(72);
   ServingEngine::Options opts;
-  opts.layout.groupPages = {64, 8};
+  opts.layout.groupChunks = {64, 8};
   opts.layout.groupNames = {"big", "small"};
   opts.layout.modelGroup = {0, 0, 0, 1};
   opts.layout.modelGpu = {0, 0, 0, 0};
   // The layout may not exceed the Runtime's pool.
   auto tooBig = opts;
-  tooBig.layout.groupPages = {64, 9};
+  tooBig.layout.groupChunks = {64, 9};
   EXPECT_EQ(ServingEngine::create(rt.get(), ids, tooBig).status().message(),
-            "KV layout needs 73 pages but the runtime pool has 72");
+            "KV layout needs 73 chunks but the runtime pool has 72");
   auto engine = ServingEngine::create(rt.get(), ids, opts);
   ASSERT_TRUE(engine.ok()) << engine.status();
   ServingEngine &e = **engine;
@@ -385,8 +385,8 @@ TEST_F(ServingEngineTest, RejectsBadRequestsAndFailsOnesThatCanNeverFit) {
   ASSERT_TRUE(e.runUntilIdle().ok());
   EXPECT_EQ(e.record(big).state, RequestState::Failed);
   EXPECT_EQ(e.record(big).reason,
-            "can never fit: needs 28 KV pages for 200 prompt + 20 output "
-            "tokens but its KV group 'small' has 8");
+            "can never fit: needs 28 KV pages = 28 chunks for 200 prompt + "
+            "20 output tokens but its KV group 'small' has 8 chunks");
   EXPECT_EQ(e.record(ok).state, RequestState::Finished);
   EXPECT_EQ(e.record(ok).output, oracle().greedy(3, {1, 2, 3}, 4));
 }

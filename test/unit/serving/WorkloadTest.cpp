@@ -152,14 +152,14 @@ TEST(MemoryModeTest, CrossPoolSharesOneKvBudget) {
       planKvLayout(MemoryMode::CrossPool, c, footprints(), 10);
   ASSERT_TRUE(l.ok()) << l.status();
   // KV GPU: 1200 - 250 attention bytes = 950 -> 95 pages for all models.
-  EXPECT_EQ(l->groupPages, std::vector<int64_t>({95}));
+  EXPECT_EQ(l->groupChunks, std::vector<int64_t>({95}));
   EXPECT_EQ(l->modelGroup, std::vector<int32_t>({0, 0, 0}));
   // One GPU hosts both pools: 1200... too small for all weights.
   c.gpus = 1;
   c.gpuMemoryBytes = 2000;
   l = planKvLayout(MemoryMode::CrossPool, c, footprints(), 10);
   ASSERT_TRUE(l.ok()) << l.status();
-  EXPECT_EQ(l->groupPages, std::vector<int64_t>({25})); // 2000 - 1750
+  EXPECT_EQ(l->groupChunks, std::vector<int64_t>({25})); // 2000 - 1750
   c = {2, 1200, 1};
   EXPECT_EQ(planKvLayout(MemoryMode::CrossPool, c, footprints(), 10)
                 .status()
@@ -180,18 +180,18 @@ TEST(MemoryModeTest, KvCachedAndStaticPlaceWholeModels) {
   absl::StatusOr<KvLayout> l =
       planKvLayout(MemoryMode::KvCached, c, footprints(), 10);
   ASSERT_TRUE(l.ok()) << l.status();
-  EXPECT_EQ(l->groupPages, std::vector<int64_t>({20, 45}));
+  EXPECT_EQ(l->groupChunks, std::vector<int64_t>({20, 45}));
   EXPECT_EQ(l->modelGroup, std::vector<int32_t>({0, 1, 1}));
   EXPECT_EQ(l->modelGpu, std::vector<int32_t>({0, 1, 1}));
   // Static: gpu1's 450 bytes split B:C = 0.3:0.2 -> 270 and 180.
   l = planKvLayout(MemoryMode::Static, c, footprints(), 10, {0.5, 0.3, 0.2});
   ASSERT_TRUE(l.ok()) << l.status();
-  EXPECT_EQ(l->groupPages, std::vector<int64_t>({20, 27, 18}));
+  EXPECT_EQ(l->groupChunks, std::vector<int64_t>({20, 27, 18}));
   EXPECT_EQ(l->modelGroup, std::vector<int32_t>({0, 1, 2}));
   // Equal split without shares.
   l = planKvLayout(MemoryMode::Static, c, footprints(), 10);
   ASSERT_TRUE(l.ok()) << l.status();
-  EXPECT_EQ(l->groupPages, std::vector<int64_t>({20, 22, 22}));
+  EXPECT_EQ(l->groupChunks, std::vector<int64_t>({20, 22, 22}));
   c.gpuMemoryBytes = 900;
   EXPECT_EQ(planKvLayout(MemoryMode::KvCached, c, footprints(), 10)
                 .status()
@@ -201,6 +201,88 @@ TEST(MemoryModeTest, KvCachedAndStaticPlaceWholeModels) {
   EXPECT_EQ(parseMemoryMode("vllm").status().message(),
             "unknown memory mode 'vllm' (expects crosspool, kvcached or "
             "static)");
+}
+
+/// CUDA units by hand: 2 MiB chunks; a Qwen3-30B-A3B-shaped model (4 KV
+/// heads x 128, bf16: a 16-token page of one layer is 2 * 16 * 4 * 128 * 2 =
+/// 32 KiB, 64 per chunk) and an OLMoE-shaped one (16 KV heads: 128 KiB, 16
+/// per chunk) on one card.
+TEST(MemoryModeTest, CudaChunksOnOneCard) {
+  const size_t MiB = 1024 * 1024, GiB = 1024 * MiB;
+  std::vector<ModelFootprint> ms = {{"qwen3", 3 * GiB, 54 * GiB},
+                                    {"olmoe", 1 * GiB, 12 * GiB}};
+  ClusterSpec c;
+  c.gpus = 1;
+  // 70 GiB of weights + 2000 chunks + 1 MiB that makes no whole chunk.
+  c.gpuMemoryBytes = 70 * GiB + 2000 * 2 * MiB + MiB;
+  absl::StatusOr<KvLayout> l =
+      planKvLayout(MemoryMode::CrossPool, c, ms, 2 * MiB);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->groupChunks, std::vector<int64_t>({2000}));
+  EXPECT_EQ(l->describe(ms, 2 * MiB, {64, 16}),
+            "crosspool KV pool: 2000 KV chunks = 4194304000 bytes for qwen3 "
+            "(128000 pages), olmoe (32000 pages)\n");
+  l = planKvLayout(MemoryMode::KvCached, c, ms, 2 * MiB);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->groupChunks, std::vector<int64_t>({2000}));
+  EXPECT_EQ(l->modelGroup, std::vector<int32_t>({0, 0}));
+  // Static: floor(0.75 * 2000.5) = 1500 and floor(0.25 * 2000.5) = 500.
+  l = planKvLayout(MemoryMode::Static, c, ms, 2 * MiB, {0.75, 0.25});
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->groupChunks, std::vector<int64_t>({1500, 500}));
+  c.gpuMemoryBytes = 70 * GiB;
+  EXPECT_EQ(planKvLayout(MemoryMode::CrossPool, c, ms, 2 * MiB)
+                .status()
+                .message(),
+            "the KV pool (1 GPUs of 75161927680 bytes) cannot hold the "
+            "75161927680 attention-side weight bytes of all models");
+}
+
+TEST(MemoryModeTest, ChunksAfterMorePages) {
+  // 150 pages in 3 chunks of 64: 42 more fill them, the 43rd maps a 4th.
+  EXPECT_EQ(chunksAfterPages(3, 150, 0, 64), 3);
+  EXPECT_EQ(chunksAfterPages(3, 150, 42, 64), 3);
+  EXPECT_EQ(chunksAfterPages(3, 150, 43, 64), 4);
+  EXPECT_EQ(chunksAfterPages(3, 150, 43 + 64, 64), 5);
+  EXPECT_EQ(chunksAfterPages(0, 0, 1, 16), 1);
+  // Fragmented: 10 pages spread over 5 chunks; the next page fits in them.
+  EXPECT_EQ(chunksAfterPages(5, 10, 1, 16), 5);
+  EXPECT_EQ(chunksAfterPages(5, 10, 71, 16), 6);
+  // CPU: a chunk is a page.
+  EXPECT_EQ(chunksAfterPages(7, 7, 3, 1), 10);
+}
+
+TEST(MemoryModeTest, KvChunksForCard) {
+  const size_t MiB = 1024 * 1024, GiB = 1024 * MiB;
+  // 256 chunks exist; 10 GiB free - 2 GiB reserve = 4096 more.
+  absl::StatusOr<int64_t> n = kvChunksForCard(10 * GiB, 2 * GiB, 2 * MiB, 256);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 256 + 4096);
+  n = kvChunksForCard(10 * GiB + 3 * MiB, 2 * GiB, 2 * MiB, 0);
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 4097);
+  EXPECT_EQ(kvChunksForCard(GiB, 2 * GiB, 2 * MiB, 256).status().message(),
+            "the GPU has 1024.0 MiB free after the weights and workspaces, "
+            "not more than the 2048.0 MiB reserve (--gpu-reserve-mb): no room "
+            "for KV");
+}
+
+TEST(TraceTest, CapsPromptsPerModel) {
+  std::vector<TraceEntry> t = {
+      {0, 100, 5}, {1, 5000, 70}, {2, 5000, 8}, {3, 9000, 64}, {4, 40, 65}};
+  std::vector<int> model = {0, 0, 1, 1, 2};
+  int64_t outputs = 0;
+  std::vector<int64_t> cut =
+      capLengthsPerModel(t, model, {4033, 8129, 0}, 64, &outputs);
+  EXPECT_EQ(cut, std::vector<int64_t>({1, 1, 0}));
+  EXPECT_EQ(outputs, 2);
+  std::vector<int64_t> prompts, outs;
+  for (const TraceEntry &e : t) {
+    prompts.push_back(e.promptTokens);
+    outs.push_back(e.outputTokens);
+  }
+  EXPECT_EQ(prompts, std::vector<int64_t>({100, 4033, 5000, 8129, 40}));
+  EXPECT_EQ(outs, std::vector<int64_t>({5, 64, 8, 64, 64}));
 }
 
 TEST(ReportTest, PercentilesInterpolateBetweenRanks) {
