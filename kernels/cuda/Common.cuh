@@ -43,6 +43,16 @@ using bf16 = __nv_bfloat16;
 // the wait, so at most one dependent grid is resident and waiting.
 //===----------------------------------------------------------------------===//
 
+// Before its own pdlWait() a grid may also rely on everything enqueued two
+// or more operations back: it started only once every block of its
+// predecessor triggered, and each of those blocks triggers after its own
+// wait returned, i.e. after the grid before it had completed (a predecessor
+// launched without the attribute, like a cuBLAS kernel, starts only after
+// its own predecessor completed anyway). Every kernel of this library
+// therefore calls pdlWait() before any early return. Such data is read
+// before the wait only with loads that go to L2 (ldcgEarly; L1 is not
+// coherent) and only where the direct predecessor cannot write it.
+
 __device__ __forceinline__ void pdlWait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -73,6 +83,13 @@ __device__ __forceinline__ void prefetchL2(const void *p, int64_t bytes) {
   for (uintptr_t a = first + uintptr_t(threadIdx.x) * 128; a < end;
        a += uintptr_t(blockDim.x) * 128)
     asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+}
+
+/// A pointer-sized load through L2 for reads before pdlWait() (see above).
+template <typename P> __device__ __forceinline__ P ldcgEarly(const P *p) {
+  static_assert(sizeof(P) == 8, "pointer-sized");
+  return reinterpret_cast<P>(
+      __ldcg(reinterpret_cast<const unsigned long long *>(p)));
 }
 
 /// Launches `kernel` on `stream` with the PDL attribute when pdlEnabled().
@@ -172,12 +189,16 @@ __device__ __forceinline__ void loadVec(const TX *__restrict__ p,
 /// multiple of the 16-byte element count of TW, all pointers 16-byte
 /// aligned) each lane issues kBatch independent 16-byte weight loads before
 /// using any, so enough bytes are in flight to approach DRAM bandwidth; the
-/// activation rows are small and come from L1.
+/// activation rows are small and come from L1. One token gets 8 loads per
+/// lane (4 KB per warp): a 4 KB bf16 row (in = 2048) is then a single DRAM
+/// round trip and an 8 KB one (o_proj) two, instead of two and four. Each
+/// lane still visits its chunks in ascending order, so the sums are the same
+/// bits whatever kBatch is.
 template <typename TW, typename TX, int TB>
 __device__ __forceinline__ void
 warpDots(const TW *__restrict__ w, const TX *const (&xr)[TB], int nt,
          int64_t len, bool vec, float (&acc)[TB]) {
-  constexpr int kBatch = TB >= 4 ? 2 : 4;
+  constexpr int kBatch = TB >= 4 ? 2 : TB == 2 ? 4 : 8;
   const int lane = threadIdx.x & 31;
   if (vec) {
     constexpr int N = Vec16<TW>::kN;

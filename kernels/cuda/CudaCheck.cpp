@@ -14,7 +14,7 @@ namespace crosspool::kernels::cuda {
 
 namespace {
 /// -1: not decided yet (read the environment on first use), else 0 / 1.
-std::atomic<int> gPdl{-1}, gMoeFused{-1};
+std::atomic<int> gPdl{-1}, gMoeFused{-1}, gEarlyPrefetch{-1};
 
 /// The switch's value; on unless `envName` is "0" or "off".
 bool switchValue(std::atomic<int> &sw, const char *envName) {
@@ -35,6 +35,10 @@ bool pdlEnabled() { return switchValue(gPdl, "CROSSPOOL_PDL"); }
 void setPdlEnabled(bool on) { gPdl.store(on ? 1 : 0); }
 bool moeFusedEnabled() { return switchValue(gMoeFused, "CROSSPOOL_MOE_FUSED"); }
 void setMoeFusedEnabled(bool on) { gMoeFused.store(on ? 1 : 0); }
+bool earlyPrefetchEnabled() {
+  return switchValue(gEarlyPrefetch, "CROSSPOOL_EARLY_PREFETCH");
+}
+void setEarlyPrefetchEnabled(bool on) { gEarlyPrefetch.store(on ? 1 : 0); }
 
 absl::Status cudaErrorStatus(cudaError_t err, const char *call,
                              const char *file, int line) {

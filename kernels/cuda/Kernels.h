@@ -46,6 +46,15 @@ void setPdlEnabled(bool on);
 bool moeFusedEnabled();
 void setMoeFusedEnabled(bool on);
 
+/// Early prefetch (needs PDL): a kernel whose weights depend on routing (the
+/// fused MoE down/combine) reads the routing, written two launches back,
+/// before its PDL wait and prefetches the selected weights into L2 while its
+/// predecessor still runs. On by default; CROSSPOOL_EARLY_PREFETCH=0 (read
+/// once) or setEarlyPrefetchEnabled(false) turns it off for launches
+/// enqueued afterwards.
+bool earlyPrefetchEnabled();
+void setEarlyPrefetchEnabled(bool on);
+
 /// Storage type of weights, activations and KV pages.
 enum class DType : int32_t { kF32 = 0, kBF16 = 1 };
 

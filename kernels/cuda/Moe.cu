@@ -372,12 +372,29 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 }
 
 /// gateUpKernel on tensor cores (bf16, H % 64 == 0): 8 rows of gate and of
-/// up per block, W warps over H.
-template <int W>
-__global__ void __launch_bounds__(W * 32)
+/// up per block, W warps over H. HALF: every group has at most 8 rows (the
+/// launch's T <= 8), so the mma's rows g + 8 are constant zeros: the
+/// compiler drops their loads and registers (118 -> under 85 per thread), and
+/// three 256-thread blocks fit an SM instead of two (50 % more weight bytes
+/// in flight per SM, 768 blocks of a decode step in two waves, not three).
+template <int W, bool HALF>
+__global__ void __launch_bounds__(W * 32, HALF ? 768 / (W * 32) : 1)
     gateUpMmaKernel(const bf16 *__restrict__ x, int64_t H, int64_t I,
                     GroupArgs g, float *__restrict__ hbuf) {
   __shared__ float red[2 * W * 4 * 32];
+  const int64_t n0 = int64_t(blockIdx.x) * 8;
+  // Request the block's weight rows as early as they are known: the shared
+  // expert's (g.experts == null) before the PDL wait, as a GEMV's; a routed
+  // expert's once its slot is read, while the token rows are still being
+  // looked up (rowsOf -> x is two more dependent loads).
+  const int64_t pfBytes = n0 < I ? (I - n0 < 8 ? I - n0 : 8) * H * 2 : 0;
+  if (!g.experts && blockIdx.y == 0 && pfBytes > 0 && g.single.gate &&
+      g.single.up) {
+    detail::prefetchL2(static_cast<const bf16 *>(g.single.gate) + n0 * H,
+                       pfBytes);
+    detail::prefetchL2(static_cast<const bf16 *>(g.single.up) + n0 * H,
+                       pfBytes);
+  }
   detail::pdlEnter();
   ExpertPtrs e;
   int64_t n, base;
@@ -385,15 +402,12 @@ __global__ void __launch_bounds__(W * 32)
     return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gq = lane >> 2, t = lane & 3;
-  const int64_t n0 = int64_t(blockIdx.x) * 8, row = n0 + gq;
+  const int64_t row = n0 + gq;
   const bf16 *gw = static_cast<const bf16 *>(e.gate);
   const bf16 *uw = static_cast<const bf16 *>(e.up);
-  if (n0 < I) {
-    // Request the block's weight rows now, while the token rows are still
-    // being looked up (rowsOf -> x is two more dependent loads).
-    const int64_t bytes = (I - n0 < 8 ? I - n0 : 8) * H * 2;
-    detail::prefetchL2(gw + n0 * H, bytes);
-    detail::prefetchL2(uw + n0 * H, bytes);
+  if (g.experts && pfBytes > 0) {
+    detail::prefetchL2(gw + n0 * H, pfBytes);
+    detail::prefetchL2(uw + n0 * H, pfBytes);
   }
   const bool wal = al16(gw) && al16(uw);
   const bf16 *wr[2] = {row < I ? gw + row * H + t * 16 : nullptr,
@@ -402,7 +416,7 @@ __global__ void __launch_bounds__(W * 32)
   for (int64_t m0 = 0; m0 < n; m0 += 16) {
     const bf16 *xg =
         m0 + gq < n ? x + (flatRow(g, base, m0 + gq) / K) * H + t * 16 : nullptr;
-    const bf16 *xh = m0 + gq + 8 < n
+    const bf16 *xh = !HALF && m0 + gq + 8 < n
                          ? x + (flatRow(g, base, m0 + gq + 8) / K) * H + t * 16
                          : nullptr;
     float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
@@ -420,13 +434,21 @@ __global__ void __launch_bounds__(W * 32)
   }
 }
 
-/// downKernel on tensor cores (bf16 weights, I % 64 == 0).
+/// downKernel on tensor cores (bf16 weights, I % 64 == 0). (No HALF variant
+/// as gateUpMmaKernel's: its fp32 activation loads need the registers, and
+/// capped at 85 it spills.)
 template <int W>
 __global__ void __launch_bounds__(W * 32)
     downMmaKernel(const float *__restrict__ hbuf, int64_t H, int64_t I,
                   GroupArgs g, const float *__restrict__ rowWeight,
                   float *__restrict__ outbuf) {
   __shared__ float red[W * 4 * 32];
+  const int64_t n0 = int64_t(blockIdx.x) * 8;
+  const int64_t pfBytes = n0 < H ? (H - n0 < 8 ? H - n0 : 8) * I * 2 : 0;
+  // The shared expert's rows before the wait (see gateUpMmaKernel).
+  if (!g.experts && blockIdx.y == 0 && pfBytes > 0 && g.single.down)
+    detail::prefetchL2(static_cast<const bf16 *>(g.single.down) + n0 * I,
+                       pfBytes);
   detail::pdlEnter();
   ExpertPtrs e;
   int64_t n, base;
@@ -434,10 +456,10 @@ __global__ void __launch_bounds__(W * 32)
     return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gq = lane >> 2, t = lane & 3;
-  const int64_t n0 = int64_t(blockIdx.x) * 8, row = n0 + gq;
+  const int64_t row = n0 + gq;
   const bf16 *dw = static_cast<const bf16 *>(e.down);
-  if (n0 < H)
-    detail::prefetchL2(dw + n0 * I, (H - n0 < 8 ? H - n0 : 8) * I * 2);
+  if (g.experts && pfBytes > 0)
+    detail::prefetchL2(dw + n0 * I, pfBytes);
   const bf16 *wr[1] = {row < H ? dw + row * I + t * 16 : nullptr};
   const bool wal = al16(dw), xal = al16(hbuf);
   for (int64_t m0 = 0; m0 < n; m0 += 16) {
@@ -532,6 +554,14 @@ struct RouteFusedArgs {
   int32_t counter;
 };
 
+/// Float offset of the staged expert table in routeFusedKernel's dynamic
+/// shared memory (after 2TE + 3E + 3TK 4-byte words, 16-byte aligned).
+__host__ __device__ inline int64_t routeFusedExpertsOffset(int64_t T,
+                                                           int64_t E,
+                                                           int64_t K) {
+  return (2 * T * E + 3 * E + 3 * T * K + 3) / 4 * 4;
+}
+
 /// Grid E (+1 with a shared-expert gate): block b computes the router logit
 /// of expert b (the gate logit for b == E) for all T rows, the 256 threads
 /// splitting H and summing in a fixed order; the router row is prefetched to
@@ -619,6 +649,12 @@ __global__ void __launch_bounds__(kFusedThreads)
   int32_t *sc = taken + T * E, *so = sc + E, *sAct = so + E;   // E each
   int32_t *sIdx = sAct + E, *sPos = sIdx + n;                  // n each
   float *sW = reinterpret_cast<float *>(sPos + n);             // n
+  ExpertPtrs *sEx = reinterpret_cast<ExpertPtrs *>(
+      fsm + routeFusedExpertsOffset(T, E, K));                 // E
+  // The expert table (written once at load) comes in with the logits, so
+  // the descriptors below need no dependent global load of their own.
+  for (int e = tid; e < E; e += kFusedThreads)
+    sEx[e] = a.experts[e];
   for (int i = tid; i < T * E; i += kFusedThreads) {
     probs[i] = __ldcg(a.logits + i);
     taken[i] = 0;
@@ -685,7 +721,7 @@ __global__ void __launch_bounds__(kFusedThreads)
     SlotDesc d{};
     if (sl < sNumAct) {
       const int e = sAct[sl];
-      d.e = a.experts[e];
+      d.e = sEx[e];
       d.n = sc[e];
       d.base = so[e];
     }
@@ -696,13 +732,13 @@ __global__ void __launch_bounds__(kFusedThreads)
     int rank = 0; // a row's K experts are distinct
     for (int k = 0; k < K; ++k)
       rank += sIdx[t * K + k] < e;
-    a.pairs[t * K + rank] = PairDesc{a.experts[e].down, sW[f], sPos[f]};
+    a.pairs[t * K + rank] = PairDesc{sEx[e].down, sW[f], sPos[f]};
   }
 }
 
 /// Dynamic shared memory of routeFusedKernel's last block.
 int64_t routeFusedSmem(int64_t T, int64_t E, int64_t K) {
-  return (2 * T * E + 3 * E + 3 * T * K) * 4;
+  return routeFusedExpertsOffset(T, E, K) * 4 + E * int64_t(sizeof(ExpertPtrs));
 }
 
 struct DownCombineArgs {
@@ -712,7 +748,36 @@ struct DownCombineArgs {
   void *y;
   int64_t H, I;
   int32_t T, K;
+  /// Prefetch the block's down rows before the PDL wait (early prefetch).
+  bool early;
 };
+
+/// Before the PDL wait: rows [r0, r0 + 8) of every pair's down matrix into
+/// L2, so the down projection's DRAM traffic overlaps the gate/up kernel's
+/// tail instead of following it. The pairs were written by routeFusedKernel,
+/// at least two launches back, hence complete (Common.cuh); only their
+/// pointers are read, through L2. A prefetch is a hint: nothing here reaches
+/// the results.
+__device__ __forceinline__ void prefetchDownEarly(const DownCombineArgs &a,
+                                                  int64_t r0, int esize) {
+  if (r0 >= a.H)
+    return;
+  const int64_t rows = a.H - r0 < 8 ? a.H - r0 : 8;
+  const int64_t bytes = rows * a.I * esize;
+  const int64_t lines = (bytes + 127) / 128 + 1; // + 1: start not aligned
+  const int64_t P = int64_t(a.T) * a.K;
+  for (int64_t i = threadIdx.x; i < P * lines; i += blockDim.x) {
+    const int64_t p = i / lines, l = i - p * lines;
+    const char *d =
+        static_cast<const char *>(detail::ldcgEarly(&a.pairs[p].down));
+    if (!d)
+      continue;
+    const uintptr_t start = reinterpret_cast<uintptr_t>(d + r0 * a.I * esize);
+    const uintptr_t addr = (start & ~uintptr_t(127)) + uintptr_t(l) * 128;
+    if (addr < start + uintptr_t(bytes))
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(addr));
+  }
+}
 
 /// y[t, o] = sum over t's pairs in combine order of w * (down_e[o] . h_pair)
 /// (+ sigmoid(gate) * shared[t, o]): the down projection and combineKernel
@@ -725,6 +790,9 @@ __global__ void __launch_bounds__(W * 32)
     downCombineMmaKernel(DownCombineArgs a) {
   __shared__ float part[kFusedMaxPairs][8];
   __shared__ PairDesc sp[kFusedMaxPairs];
+  const int64_t n0 = int64_t(blockIdx.x) * 8;
+  if (a.early)
+    prefetchDownEarly(a, n0, 2);
   detail::pdlEnter();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int gq = lane >> 2, t = lane & 3;
@@ -732,7 +800,7 @@ __global__ void __launch_bounds__(W * 32)
   for (int p = tid; p < P; p += W * 32)
     sp[p] = a.pairs[p];
   __syncthreads();
-  const int64_t n0 = int64_t(blockIdx.x) * 8, row = n0 + gq;
+  const int64_t row = n0 + gq;
   const bool xal = al16(a.hbuf);
   for (int p = warp; p < P; p += W) {
     const PairDesc d = sp[p];
@@ -774,6 +842,8 @@ template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     downCombineKernel(DownCombineArgs a) {
   __shared__ PairDesc sp[kFusedMaxPairs];
+  if (a.early)
+    prefetchDownEarly(a, int64_t(blockIdx.x) * kWarps, int(sizeof(T)));
   detail::pdlEnter();
   const int tid = threadIdx.x, lane = tid & 31;
   const int P = a.T * a.K;
@@ -854,11 +924,18 @@ cudaError_t launchGateUp(const T *x, int64_t H, int64_t I, const GroupArgs &g,
   if constexpr (std::is_same_v<T, bf16>) {
     if (mma && I % 64 == 0) {
       const dim3 gridUp(unsigned((I + 7) / 8), slots);
+      // A group holds at most one row per token (an expert is selected once
+      // per token; the shared expert takes all T).
+      const bool half = g.T <= 8;
       if (mmaWarps(H) == 8)
-        return detail::launch(gateUpMmaKernel<8>, gridUp, dim3(256), 0, st, x,
-                              H, I, g, hbuf);
-      return detail::launch(gateUpMmaKernel<4>, gridUp, dim3(128), 0, st, x, H,
-                            I, g, hbuf);
+        return half ? detail::launch(gateUpMmaKernel<8, true>, gridUp,
+                                     dim3(256), 0, st, x, H, I, g, hbuf)
+                    : detail::launch(gateUpMmaKernel<8, false>, gridUp,
+                                     dim3(256), 0, st, x, H, I, g, hbuf);
+      return half ? detail::launch(gateUpMmaKernel<4, true>, gridUp, dim3(128),
+                                   0, st, x, H, I, g, hbuf)
+                  : detail::launch(gateUpMmaKernel<4, false>, gridUp,
+                                   dim3(128), 0, st, x, H, I, g, hbuf);
     }
   }
   cudaError_t err = cudaSuccess;
@@ -989,6 +1066,7 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
   da.I = I;
   da.T = int32_t(Tn);
   da.K = int32_t(K);
+  da.early = pdlEnabled() && earlyPrefetchEnabled();
   bool downMma = false;
   if constexpr (std::is_same_v<T, bf16>)
     downMma = mma && I % 64 == 0;
@@ -1035,8 +1113,13 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
     CP_RETURN_IF_ERROR(route(x, w.router, Tn, H, p.numExperts, p.topK,
                              p.normTopkProb, s.idx, s.wts, dt, st));
   }
+  // The staged indices are padded to a multiple of 4: nvcc reads them in
+  // pairs (LDS.64), so an odd count would read 4 bytes past the allocation
+  // (harmless on the hardware, an error under compute-sanitizer memcheck).
   const size_t groupSmem =
-      (size_t(2) * E + std::min<int64_t>(Tn * K, kGroupStage)) * 4;
+      (size_t(2) * E +
+       (std::min<int64_t>(Tn * K, kGroupStage) + 3) / 4 * 4) *
+      4;
   CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
       groupKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
       int(groupSmem)));

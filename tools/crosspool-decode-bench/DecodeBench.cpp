@@ -23,12 +23,13 @@
 // Usage: crosspool-decode-bench [--model qwen3-30b-a3b|olmoe-1b-7b|all]
 //          [--batches 1,8,32] [--contexts 1024,32768] [--reps N]
 //          [--json FILE] [--seed S] [--pdl on|off|both]
-//          [--moe-fused on|off|both]
+//          [--moe-fused on|off|both] [--early on|off|both]
 //
-// --pdl / --moe-fused run every point with programmatic dependent launch
-// and the fused small-T MoE path on, off, or both ways (same process, same
+// --pdl / --moe-fused / --early run every point with programmatic dependent
+// launch, the fused small-T MoE path and the early (before the PDL wait)
+// prefetch of routed down weights on, off, or both ways (same process, same
 // weights; default: on), one table row per variant ("PDL off" / "MoE
-// grouped" in the notes).
+// grouped" / "early off" in the notes).
 //
 //===----------------------------------------------------------------------===//
 
@@ -152,7 +153,7 @@ double copyBandwidth() {
 struct Result {
   std::string model;
   int B, C;
-  bool pdl = true, moeFused = true;
+  bool pdl = true, moeFused = true, early = true;
   double attnMs, moeMs, headMs, attnFloorMs, moeFloorMs, headFloorMs;
   double eagerMs, graphMs, bytes, weightBytes, kvBytes, distinctFormula,
       distinctMeasured, floorMs;
@@ -441,7 +442,8 @@ bool parseList(const std::string &text, std::vector<int> *out) {
 int main(int argc, char **argv) {
   std::string which = "all", jsonPath;
   std::vector<int> batches = {1, 8, 32}, contexts = {1024, 32768};
-  std::vector<bool> pdlModes = {true}, fusedModes = {true};
+  std::vector<bool> pdlModes = {true}, fusedModes = {true},
+                    earlyModes = {true};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     bool hasValue = i + 1 < argc;
@@ -465,9 +467,12 @@ int main(int argc, char **argv) {
       gSeed = std::strtoull(argv[++i], nullptr, 10);
     } else if (a == "--json" && hasValue) {
       jsonPath = argv[++i];
-    } else if ((a == "--pdl" || a == "--moe-fused") && hasValue) {
+    } else if ((a == "--pdl" || a == "--moe-fused" || a == "--early") &&
+               hasValue) {
       std::string v = argv[++i];
-      std::vector<bool> *dst = a == "--pdl" ? &pdlModes : &fusedModes;
+      std::vector<bool> *dst = a == "--pdl"         ? &pdlModes
+                               : a == "--moe-fused" ? &fusedModes
+                                                    : &earlyModes;
       if (v == "on")
         *dst = {true};
       else if (v == "off")
@@ -487,7 +492,7 @@ int main(int argc, char **argv) {
                    "crosspool-decode-bench [--model qwen3-30b-a3b|olmoe-1b-7b|"
                    "all] [--batches 1,8,32] [--contexts 1024,32768] [--reps N] "
                    "[--json FILE] [--seed S] [--pdl on|off|both] "
-                   "[--moe-fused on|off|both]\n",
+                   "[--moe-fused on|off|both] [--early on|off|both]\n",
                    a.c_str());
       return 2;
     }
@@ -559,23 +564,28 @@ int main(int argc, char **argv) {
     for (int C : contexts)
       for (int B : batches)
         for (bool fused : fusedModes)
-          for (bool pdl : pdlModes) {
-            cudak::setPdlEnabled(pdl);
-            cudak::setMoeFusedEnabled(fused);
-            Result r = runPoint(m, B, C, kvPool, kvPages, blas,
-                                prop.multiProcessorCount, bw);
-            r.pdl = pdl;
-            r.moeFused = fused;
-            std::fprintf(stderr,
-                         "  B=%2d C=%5d pdl %-3s moe %-7s: graph %.3f ms eager "
-                         "%.3f ms floor %.3f ms (%.0f%%)\n",
-                         B, C, pdl ? "on" : "off", fused ? "fused" : "grouped",
-                         r.graphMs, r.eagerMs, r.floorMs,
-                         100 * r.floorMs / r.graphMs);
-            results.push_back(r);
-          }
+          for (bool early : earlyModes)
+            for (bool pdl : pdlModes) {
+              cudak::setPdlEnabled(pdl);
+              cudak::setMoeFusedEnabled(fused);
+              cudak::setEarlyPrefetchEnabled(early);
+              Result r = runPoint(m, B, C, kvPool, kvPages, blas,
+                                  prop.multiProcessorCount, bw);
+              r.pdl = pdl;
+              r.moeFused = fused;
+              r.early = early;
+              std::fprintf(stderr,
+                           "  B=%2d C=%5d pdl %-3s moe %-7s early %-3s: graph "
+                           "%.3f ms eager %.3f ms floor %.3f ms (%.0f%%)\n",
+                           B, C, pdl ? "on" : "off",
+                           fused ? "fused" : "grouped", early ? "on" : "off",
+                           r.graphMs, r.eagerMs, r.floorMs,
+                           100 * r.floorMs / r.graphMs);
+              results.push_back(r);
+            }
     cudak::setPdlEnabled(true);
     cudak::setMoeFusedEnabled(true);
+    cudak::setEarlyPrefetchEnabled(true);
     // Free this model (and everything else) before the next one.
     cublasDestroy(blas);
     DB_CHECK(cudaDeviceReset());
@@ -605,6 +615,8 @@ int main(int argc, char **argv) {
       notes += "PDL off; ";
     if (!r.moeFused)
       notes += "MoE grouped; ";
+    if (!r.early)
+      notes += "early off; ";
     std::printf("| %s | %d | %d | %.3f | %.3f | %.3f | %.1f / %.1f | %.3f | "
                 "%.0f%% | %s |\n",
                 r.model.c_str(), r.B, r.C, r.graphMs, r.eagerMs, r.bytes / 1e9,
@@ -646,14 +658,15 @@ int main(int argc, char **argv) {
           "\"kv_pages_wrap\": %s, \"attention_ms\": %.4f, \"moe_ms\": %.4f, "
           "\"head_ms\": %.4f, \"attention_floor_ms\": %.4f, "
           "\"moe_floor_ms\": %.4f, \"head_floor_ms\": %.4f, \"pdl\": %s, "
-          "\"moe_fused\": %s}%s\n",
+          "\"moe_fused\": %s, \"early_prefetch\": %s}%s\n",
           r.model.c_str(), r.B, r.C, r.graphMs, r.eagerMs,
           r.graphOk ? "true" : "false", r.bytes, r.weightBytes, r.kvBytes,
           r.distinctFormula, r.distinctMeasured, r.floorMs,
           r.floorMs / r.graphMs, r.physicalExpertLayers,
           r.kvAliased ? "true" : "false", r.attnMs, r.moeMs, r.headMs,
           r.attnFloorMs, r.moeFloorMs, r.headFloorMs, r.pdl ? "true" : "false",
-          r.moeFused ? "true" : "false", i + 1 < results.size() ? "," : "");
+          r.moeFused ? "true" : "false", r.early ? "true" : "false",
+          i + 1 < results.size() ? "," : "");
     }
     std::fprintf(f, "]}\n");
     std::fclose(f);

@@ -16,10 +16,19 @@
 // (`graph_us`) and off (`nopdl_us`, the kernels launched without the
 // attribute, i.e. full serialization between consecutive calls), both
 // captured and replayed in the same process. The fractions use graph_us.
-// The MoE block is timed at T = 1, 4 (fused small-T path), 8, 32 and at
-// T = 1 on the grouped path ("grouped") for comparison.
+// The MoE block is timed at T = 1, 4 (fused small-T path), 8, 32, at T = 1
+// on the grouped path ("grouped") and at T = 1 without the early prefetch of
+// the down rows ("noearly", CROSSPOOL_EARLY_PREFETCH=0) for comparison.
 //
-// Usage: crosspool-kbench [--reps N]
+// --prefill adds prompt-sized rows: the MoE block at T = 128, 512, 2048 for
+// Qwen3-30B-A3B and for Qwen1.5-MoE-A2.7B (H 2048, 60 experts top-4, I 1408,
+// shared expert 5632 with a sigmoid gate; also T = 1), and the q/o
+// projections at T = 512 (cuBLAS). For those the table also gives the
+// achieved TFLOP/s and its fraction of the H100 SXM dense bf16 tensor-core
+// peak (989 TFLOP/s): a row is bandwidth-bound while bw_floor_us (bytes at
+// the copy bandwidth) exceeds tc_floor_us (flops at that peak).
+//
+// Usage: crosspool-kbench [--reps N] [--prefill]
 //
 //===----------------------------------------------------------------------===//
 
@@ -150,12 +159,16 @@ double medianMs(const std::function<void(int)> &fn) {
 
 struct Row {
   std::string name;
-  double ms, graphMs, graphNoPdlMs, bytes;
+  double ms, graphMs, graphNoPdlMs, bytes, flops;
 };
 std::vector<Row> gRows;
 
-void report(const std::string &name, double ms, double bytes) {
-  gRows.push_back({name, ms, gGraphMs, gGraphNoPdlMs, bytes});
+/// Dense bf16 tensor-core peak of the H100 SXM (spec, no sparsity).
+constexpr double kTcPeakFlops = 989e12;
+
+void report(const std::string &name, double ms, double bytes,
+            double flops = 0) {
+  gRows.push_back({name, ms, gGraphMs, gGraphNoPdlMs, bytes, flops});
   std::fprintf(stderr, "  %-44s %9.1f us %9.1f us (no PDL %9.1f us)\n",
                name.c_str(), ms * 1e3, gGraphMs * 1e3, gGraphNoPdlMs * 1e3);
 }
@@ -168,13 +181,16 @@ int rotations(double bytesEach, int l2Bytes) {
 } // namespace
 
 int main(int argc, char **argv) {
+  bool prefill = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) {
       gReps = std::max(1, std::atoi(argv[++i]));
+    } else if (!std::strcmp(argv[i], "--prefill")) {
+      prefill = true;
     } else {
       std::fprintf(stderr,
                    "crosspool-kbench: unknown argument '%s' (expected "
-                   "--reps N)\n",
+                   "--reps N or --prefill)\n",
                    argv[i]);
       return 2;
     }
@@ -223,12 +239,18 @@ int main(int argc, char **argv) {
     const char *name;
     int64_t in, out, T;
   };
-  for (Gemv g : {Gemv{"gemv q_proj 2048->4096 T=1", 2048, 4096, 1},
-                 Gemv{"gemv k_proj 2048->512 T=1", 2048, 512, 1},
-                 Gemv{"gemv router 2048->128 T=1", 2048, 128, 1},
-                 Gemv{"gemv o_proj 4096->2048 T=1", 4096, 2048, 1},
-                 Gemv{"gemv q_proj 2048->4096 T=8", 2048, 4096, 8},
-                 Gemv{"gemv q_proj 2048->4096 T=16", 2048, 4096, 16}}) {
+  std::vector<Gemv> gemvs = {Gemv{"gemv q_proj 2048->4096 T=1", 2048, 4096, 1},
+                             Gemv{"gemv k_proj 2048->512 T=1", 2048, 512, 1},
+                             Gemv{"gemv router 2048->128 T=1", 2048, 128, 1},
+                             Gemv{"gemv o_proj 4096->2048 T=1", 4096, 2048, 1},
+                             Gemv{"gemv q_proj 2048->4096 T=8", 2048, 4096, 8},
+                             Gemv{"gemv q_proj 2048->4096 T=16", 2048, 4096,
+                                  16}};
+  if (prefill) {
+    gemvs.push_back(Gemv{"linear q_proj 2048->4096 T=512", 2048, 4096, 512});
+    gemvs.push_back(Gemv{"linear o_proj 4096->2048 T=512", 4096, 2048, 512});
+  }
+  for (const Gemv &g : gemvs) {
     const double wBytes = double(g.in) * g.out * 2;
     const int n = rotations(wBytes, l2);
     std::vector<void *> ws2;
@@ -238,9 +260,12 @@ int main(int argc, char **argv) {
     KB_CHECK(cudaMalloc(&y, size_t(g.T * g.out * 2)));
     double ms = medianMs([&](int r) {
       KB_OK(cudak::linear(x, ws2[r % n], nullptr, g.T, g.in, g.out, y,
-                          cudak::DType::kBF16, ctx, cudak::LinearAlgo::kGemv));
+                          cudak::DType::kBF16, ctx,
+                          g.T <= cudak::kGemvMaxRows ? cudak::LinearAlgo::kGemv
+                                                     : cudak::LinearAlgo::kAuto));
     });
-    report(g.name, ms, wBytes + 2.0 * g.T * (g.in + g.out));
+    report(g.name, ms, wBytes + 2.0 * g.T * (g.in + g.out),
+           g.T > cudak::kGemvMaxRows ? 2.0 * g.T * g.in * g.out : 0.0);
     for (void *p : ws2)
       KB_CHECK(cudaFree(p));
     KB_CHECK(cudaFree(x));
@@ -295,13 +320,24 @@ int main(int argc, char **argv) {
       KB_CHECK(cudaFree(p));
   }
 
-  // 3. MoE block: 128 experts, top-8, intermediate 768, hidden 2048.
-  {
-    const int32_t E = 128, K = 8;
-    const int64_t H = 2048, I = 768;
+  // 3. MoE block. Expert sets of `E` experts (gate, up, down contiguous per
+  // expert) in two arenas, alternated so the weights come from DRAM.
+  struct MoeShape {
+    const char *label;
+    int32_t E, K;
+    int64_t H, I, Is; // Is: shared expert intermediate (0 = none)
+  };
+  struct MoeRun {
+    int64_t T;
+    bool fused, early;
+  };
+  auto benchMoe = [&](const MoeShape &sh, const std::vector<MoeRun> &runs) {
+    const int32_t E = sh.E, K = sh.K;
+    const int64_t H = sh.H, I = sh.I, Is = sh.Is;
     const double expertBytes = 3.0 * I * H * 2;
-    // Two full expert sets: 2.4 GB, far beyond L2; alternate between them.
-    std::vector<void *> arenas;
+    const double sharedBytes = 3.0 * Is * H * 2 + (Is > 0 ? H * 2.0 : 0.0);
+    // Two full expert sets: far beyond L2; alternate between them.
+    std::vector<void *> arenas, shared;
     std::vector<cudak::ExpertPtrs *> tables;
     for (int set = 0; set < 2; ++set) {
       void *arena = randomBf16(size_t(E) * 3 * I * H, 100 + set);
@@ -317,22 +353,22 @@ int main(int argc, char **argv) {
       KB_CHECK(cudaMemcpy(d, t.data(), E * sizeof(cudak::ExpertPtrs),
                           cudaMemcpyHostToDevice));
       tables.push_back(d);
+      // Shared expert gate, up, down and its [1, H] sigmoid gate.
+      shared.push_back(Is > 0 ? randomBf16(size_t(3 * Is * H + H), 150 + set)
+                              : nullptr);
     }
     void *router = randomBf16(size_t(E * H), 7, 0.5f);
     cudak::MoeParams p;
     p.hidden = H;
     p.numExperts = E;
     p.topK = K;
-    p.normTopkProb = true;
+    p.normTopkProb = Is == 0; // Qwen3 renormalizes, Qwen1.5-MoE does not
     p.intermediate = I;
-    struct MoeRun {
-      int64_t T;
-      bool fused;
-    };
-    for (MoeRun run : {MoeRun{1, true}, MoeRun{1, false}, MoeRun{4, true},
-                       MoeRun{8, true}, MoeRun{32, true}}) {
+    p.sharedIntermediate = Is;
+    for (const MoeRun &run : runs) {
       const int64_t T = run.T;
       cudak::setMoeFusedEnabled(run.fused);
+      cudak::setEarlyPrefetchEnabled(run.early);
       void *x = randomBf16(size_t(T * H), 200 + T, 1.0f), *y = nullptr;
       int32_t *idx = nullptr;
       KB_CHECK(cudaMalloc(&y, size_t(T * H * 2)));
@@ -341,6 +377,11 @@ int main(int argc, char **argv) {
         cudak::MoeWeights w;
         w.router = router;
         w.experts = tables[r % 2];
+        if (Is > 0) {
+          const char *b = static_cast<const char *>(shared[r % 2]);
+          w.shared = {b, b + Is * H * 2, b + 2 * Is * H * 2};
+          w.sharedGate = b + 3 * Is * H * 2;
+        }
         KB_OK(cudak::moe(x, T, w, p, y, cudak::DType::kBF16, ctx, idx));
       });
       std::vector<int32_t> h(size_t(T * K));
@@ -349,21 +390,45 @@ int main(int argc, char **argv) {
       const double distinct =
           double(std::unique(h.begin(), h.end()) - h.begin());
       char name[96];
-      std::snprintf(name, sizeof name, "moe E=128 k=8 I=768 T=%lld (%d exp)%s",
+      std::snprintf(name, sizeof name, "%s T=%lld (%d exp)%s%s", sh.label,
                     (long long)T, int(distinct),
-                    T <= 4 && !run.fused ? " grouped" : "");
+                    T <= 4 && !run.fused ? " grouped" : "",
+                    run.early ? "" : " noearly");
       cudak::setMoeFusedEnabled(true);
-      report(name, ms, distinct * expertBytes + E * H * 2.0 + 4.0 * T * H);
+      cudak::setEarlyPrefetchEnabled(true);
+      const double flops =
+          T >= 128 ? 2.0 * T * (K * 3.0 * I * H + 3.0 * Is * H + E * H) : 0.0;
+      report(name, ms,
+             distinct * expertBytes + sharedBytes + E * H * 2.0 + 4.0 * T * H,
+             flops);
       KB_CHECK(cudaFree(x));
       KB_CHECK(cudaFree(y));
       KB_CHECK(cudaFree(idx));
     }
     for (void *a : arenas)
       KB_CHECK(cudaFree(a));
+    for (void *a : shared)
+      if (a)
+        KB_CHECK(cudaFree(a));
     for (auto *t : tables)
       KB_CHECK(cudaFree(t));
     KB_CHECK(cudaFree(router));
-  }
+  };
+  const MoeShape qwen3{"moe E=128 k=8 I=768", 128, 8, 2048, 768, 0};
+  std::vector<MoeRun> qwen3Runs = {{1, true, true},  {1, true, false},
+                                   {1, false, true}, {4, true, true},
+                                   {8, true, true},  {32, true, true}};
+  if (prefill)
+    for (int64_t T : {128, 512, 2048})
+      qwen3Runs.push_back({T, true, true});
+  benchMoe(qwen3, qwen3Runs);
+  if (prefill)
+    benchMoe(MoeShape{"moe E=60 k=4 I=1408 +sh5632", 60, 4, 2048, 1408, 5632},
+             {{1, true, true},
+              {1, true, false},
+              {128, true, true},
+              {512, true, true},
+              {2048, true, true}});
 
   // 4. Paged decode attention: 32 q heads, 4 KV heads, head_dim 128, bf16.
   for (int32_t context : {1024, 32768})
@@ -421,15 +486,27 @@ int main(int argc, char **argv) {
 
   std::printf("crosspool-kbench on %s (median of %d, device events)\n",
               prop.name, gReps);
-  std::printf("%-44s %9s %9s %9s %9s %8s %8s %8s\n", "kernel", "stream_us",
+  std::printf("%-44s %9s %9s %9s %9s %8s %8s %8s", "kernel", "stream_us",
               "graph_us", "nopdl_us", "MB", "GB/s", "of_copy", "stream%");
+  if (prefill)
+    std::printf(" %11s %11s %8s %6s", "bw_floor_us", "tc_floor_us", "TFLOP/s",
+                "of_tc");
+  std::printf("\n");
   for (const Row &r : gRows) {
     double gbs = r.bytes / (r.graphMs * 1e-3) / 1e9;
     double sgbs = r.bytes / (r.ms * 1e-3) / 1e9;
-    std::printf("%-44s %9.1f %9.1f %9.1f %9.2f %8.0f %7.0f%% %7.0f%%\n",
+    std::printf("%-44s %9.1f %9.1f %9.1f %9.2f %8.0f %7.0f%% %7.0f%%",
                 r.name.c_str(), r.ms * 1e3, r.graphMs * 1e3,
                 r.graphNoPdlMs * 1e3, r.bytes / 1e6, gbs, 100.0 * gbs / copyGBs,
                 100.0 * sgbs / copyGBs);
+    if (prefill && r.flops > 0) {
+      const double tflops = r.flops / (r.graphMs * 1e-3) / 1e12;
+      std::printf(" %11.1f %11.1f %8.1f %5.0f%%",
+                  r.bytes / (copyGBs * 1e9) * 1e6,
+                  r.flops / kTcPeakFlops * 1e6, tflops,
+                  100.0 * tflops * 1e12 / kTcPeakFlops);
+    }
+    std::printf("\n");
   }
   cublasDestroy(blas);
   KB_CHECK(cudaFree(ws));

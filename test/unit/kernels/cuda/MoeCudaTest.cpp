@@ -331,7 +331,9 @@ struct MoeModel {
 // inputs: routeFusedKernel's last-block counter must be back at zero after
 // every replay (a stale counter leaves the routing, and so the output, of the
 // previous input). Also: the graph's result is bit-identical to eager runs
-// with PDL on and off (every kernel is deterministic).
+// with PDL on and off and with the early prefetch of the down rows (reads
+// the pairs before the PDL wait) on and off: every kernel is deterministic
+// and a prefetch is only a hint.
 TEST_P(MoeCudaTest, FusedGraphReplaysResetTheCounter) {
   const DType dt = GetParam();
   for (int64_t T : {1, 3}) {
@@ -382,19 +384,23 @@ TEST_P(MoeCudaTest, FusedGraphReplaysResetTheCounter) {
       else
         EXPECT_EQ(got, graphOut[i]) << "replays of one input differ";
     }
-    for (bool pdl : {true, false}) {
-      setPdlEnabled(pdl);
-      for (int i = 0; i < 2; ++i) {
-        setX(i);
-        y.poison();
-        CP_ASSERT_SYNC();
-        CP_ASSERT_OK(moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx));
-        CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
-        EXPECT_EQ(download(y.get(), T * c.H, dt), graphOut[i])
-            << "eager, pdl " << pdl << ", input " << i;
+    for (bool pdl : {true, false})
+      for (bool early : {true, false}) {
+        setPdlEnabled(pdl);
+        setEarlyPrefetchEnabled(early);
+        for (int i = 0; i < 2; ++i) {
+          setX(i);
+          y.poison();
+          CP_ASSERT_SYNC();
+          CP_ASSERT_OK(moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx));
+          CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+          EXPECT_EQ(download(y.get(), T * c.H, dt), graphOut[i])
+              << "eager, pdl " << pdl << ", early " << early << ", input "
+              << i;
+        }
       }
-    }
     setPdlEnabled(true);
+    setEarlyPrefetchEnabled(true);
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
     cudaStreamDestroy(stream);
