@@ -16,34 +16,45 @@
 # + olmoe-1b-7b (about 103 GB of bf16 weights); otherwise (H100): qwen1.5-moe-a2.7b
 # + olmoe-1b-7b + a second olmoe-1b-7b with other weights (seed 2; about 56 GB).
 #
-# Two replays, each `--mode all` in one process (models loaded once, reused by
-# every mode and probe; every replay starts from an empty pool):
-#  (i)  bursty: the first 100 rows of the Azure conversation trace (bursty
-#       arrivals as recorded), time-scaled to 5 requests/s, Zipf 1.2 over the
-#       models, prompts <= 1024, outputs <= 64 tokens;
-#  (ii) long context: 8 requests at 0.5/s on the trace's arrivals, prompts
-#       uniform in 4096-32768 tokens, each capped by its model's own positions
-#       less the 32-token output cap (OLMoE 4065, Qwen1.5-MoE 8161, Qwen3-30B
-#       not capped: 40929), outputs <= 32.
-# Both: --slo-tbt-ms 100 and --search-rate LO:HI:0, HI being the main rate, so
-# the main replay is the HI probe (reused) and at most one more replay (LO)
-# runs per mode: <= 6 replays per workload.
+# Two workloads, each `--mode all` in one process (models loaded once, reused
+# by every mode and probe; every replay starts from an empty pool). Both use
+# --clock measured (the clock advances by all host wall time while the
+# engine is busy: scheduling, KV reservation and chunk mapping, the step,
+# sampling, releases; idle gaps between arrivals are skipped, CUDA graph
+# captures are logged but not on the clock) and --max-step-tokens 1024:
+# decode tokens of every running request join each step first, prefill
+# chunks fill the rest, so a Qwen1.5-MoE chunk reads its 26.6 GB of experts
+# once per ~1000 prompt tokens instead of per 128.
+#  (i)  bursty: the first 48 rows of the Azure conversation trace (bursty
+#       arrivals as recorded), time-scaled to 16 requests/s, Zipf 1.2 over the
+#       models, prompts <= 1024, outputs <= 64; rate search 4-16 req/s with
+#       one bisection (probes 16 = the main replay, 4, 8) at the 100 ms P99
+#       TBT SLO; --max-wall-s 20 (the 4 req/s probe spans 12 s of arrivals).
+#  (ii) long context: 32 requests at 4 req/s (8 s of arrivals), prompts
+#       uniform in 4096-32768 capped per model (OLMoE 3969, Qwen1.5-MoE 8065,
+#       Qwen3-30B 40833), outputs <= 128, Zipf 1.2: ~19 Qwen1.5 requests of
+#       ~8K tokens (~1.5 GB of KV each) against a static partition of ~13 GB
+#       (H100) while the shared pool has ~21 GB: static queues / preempts
+#       where the shared pool does not. One replay per mode, --max-wall-s 30.
 #
-# Time estimate (docs/perf.md decode steps: Qwen3-30B-A3B 7/17/32 ms at
-# B 1/8/32, OLMoE 2.7/7/10.5 ms; prefill assumed 5-10k tokens/s per model).
-# The clock is measured but idle gaps are skipped, so a replay costs its work,
-# not its arrival span, whatever the probed rate:
-#  load: synthetic weights are generated on the GPU; plan setup, warm-up and
-#        creating ~10-17k 2 MiB KV chunks: about 10-30 s per process.
-#  (i)  ~70k prompt tokens (100 x <= 1024) -> 7-14 s of prefill; 6.4k output
-#       tokens in batches of ~10 at 7-17 ms a step -> ~5-10 s: 12-25 s per
-#       replay, 6 replays -> 75-150 s (cap: --max-wall-s 25, hard stop at
-#       1.25 x: worst 6 x 31 s = 187 s).
-#  (ii) H200: ~100k prompt tokens (Qwen3 up to 32K) -> 10-20 s per replay
-#       (H100: ~50k tokens, 5-10 s); 6 replays -> 60-120 s (cap 20 s: worst
-#       6 x 25 = 150 s).
-#  Total: typically 3-5 minutes; worst case by the caps ~6.5 minutes. A replay
-#  stopped by its cap is printed as STOPPED and never counts as sustainable.
+# Time estimate (H100, conservative; lead's first run: decode kernels
+# OLMoE 1.8/6.6/10.3 ms at B 1/8/32; a prefill chunk reads all expert
+# weights, >= 9 ms Qwen1.5 / 4.3 ms OLMoE, assume 30-45 ms per 1024-token
+# Qwen1.5 chunk, i.e. >= 20k prompt tokens/s):
+#  setup per process: synthetic weights on the GPU, warm-up steps of 1024
+#        rows, ~11k KV chunks: <= 20 s (lead's run: models 0.3 s each,
+#        pool 0.3 s) -> 40 s for both.
+#  (i)  ~38k prompt tokens (48 x ~800) -> ~2 s of prefill; ~2.6k output
+#       tokens in rounds of 3 model steps (~10-40 ms each): the 16 req/s
+#       replay ~6-10 s, 8 req/s ~8-12 s, 4 req/s ~13-16 s (its arrival
+#       span, 12 s, plus the tail) -> ~35 s per mode, ~105 s. Worst case by
+#       the caps (hard stop at 1.25 x 20 s): 9 x 25 s = 225 s.
+#  (ii) ~220k prompt tokens (32 x ~7k) -> 7-11 s of prefill (plus attention
+#       at 8K context), ~3.5k output tokens -> 12-20 s per replay, ~60 s.
+#       Worst case by the cap: 3 x 37.5 s = 113 s.
+#  Total: typically ~3.5 minutes; worst case ~6.3 minutes (timeouts below
+#  only guard against a hang beyond that). A replay stopped by its cap is
+#  printed as STOPPED and never counts as sustainable.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/build-gpu/serve
@@ -82,21 +93,21 @@ fi
 echo "models: $MODELS" | tee -a "$OUT/device.txt"
 
 COMMON="--mode all --device cuda --precision bf16 --gpus 1 --clock measured
-  --popularity zipf:1.2 --slo-tbt-ms 100 --max-step-tokens 128 --max-batch-seqs 64
-  --trace $BIN/azure_conv_head200.csv"
+  --popularity zipf:1.2 --max-step-tokens 1024
+  --max-batch-seqs 64 --trace $BIN/azure_conv_head200.csv"
 START=$(date +%s)
 
 echo "== bursty ($(date +%T))" | tee "$OUT/summary.txt"
-timeout 215 "$BIN/crosspool-bench" serve $MODELS $COMMON \
-  --requests 100 --rate 5 --max-prompt 1024 --max-output 64 \
-  --search-rate 1:5:0 --max-wall-s 25 \
+timeout 270 "$BIN/crosspool-bench" serve $MODELS $COMMON \
+  --requests 48 --rate 16 --max-prompt 1024 --max-output 64 \
+  --slo-tbt-ms 100 --search-rate 4:16:1 --max-wall-s 20 \
   --json-out "$OUT/serve-bursty.json" > "$OUT/serve-bursty.log" 2> "$OUT/serve-bursty.err"
 echo "rc=$? after $(( $(date +%s) - START )) s" | tee -a "$OUT/summary.txt"
 
 echo "== long context ($(date +%T))" | tee -a "$OUT/summary.txt"
-timeout 175 "$BIN/crosspool-bench" serve $MODELS $COMMON \
-  --requests 8 --rate 0.5 --long-context 4096:32768 --max-output 32 \
-  --search-rate 0.1:0.5:0 --max-wall-s 20 \
+timeout 150 "$BIN/crosspool-bench" serve $MODELS $COMMON \
+  --requests 32 --rate 4 --long-context 4096:32768 --max-output 128 \
+  --max-wall-s 30 \
   --json-out "$OUT/serve-long.json" > "$OUT/serve-long.log" 2> "$OUT/serve-long.err"
 echo "rc=$? after $(( $(date +%s) - START )) s" | tee -a "$OUT/summary.txt"
 

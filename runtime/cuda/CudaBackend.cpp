@@ -36,7 +36,7 @@ public:
   int64_t pagesFor(int64_t numTokens) const override {
     return numTokens <= 0 ? 0 : kv_->pagesFor(numTokens);
   }
-  int64_t chunksInUse() const override { return kv_->chunksMapped(); }
+  int64_t chunksInUse() const override { return kv_->chunksInUse(); }
   int64_t pagesPerChunk() const override { return kv_->pagesPerChunk(); }
   size_t pageBytes() const override { return size_t(kv_->pageStride()); }
   int64_t pagesHeld(SequenceId seq) const override {
@@ -47,21 +47,32 @@ public:
   }
   absl::Status run(const StepRows &rows, const std::vector<SequenceId> &seqs,
                    std::vector<float> *logits) override {
-    CudaStep step;
-    step.tokenIds = rows.tokenIds;
-    step.rowSeq = rows.rowSeq;
-    step.rowPos = rows.rowPos;
-    step.pageTables.assign(kv_->numLayers(), {});
-    for (int l = 0; l < kv_->numLayers(); ++l)
-      for (SequenceId s : seqs)
-        step.pageTables[l].push_back(kv_->pageTable(s, l));
-    return executor_->run(step, logits);
+    return executor_->run(toCudaStep(rows, seqs), logits);
+  }
+  absl::Status runGreedy(const StepRows &rows,
+                         const std::vector<SequenceId> &seqs,
+                         std::vector<int32_t> *ids) override {
+    return executor_->run(toCudaStep(rows, seqs), nullptr, ids);
   }
 
   const VirtualKvSpace &kv() const { return *kv_; }
   const CudaExecutor &executor() const { return *executor_; }
 
 private:
+  CudaStep toCudaStep(const StepRows &rows,
+                      const std::vector<SequenceId> &seqs) const {
+    CudaStep step;
+    step.tokenIds = rows.tokenIds;
+    step.rowSeq = rows.rowSeq;
+    step.rowPos = rows.rowPos;
+    step.logitRows = rows.logitRows;
+    step.pageTables.assign(kv_->numLayers(), {});
+    for (int l = 0; l < kv_->numLayers(); ++l)
+      for (SequenceId s : seqs)
+        step.pageTables[l].push_back(kv_->pageTable(s, l));
+    return step;
+  }
+
   CudaBackend &backend_;
   ModelId id_;
   std::unique_ptr<VirtualKvSpace> kv_;
@@ -190,6 +201,30 @@ absl::StatusOr<std::pair<size_t, size_t>> CudaBackend::deviceMemory() const {
 const VirtualKvSpace *CudaBackend::kvSpace(ModelId model) const {
   auto it = models_.find(model);
   return it == models_.end() ? nullptr : &it->second->kv();
+}
+
+BackendCounters CudaBackend::counters() const {
+  BackendCounters c;
+  const KvPoolCounters &kv = chunks_->counters();
+  c.kvMaps = kv.maps;
+  c.kvUnmaps = kv.unmaps;
+  c.kvMapS = kv.mapS;
+  c.kvUnmapS = kv.unmapS;
+  c.kvReuses = kv.reuses;
+  c.kvReclaims = kv.reclaims;
+  // Executors of unloaded models take their counts with them.
+  for (const auto &entry : models_) {
+    const ExecutorCounters &e = entry.second->executor().counters();
+    c.steps += e.steps;
+    c.prepS += e.prepS;
+    c.launchS += e.launchS;
+    c.waitS += e.waitS;
+    c.copyS += e.copyS;
+    c.graphLaunches += e.graphLaunches;
+    c.graphCaptures += e.graphCaptures;
+    c.graphCaptureS += e.graphCaptureS;
+  }
+  return c;
 }
 
 int64_t CudaBackend::graphLaunches() const {

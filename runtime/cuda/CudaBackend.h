@@ -11,7 +11,7 @@
 // Weights come from the mmapped checkpoint converted to the precision mode
 // (fp32: exact checks; bf16: bf16 storage, fp32 accumulation), or are
 // generated on the device when synthetic. Every step ends with a device
-// synchronize, so releasing a sequence may unmap at once. KV pages are the
+// synchronize, so the KV pool may unmap a chunk between steps. KV pages are the
 // kernels' pages (tokensPerPage tokens of one layer); a model's pages per
 // physical chunk follow its geometry. Not thread-safe.
 //
@@ -75,6 +75,8 @@ public:
   kernels::cuda::DType dtype() const { return dtype_; }
   /// Steps of all loaded models replayed from CUDA graphs.
   int64_t graphLaunches() const;
+  /// The KV pool's driver calls and the loaded models' executor costs.
+  BackendCounters counters() const override;
 
 private:
   friend class CudaModel;

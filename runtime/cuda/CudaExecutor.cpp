@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace crosspool::runtime::cuda {
 
@@ -50,6 +51,12 @@ namespace {
 
 absl::Status prefixed(const absl::Status &st, const std::string &prefix) {
   return absl::Status(st.code(), absl::StrCat(prefix, st.message()));
+}
+
+using Clock = std::chrono::steady_clock;
+
+double secondsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
 }
 
 } // namespace
@@ -147,7 +154,35 @@ CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
   }
   if (ex->pools_.empty())
     return fail("plan has no streams");
+  // Rows can be picked before the LM head when its output is the logits
+  // slot and nothing else reads or writes that slot (e.g. no channel).
+  int lmHeads = 0;
+  bool otherUse = false;
+  for (const auto &pool : ex->pools_)
+    for (const Instr &in : pool->instrs) {
+      bool isHead = in.op == fb::Opcode::Task && in.kernel == fb::Kernel::LmHead;
+      if (isHead && in.out == ex->outputSlot_) {
+        ++lmHeads;
+        ex->lmHeadWidth_ = in.width;
+        otherUse |= in.in0 == ex->outputSlot_;
+        continue;
+      }
+      otherUse |= in.in0 == ex->outputSlot_ || in.in1 == ex->outputSlot_ ||
+                  in.out == ex->outputSlot_;
+    }
+  ex->selectRows_ = lmHeads == 1 && !otherUse && ex->lmHeadWidth_ > 0;
   return ex;
+}
+
+int32_t CudaExecutor::contextBucket(int32_t ctx) {
+  if (ctx <= 512)
+    return 512;
+  // ctx in (p, 2p]: round up to a multiple of p / 4 (at most 25% more).
+  int32_t p = 1;
+  while (p * 2 < ctx)
+    p *= 2;
+  int32_t g = std::max(1, p / 4);
+  return int32_t((int64_t(ctx) + g - 1) / g * g);
 }
 
 CudaExecutor::~CudaExecutor() {
@@ -173,13 +208,19 @@ CudaExecutor::~CudaExecutor() {
   }
   cudaFree(stagingDev_);
   cudaFreeHost(stagingHost_);
+  cudaFree(gatherBuf_);
+  cudaFree(idsDev_);
+  cudaFreeHost(idsHost_);
 }
 
 size_t CudaExecutor::scratchBytes() const {
-  size_t n = stagingInts_ * 4;
+  size_t n = stagingInts_ * 4 + outCapacity_ * 4;
+  if (gatherBuf_)
+    n += outCapacity_ * lmHeadWidth_ * cudak::dtypeBytes(dt_);
   for (size_t s = 0; s < slotPtr_.size(); ++s)
     if (slotPtr_[s])
-      n += slotRows_ * slotWidth_[s] *
+      n += (selectRows_ && int(s) == outputSlot_ ? outCapacity_ : slotRows_) *
+           slotWidth_[s] *
            (slotKind_[s] == int(fb::SlotKind::Hidden) ? cudak::dtypeBytes(dt_)
                                                       : 4);
   for (const auto &p : pools_)
@@ -201,6 +242,10 @@ absl::Status CudaExecutor::checkStep(const CudaStep &step) const {
   if (step.pageTables.size() != kv_.size())
     return fail(absl::StrCat("expects page tables of ", kv_.size(),
                              " KV layers but got ", step.pageTables.size()));
+  for (size_t i = 0; i < step.logitRows.size(); ++i)
+    if (step.logitRows[i] < 0 || size_t(step.logitRows[i]) >= T)
+      return fail(absl::StrCat("logit row ", step.logitRows[i],
+                               " is outside the step's ", T, " rows"));
   for (size_t t = 0; t < T; ++t)
     if (step.tokenIds[t] < 0 || step.tokenIds[t] >= vocab_)
       return fail(absl::StrCat("row ", t, " has token id ", step.tokenIds[t],
@@ -226,13 +271,16 @@ absl::Status CudaExecutor::checkStep(const CudaStep &step) const {
 }
 
 absl::Status CudaExecutor::ensureCapacity(int64_t T, int32_t maxContext,
-                                          int32_t numSeqs, int32_t maxPages) {
+                                          int32_t numSeqs, int32_t maxPages,
+                                          int64_t outRows) {
   if (T > slotRows_) {
     for (auto &p : pools_)
       CP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(p->stream));
     dropGraphs();
     int64_t rows = std::max<int64_t>((T + 15) / 16 * 16, 2 * slotRows_);
     for (size_t s = 0; s < slotPtr_.size(); ++s) {
+      if (selectRows_ && int(s) == outputSlot_)
+        continue; // sized by the rows through the LM head, below
       cudaFree(slotPtr_[s]);
       slotPtr_[s] = nullptr;
       if (int(s) == inputSlot_)
@@ -279,7 +327,35 @@ absl::Status CudaExecutor::ensureCapacity(int64_t T, int32_t maxContext,
       p->mlpScratchBytes = mlp;
     }
   }
-  size_t ints = size_t(3 * T + int64_t(kv_.size()) * numSeqs * maxPages);
+  // The logits slot, the rows gathered for the LM head and the greedy ids
+  // hold outRows rows (all T when rows are not picked before the LM head).
+  int64_t outNeed = selectRows_ ? outRows : T;
+  if (outNeed > outCapacity_) {
+    for (auto &p : pools_)
+      CP_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(p->stream));
+    dropGraphs();
+    int64_t rows = (outNeed + 15) / 16 * 16;
+    cudaFree(idsDev_);
+    cudaFreeHost(idsHost_);
+    idsDev_ = idsHost_ = nullptr;
+    outCapacity_ = 0;
+    if (selectRows_) {
+      cudaFree(slotPtr_[outputSlot_]);
+      cudaFree(gatherBuf_);
+      slotPtr_[outputSlot_] = gatherBuf_ = nullptr;
+      CP_CUDA_RETURN_IF_ERROR(cudaMalloc(
+          &slotPtr_[outputSlot_], size_t(rows * slotWidth_[outputSlot_] * 4)));
+      CP_CUDA_RETURN_IF_ERROR(cudaMalloc(
+          &gatherBuf_, size_t(rows * lmHeadWidth_ * cudak::dtypeBytes(dt_))));
+    }
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaMalloc(reinterpret_cast<void **>(&idsDev_), size_t(rows) * 4));
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaMallocHost(reinterpret_cast<void **>(&idsHost_), size_t(rows) * 4));
+    outCapacity_ = rows;
+  }
+  size_t ints = size_t(3 * T + int64_t(kv_.size()) * numSeqs * maxPages +
+                       (selectRows_ ? outRows : 0));
   if (ints > stagingInts_) {
     dropGraphs();
     cudaFree(stagingDev_);
@@ -311,6 +387,16 @@ absl::Status CudaExecutor::runTask(const Instr &in, Pool &pool, int64_t T,
   case fb::Kernel::Add:
     return cudak::add(x, slotPtr_[in.in1], y, T * in.width, dt_, pool.stream);
   case fb::Kernel::LmHead:
+    if (gatherOut_) {
+      // Only the wanted rows: gather them (an embedding lookup whose table
+      // is this step's hidden rows), then the LM head on those.
+      const int32_t *rows = stagingDev_ + 3 * T +
+                            int64_t(kv_.size()) * numSeqs_ * maxPagesPerSeq_;
+      CP_RETURN_IF_ERROR(cudak::embed(rows, outRows_, x, T, in.width,
+                                      gatherBuf_, dt_, nullptr, pool.stream));
+      return cudak::lmHead(gatherBuf_, in.w[0], outRows_, in.width, vocab_,
+                           static_cast<float *>(y), dt_, ctx);
+    }
     return cudak::lmHead(x, in.w[0], T, in.width, vocab_,
                          static_cast<float *>(y), dt_, ctx);
   case fb::Kernel::Mlp: {
@@ -417,7 +503,8 @@ absl::StatusOr<cudaGraphExec_t> CudaExecutor::graphFor(int64_t T,
   // Everything a captured launch bakes in: row count, page-table shape and
   // the attention tiling that maxContext selects (pointers are fixed until
   // ensureCapacity reallocates, which drops every graph).
-  std::vector<int64_t> key = {T, numSeqs_, maxPagesPerSeq_};
+  std::vector<int64_t> key = {T, numSeqs_, maxPagesPerSeq_, outRows_,
+                              gatherOut_ ? 1 : 0};
   for (const auto &pool : pools_)
     for (const Instr &in : pool->instrs)
       if (in.op == fb::Opcode::Task && in.kernel == fb::Kernel::Attention) {
@@ -426,10 +513,20 @@ absl::StatusOr<cudaGraphExec_t> CudaExecutor::graphFor(int64_t T,
         key.insert(key.end(), {c.rowsPerBlock, c.numSplits, c.splitLen});
       }
   auto it = graphs_.find(key);
-  if (it != graphs_.end())
+  if (it != graphs_.end()) {
+    graphUse_[key] = ++useClock_;
     return it->second;
-  if (graphs_.size() >= kMaxGraphs)
-    dropGraphs();
+  }
+  if (graphs_.size() >= kMaxGraphs) {
+    // Evict the least recently used graph.
+    auto lru = std::min_element(
+        graphUse_.begin(), graphUse_.end(),
+        [](const auto &a, const auto &b) { return a.second < b.second; });
+    cudaGraphExecDestroy(graphs_.at(lru->first));
+    graphs_.erase(lru->first);
+    graphUse_.erase(lru);
+  }
+  auto captureStart = Clock::now();
   cudaStream_t s0 = pools_[0]->stream;
   CP_CUDA_RETURN_IF_ERROR(
       cudaStreamBeginCapture(s0, cudaStreamCaptureModeThreadLocal));
@@ -451,6 +548,9 @@ absl::StatusOr<cudaGraphExec_t> CudaExecutor::graphFor(int64_t T,
     return cudak::cudaErrorStatus(inst, "cudaGraphInstantiate", __FILE__,
                                   __LINE__);
   graphs_[key] = exec;
+  graphUse_[key] = ++useClock_;
+  ++counters_.graphCaptures;
+  counters_.graphCaptureS += secondsBetween(captureStart, Clock::now());
   return exec;
 }
 
@@ -458,10 +558,13 @@ void CudaExecutor::dropGraphs() {
   for (auto &entry : graphs_)
     cudaGraphExecDestroy(entry.second);
   graphs_.clear();
+  graphUse_.clear();
 }
 
 absl::Status CudaExecutor::run(const CudaStep &step,
-                               std::vector<float> *logits) {
+                               std::vector<float> *logits,
+                               std::vector<int32_t> *greedyIds) {
+  const Clock::time_point t0 = Clock::now();
   CP_RETURN_IF_ERROR(checkStep(step));
   const int64_t T = static_cast<int64_t>(step.tokenIds.size());
   int32_t numSeqs = 0, maxPages = 1, maxContext = 1;
@@ -474,7 +577,28 @@ absl::Status CudaExecutor::run(const CudaStep &step,
     for (const auto &t : layer)
       maxPages = std::max<int32_t>(maxPages, int32_t(t.size()));
   }
-  CP_RETURN_IF_ERROR(ensureCapacity(T, maxContext, numSeqs, maxPages));
+  // Rows through the LM head: the wanted ones, gathered unless they are
+  // simply every row in order (a decode batch).
+  const std::vector<int32_t> &want = step.logitRows;
+  bool identity = want.empty() || int64_t(want.size()) == T;
+  for (size_t i = 0; identity && i < want.size(); ++i)
+    identity = want[i] == int32_t(i);
+  const int64_t nWant = want.empty() ? T : int64_t(want.size());
+  gatherOut_ = selectRows_ && !identity;
+  outRows_ = selectRows_ ? nWant : T;
+  const bool graphStep = useGraphs_ && T <= kGraphMaxRows;
+  if (graphStep) {
+    // One graph per context bucket: maxContext is only an upper bound of
+    // every row's context (used for the attention tiling) and the page
+    // tables are padded with -1, so the graph replays until the longest
+    // context leaves the bucket, not just for 16 tokens.
+    maxContext = contextBucket(maxContext);
+    for (const cudak::KvCacheView &kv : kv_)
+      maxPages = std::max<int32_t>(
+          maxPages, (maxContext + kv.tokensPerPage - 1) / kv.tokensPerPage);
+  }
+  CP_RETURN_IF_ERROR(
+      ensureCapacity(T, maxContext, numSeqs, maxPages, outRows_));
   numSeqs_ = numSeqs;
   maxPagesPerSeq_ = maxPages;
 
@@ -484,19 +608,25 @@ absl::Status CudaExecutor::run(const CudaStep &step,
   std::copy(step.rowSeq.begin(), step.rowSeq.end(), h + T);
   std::copy(step.rowPos.begin(), step.rowPos.end(), h + 2 * T);
   int32_t *tables = h + 3 * T;
-  std::fill(tables, tables + kv_.size() * numSeqs * maxPages, -1);
+  const size_t tableInts = kv_.size() * numSeqs * maxPages;
+  std::fill(tables, tables + tableInts, -1);
   for (size_t l = 0; l < step.pageTables.size(); ++l)
     for (size_t s = 0; s < step.pageTables[l].size(); ++s)
       std::copy(step.pageTables[l][s].begin(), step.pageTables[l][s].end(),
                 tables + (l * numSeqs + s) * maxPages);
-  size_t ints = size_t(3 * T + int64_t(kv_.size()) * numSeqs * maxPages);
+  size_t ints = size_t(3 * T) + tableInts;
+  if (gatherOut_) {
+    std::copy(want.begin(), want.end(), tables + tableInts);
+    ints += want.size();
+  }
   cudaStream_t s0 = pools_[0]->stream;
   CP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(stagingDev_, stagingHost_, ints * 4,
                                           cudaMemcpyHostToDevice, s0));
+  const Clock::time_point t1 = Clock::now();
 
   absl::Status status;
   bool replayed = false;
-  if (useGraphs_ && T <= kGraphMaxRows) {
+  if (graphStep) {
     absl::StatusOr<cudaGraphExec_t> exec = graphFor(T, maxContext);
     if (exec.ok()) {
       cudaError_t err = cudaGraphLaunch(*exec, s0);
@@ -504,6 +634,7 @@ absl::Status CudaExecutor::run(const CudaStep &step,
         status =
             cudak::cudaErrorStatus(err, "cudaGraphLaunch", __FILE__, __LINE__);
       ++graphLaunches_;
+      ++counters_.graphLaunches;
       replayed = true;
     } else {
       // A step that cannot be captured (or a kernel rejecting its input)
@@ -514,6 +645,20 @@ absl::Status CudaExecutor::run(const CudaStep &step,
   }
   if (!replayed)
     status = enqueueStep(T, maxContext);
+  // The argmax of the LM head's rows (after the join into the first stream).
+  const int64_t headRows = selectRows_ ? outRows_ : T;
+  if (status.ok() && greedyIds) {
+    status = cudak::argmaxRows(deviceLogits(), headRows, vocab_, idsDev_, s0);
+    if (status.ok()) {
+      cudaError_t err =
+          cudaMemcpyAsync(idsHost_, idsDev_, size_t(headRows) * 4,
+                          cudaMemcpyDeviceToHost, s0);
+      if (err != cudaSuccess)
+        status =
+            cudak::cudaErrorStatus(err, "cudaMemcpyAsync", __FILE__, __LINE__);
+    }
+  }
+  const Clock::time_point t2 = Clock::now();
   // Drain every stream even after an error, so no buffer is in use when the
   // caller retries or frees.
   for (auto &p : pools_) {
@@ -522,13 +667,35 @@ absl::Status CudaExecutor::run(const CudaStep &step,
       status = cudak::cudaErrorStatus(err, "cudaStreamSynchronize", __FILE__,
                                       __LINE__);
   }
+  const Clock::time_point t3 = Clock::now();
+  counters_.prepS += secondsBetween(t0, t1);
+  counters_.launchS += secondsBetween(t1, t2);
+  counters_.waitS += secondsBetween(t2, t3);
+  ++counters_.steps;
   CP_RETURN_IF_ERROR(status);
-  if (logits) {
-    logits->resize(size_t(T * vocab_));
-    CP_CUDA_RETURN_IF_ERROR(cudaMemcpy(logits->data(), deviceLogits(),
-                                       logits->size() * sizeof(float),
-                                       cudaMemcpyDeviceToHost));
+  // Rows of the LM head's output that the caller wants, in order.
+  auto headRow = [&](int64_t i) -> int64_t {
+    return selectRows_ || want.empty() ? i : want[i];
+  };
+  if (greedyIds) {
+    greedyIds->resize(size_t(nWant));
+    for (int64_t i = 0; i < nWant; ++i)
+      (*greedyIds)[i] = idsHost_[headRow(i)];
   }
+  if (logits) {
+    logits->resize(size_t(nWant * vocab_));
+    if (selectRows_ || identity) {
+      CP_CUDA_RETURN_IF_ERROR(cudaMemcpy(logits->data(), deviceLogits(),
+                                         logits->size() * sizeof(float),
+                                         cudaMemcpyDeviceToHost));
+    } else {
+      for (int64_t i = 0; i < nWant; ++i)
+        CP_CUDA_RETURN_IF_ERROR(cudaMemcpy(
+            logits->data() + i * vocab_, deviceLogits() + headRow(i) * vocab_,
+            size_t(vocab_) * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+  }
+  counters_.copyS += secondsBetween(t3, Clock::now());
   return absl::OkStatus();
 }
 

@@ -12,10 +12,18 @@
 // when it reaches a Recv whose Send it has not enqueued yet (the same
 // simulation as the static stream check), so it only enqueues: one step is
 // one burst of launches and one synchronization at the end. Steps of at most
-// kGraphMaxRows rows (decode) are captured once per shape (rows, page-table
-// size, attention tiling) into a CUDA graph and replayed with one launch;
-// ids, positions and page tables live in a fixed device buffer that is
-// refreshed before each launch.
+// kGraphMaxRows rows (decode) are captured once per shape (rows, sequences,
+// rows through the LM head, and a context bucket: the page-table width and
+// attention tiling follow the longest context rounded up to a quarter of its
+// power of two, so a growing batch does not re-capture every 16 tokens) into
+// a CUDA graph and replayed with one launch; ids, positions, page tables and
+// the LM head's rows live in a fixed device buffer refreshed before each
+// launch. At most kMaxGraphs per executor, the least recently used evicted.
+//
+// Only the rows a step asks for (CudaStep::logitRows, e.g. the last row of
+// each prefill chunk) go through the LM head: they are gathered before it,
+// so a 2048-row prefill chunk computes and returns one row of logits, not
+// 2048 x vocab floats. runGreedy's ids come from an argmax on the device.
 //
 //===----------------------------------------------------------------------===//
 #ifndef CROSSPOOL_RUNTIME_CUDA_CUDAEXECUTOR_H
@@ -43,6 +51,14 @@ struct CudaStep {
   /// pageTables[layer][seq]: page ids of sequence `seq` (index of the step)
   /// in KV layer `layer`, in position order.
   std::vector<std::vector<std::vector<int32_t>>> pageTables;
+  /// Rows whose logits are wanted, each in [0, T) (empty: every row).
+  std::vector<int32_t> logitRows;
+};
+
+/// An executor's cumulative host-side step costs (BackendCounters' part).
+struct ExecutorCounters {
+  int64_t steps = 0, graphLaunches = 0, graphCaptures = 0;
+  double prepS = 0, launchS = 0, waitS = 0, copyS = 0, graphCaptureS = 0;
 };
 
 class CudaExecutor {
@@ -56,16 +72,25 @@ public:
          kernels::cuda::DType dt, std::string name = "model",
          bool useGraphs = true);
   static constexpr int64_t kGraphMaxRows = 64;
-  static constexpr size_t kMaxGraphs = 32;
+  static constexpr size_t kMaxGraphs = 256;
   ~CudaExecutor();
   CudaExecutor(const CudaExecutor &) = delete;
   CudaExecutor &operator=(const CudaExecutor &) = delete;
 
-  /// Runs one step and waits for it. With `logits`, copies the T x vocab fp32
-  /// logits to the host.
-  absl::Status run(const CudaStep &step, std::vector<float> *logits);
-  /// Device logits of the last step ([T, vocab] fp32).
+  /// Runs one step and waits for it. With `logits`, copies the fp32 logits
+  /// of step.logitRows (every row when empty), [rows, vocab], to the host.
+  /// With `greedyIds`, writes instead the argmax of each of those rows
+  /// (computed on the device; ties and NaN as kernels::cpu::argmax).
+  absl::Status run(const CudaStep &step, std::vector<float> *logits,
+                   std::vector<int32_t> *greedyIds = nullptr);
+  /// Device logits of the last step ([rows of step.logitRows, vocab] fp32).
   const float *deviceLogits() const;
+  const ExecutorCounters &counters() const { return counters_; }
+  /// CUDA graphs held now.
+  size_t graphsHeld() const { return graphs_.size(); }
+  /// The longest context the graph of a step with longest context `ctx` is
+  /// captured for (>= ctx; exposed for tests).
+  static int32_t contextBucket(int32_t ctx);
 
   int64_t vocabSize() const { return vocab_; }
   /// Device bytes of activations, workspaces and staging now held.
@@ -79,7 +104,7 @@ private:
   CudaExecutor() = default;
   absl::Status checkStep(const CudaStep &step) const;
   absl::Status ensureCapacity(int64_t T, int32_t maxContext, int32_t numSeqs,
-                              int32_t maxPages);
+                              int32_t maxPages, int64_t outRows);
   absl::Status runTask(const Instr &in, Pool &pool, int64_t T,
                        int32_t maxContext);
   /// Enqueues one step on the pools' streams (fork after the inputs, join
@@ -106,6 +131,22 @@ private:
   int32_t *stagingDev_ = nullptr;
   size_t stagingInts_ = 0;
   int32_t maxPagesPerSeq_ = 0, numSeqs_ = 0;
+  /// Rows through the LM head this step, and whether they are gathered
+  /// (their row indices follow the page tables in the staging buffer).
+  int64_t outRows_ = 0;
+  bool gatherOut_ = false;
+  /// The LM head reads only the rows it is asked for: set at create when the
+  /// plan's one LmHead writes the output slot and nothing else touches it
+  /// (otherwise every row goes through it and rows are picked at the copy).
+  bool selectRows_ = false;
+  int64_t lmHeadWidth_ = 0;
+  /// Rows the output slot, the gather buffer and the ids hold.
+  int64_t outCapacity_ = 0;
+  void *gatherBuf_ = nullptr;
+  int32_t *idsDev_ = nullptr, *idsHost_ = nullptr;
+  ExecutorCounters counters_;
+  int64_t useClock_ = 0;
+  std::map<std::vector<int64_t>, int64_t> graphUse_;
   /// Device expert pointer tables of the Moe tasks.
   std::vector<void *> expertTables_;
   std::vector<cudaEvent_t> events_;

@@ -10,12 +10,19 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 
 namespace crosspool::runtime::cuda {
 
 namespace cudak = crosspool::kernels::cuda;
 
 namespace {
+
+double secondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+      .count();
+}
 
 CUmemAllocationProp deviceProp(int device) {
   CUmemAllocationProp prop = {};
@@ -90,8 +97,7 @@ absl::Status PhysicalChunkPool::grow(int32_t numChunks) {
     handles_.push_back(h);
   }
   for (int32_t i = before; i < numChunks; ++i)
-    free_.push_back(i);
-  std::sort(free_.begin(), free_.end(), std::greater<int32_t>());
+    free_.insert(free_.end(), i);
   return absl::OkStatus();
 }
 
@@ -104,19 +110,22 @@ PhysicalChunkPool::~PhysicalChunkPool() {
 }
 
 absl::StatusOr<int32_t> PhysicalChunkPool::acquire() {
+  if (free_.empty() && !cached_.empty()) {
+    // Take back the lowest cached chunk: its model unmaps it (it is empty).
+    auto [space, slot] = cached_.begin()->second;
+    space->evictCached(slot); // -> uncache + release: now in free_
+    ++counters_.reclaims;
+  }
   if (free_.empty())
-    return absl::ResourceExhaustedError(
-        absl::StrCat("KV pool exhausted: all ", handles_.size(),
-                     " physical chunks of ", chunkBytes_, " bytes are mapped"));
-  int32_t c = free_.back();
-  free_.pop_back();
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV pool exhausted: all ", handles_.size(), " physical chunks of ",
+        chunkBytes_, " bytes hold pages"));
+  int32_t c = *free_.begin();
+  free_.erase(free_.begin());
   return c;
 }
 
-void PhysicalChunkPool::release(int32_t chunk) {
-  free_.push_back(chunk);
-  std::sort(free_.begin(), free_.end(), std::greater<int32_t>());
-}
+void PhysicalChunkPool::release(int32_t chunk) { free_.insert(chunk); }
 
 absl::StatusOr<std::unique_ptr<VirtualKvSpace>>
 VirtualKvSpace::create(PhysicalChunkPool &pool,
@@ -169,6 +178,7 @@ VirtualKvSpace::~VirtualKvSpace() {
 
 absl::Status VirtualKvSpace::mapSlot(int32_t slot, int32_t chunk) {
   const DriverApi *drv = *driverApi();
+  auto start = std::chrono::steady_clock::now();
   CUdeviceptr va = base_ + size_t(slot) * pool_.chunkBytes();
   CP_CU_RETURN_IF_ERROR(
       drv->memMap(va, pool_.chunkBytes(), 0, pool_.handle(chunk), 0));
@@ -181,6 +191,8 @@ absl::Status VirtualKvSpace::mapSlot(int32_t slot, int32_t chunk) {
     drv->memUnmap(va, pool_.chunkBytes());
     return driverErrorStatus(res, "cuMemSetAccess", __FILE__, __LINE__);
   }
+  ++pool_.counters_.maps;
+  pool_.counters_.mapS += secondsSince(start);
   SlotState &st = slots_[slot];
   st.chunk = chunk;
   st.used = 0;
@@ -188,60 +200,91 @@ absl::Status VirtualKvSpace::mapSlot(int32_t slot, int32_t chunk) {
   for (int32_t i = pagesPerChunk_ - 1; i >= 0; --i)
     st.freePages.push_back(i);
   unmappedSlots_.erase(slot);
-  openSlots_.insert(slot);
-  freeMappedPages_ += pagesPerChunk_;
-  ++chunksMapped_;
   return absl::OkStatus();
 }
 
 void VirtualKvSpace::unmapSlot(int32_t slot) {
   const DriverApi *drv = *driverApi();
   SlotState &st = slots_[slot];
+  auto start = std::chrono::steady_clock::now();
   drv->memUnmap(base_ + size_t(slot) * pool_.chunkBytes(), pool_.chunkBytes());
+  ++pool_.counters_.unmaps;
+  pool_.counters_.unmapS += secondsSince(start);
+  if (st.used > 0) { // destruction with live pages
+    freeMappedPages_ -= int64_t(st.freePages.size());
+    --chunksInUse_;
+  }
+  if (cachedSlots_.erase(slot))
+    pool_.uncache(st.chunk);
   pool_.release(st.chunk);
-  freeMappedPages_ -= int64_t(st.freePages.size());
-  --chunksMapped_;
   openSlots_.erase(slot);
   unmappedSlots_.insert(slot);
   st = SlotState();
 }
 
+void VirtualKvSpace::evictCached(int32_t slot) { unmapSlot(slot); }
+
 absl::StatusOr<int32_t> VirtualKvSpace::allocPage() {
-  // Fill mapped chunks before mapping another, lowest slot first.
-  if (!openSlots_.empty()) {
-    int32_t i = *openSlots_.begin();
-    SlotState &st = slots_[i];
-    int32_t idx = st.freePages.back();
-    st.freePages.pop_back();
-    if (st.freePages.empty())
-      openSlots_.erase(openSlots_.begin());
-    ++st.used;
-    --freeMappedPages_;
-    ++pagesInUse_;
-    return i * pagesPerChunk_ + idx;
+  // Fill chunks holding pages before taking another, lowest slot first;
+  // then an empty chunk still mapped here; then map one from the pool.
+  if (openSlots_.empty()) {
+    if (!cachedSlots_.empty()) {
+      int32_t slot = *cachedSlots_.begin();
+      cachedSlots_.erase(cachedSlots_.begin());
+      pool_.uncache(slots_[slot].chunk);
+      ++pool_.counters_.reuses;
+      openSlots_.insert(slot);
+    } else {
+      int32_t emptySlot =
+          unmappedSlots_.empty() ? -1 : *unmappedSlots_.begin();
+      if (emptySlot < 0)
+        return absl::ResourceExhaustedError(
+            absl::StrCat(name_, ": KV pool exhausted: virtual range full"));
+      CP_ASSIGN_OR_RETURN(int32_t chunk, pool_.acquire());
+      absl::Status mapped = mapSlot(emptySlot, chunk);
+      if (!mapped.ok()) {
+        pool_.release(chunk);
+        return mapped;
+      }
+      openSlots_.insert(emptySlot);
+    }
+    // The chunk now holds pages (one after this call).
+    ++chunksInUse_;
+    freeMappedPages_ += pagesPerChunk_;
   }
-  int32_t emptySlot = unmappedSlots_.empty() ? -1 : *unmappedSlots_.begin();
-  if (emptySlot < 0)
-    return absl::ResourceExhaustedError(
-        absl::StrCat(name_, ": KV pool exhausted: virtual range full"));
-  CP_ASSIGN_OR_RETURN(int32_t chunk, pool_.acquire());
-  absl::Status mapped = mapSlot(emptySlot, chunk);
-  if (!mapped.ok()) {
-    pool_.release(chunk);
-    return mapped;
-  }
-  return allocPage();
+  int32_t i = *openSlots_.begin();
+  SlotState &st = slots_[i];
+  int32_t idx = st.freePages.back();
+  st.freePages.pop_back();
+  if (st.freePages.empty())
+    openSlots_.erase(openSlots_.begin());
+  ++st.used;
+  --freeMappedPages_;
+  ++pagesInUse_;
+  return i * pagesPerChunk_ + idx;
 }
 
 void VirtualKvSpace::freePage(int32_t page) {
   int32_t slot = page / pagesPerChunk_;
   SlotState &st = slots_[slot];
   st.freePages.push_back(page % pagesPerChunk_);
-  openSlots_.insert(slot);
   ++freeMappedPages_;
   --pagesInUse_;
-  if (--st.used == 0)
+  if (--st.used > 0) {
+    openSlots_.insert(slot);
+    return;
+  }
+  // Empty: no longer in use. Keep it mapped for the next page (of this
+  // model, or of another once the pool takes it back), or unmap it now.
+  openSlots_.erase(slot);
+  freeMappedPages_ -= pagesPerChunk_;
+  --chunksInUse_;
+  if (pool_.keepFreedChunksMapped()) {
+    cachedSlots_.insert(slot);
+    pool_.cache(st.chunk, this, slot);
+  } else {
     unmapSlot(slot);
+  }
 }
 
 int64_t VirtualKvSpace::pagesFor(int64_t numTokens) const {
@@ -316,11 +359,18 @@ cudak::KvCacheView VirtualKvSpace::layerView(int layer) const {
   return v;
 }
 
-std::vector<int32_t> VirtualKvSpace::mappedChunks() const {
+std::vector<int32_t> VirtualKvSpace::usedChunks() const {
   std::vector<int32_t> out;
-  for (const SlotState &st : slots_)
-    if (st.chunk >= 0)
-      out.push_back(st.chunk);
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i].chunk >= 0 && slots_[i].used > 0)
+      out.push_back(slots_[i].chunk);
+  return out;
+}
+
+std::vector<int32_t> VirtualKvSpace::cachedChunks() const {
+  std::vector<int32_t> out;
+  for (int32_t slot : cachedSlots_)
+    out.push_back(slots_[slot].chunk);
   return out;
 }
 

@@ -47,6 +47,31 @@ struct RuntimeOptions;
 /// list passed with the rows).
 struct StepRows {
   std::vector<int32_t> tokenIds, rowSeq, rowPos;
+  /// Rows whose logits the caller needs, ascending (empty: every row). A
+  /// backend may honour it (CUDA: only these rows go through the LM head and
+  /// to the host) or ignore it and write every row (CPU); Runtime::step
+  /// accepts both.
+  std::vector<int32_t> logitRows;
+};
+
+/// Cumulative host-side costs of a backend since it was created (zeros where
+/// a backend does not measure them). Tools take differences around a step.
+struct BackendCounters {
+  /// KV chunks mapped into / unmapped from a model's range, and the wall
+  /// time of those driver calls (cuMemMap + cuMemSetAccess, cuMemUnmap).
+  int64_t kvMaps = 0, kvUnmaps = 0;
+  double kvMapS = 0, kvUnmapS = 0;
+  /// Emptied chunks a model took again without mapping (still mapped), and
+  /// ones the pool took back from a model to give to another.
+  int64_t kvReuses = 0, kvReclaims = 0;
+  /// Executor steps and their wall time split: host preparation (checks,
+  /// page tables, staging), launching (kernels enqueued or a graph launched,
+  /// including graph captures), waiting for the device in the final
+  /// synchronize, copying logits or ids to the host.
+  int64_t steps = 0;
+  double prepS = 0, launchS = 0, waitS = 0, copyS = 0;
+  int64_t graphLaunches = 0, graphCaptures = 0;
+  double graphCaptureS = 0;
 };
 
 /// One loaded model on a backend: its KV storage and its executor.
@@ -78,6 +103,15 @@ public:
   virtual absl::Status run(const StepRows &rows,
                            const std::vector<SequenceId> &seqs,
                            std::vector<float> *logits) = 0;
+  /// Runs one step and writes the greedy id (kernels::cpu::argmax of the
+  /// row's logits) of every row in rows.logitRows, computed where the logits
+  /// are, so only ids reach the host. Unimplemented (before running
+  /// anything): the Runtime uses run() and takes the argmax on the host.
+  virtual absl::Status runGreedy(const StepRows &rows,
+                                 const std::vector<SequenceId> &seqs,
+                                 std::vector<int32_t> *ids) {
+    return absl::UnimplementedError("no device-side greedy step");
+  }
 };
 
 class Backend {
@@ -126,6 +160,8 @@ public:
   virtual absl::StatusOr<std::pair<size_t, size_t>> deviceMemory() const {
     return absl::UnimplementedError("this backend has no device memory");
   }
+  /// Cumulative costs (BackendCounters); all zero on the CPU.
+  virtual BackendCounters counters() const { return {}; }
 };
 
 /// The CPU fp32 reference backend (KvCache pages over one PageAllocator,

@@ -378,9 +378,10 @@ Runtime::decode(const std::vector<SequenceId> &seqs,
   return logits;
 }
 
-absl::StatusOr<std::vector<float>>
-Runtime::step(const std::vector<SequenceId> &seqs,
-              const std::vector<std::vector<int32_t>> &chunks) {
+absl::StatusOr<Runtime::Model *>
+Runtime::prepareStep(const std::vector<SequenceId> &seqs,
+                     const std::vector<std::vector<int32_t>> &chunks,
+                     StepRows *rows) {
   if (seqs.empty() || seqs.size() != chunks.size())
     return absl::InvalidArgumentError(
         absl::StrCat("step expects one chunk per sequence and at least one "
@@ -411,26 +412,75 @@ Runtime::step(const std::vector<SequenceId> &seqs,
   for (size_t i = 0; i < seqs.size(); ++i)
     CP_RETURN_IF_ERROR(
         reserve(*m, seqs[i], seqs_[seqs[i]].length + chunks[i].size()));
-  StepRows step;
-  std::vector<size_t> lastRow;
   for (size_t i = 0; i < seqs.size(); ++i) {
     int64_t start = seqs_[seqs[i]].length;
     for (size_t k = 0; k < chunks[i].size(); ++k) {
-      step.tokenIds.push_back(chunks[i][k]);
-      step.rowSeq.push_back(static_cast<int32_t>(i));
-      step.rowPos.push_back(static_cast<int32_t>(start + k));
+      rows->tokenIds.push_back(chunks[i][k]);
+      rows->rowSeq.push_back(static_cast<int32_t>(i));
+      rows->rowPos.push_back(static_cast<int32_t>(start + k));
     }
-    lastRow.push_back(step.tokenIds.size() - 1);
+    // Only the last row of a chunk is sampled: the others need no LM head.
+    rows->logitRows.push_back(static_cast<int32_t>(rows->tokenIds.size() - 1));
   }
+  return m;
+}
+
+absl::StatusOr<std::vector<float>>
+Runtime::step(const std::vector<SequenceId> &seqs,
+              const std::vector<std::vector<int32_t>> &chunks) {
+  StepRows step;
+  CP_ASSIGN_OR_RETURN(Model * m, prepareStep(seqs, chunks, &step));
   CP_ASSIGN_OR_RETURN(std::vector<float> all, runStep(*m, seqs, step));
-  const int64_t V = m->info.vocabSize;
-  std::vector<float> logits(seqs.size() * V);
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    std::copy(all.begin() + lastRow[i] * V, all.begin() + (lastRow[i] + 1) * V,
-              logits.begin() + i * V);
+  for (size_t i = 0; i < seqs.size(); ++i)
     seqs_[seqs[i]].length += chunks[i].size();
-  }
+  const int64_t V = m->info.vocabSize;
+  const size_t T = step.tokenIds.size();
+  if (all.size() == seqs.size() * size_t(V))
+    return all; // the backend computed only the requested rows
+  if (all.size() != T * size_t(V))
+    return absl::InternalError(absl::StrCat(
+        "step: the backend returned ", all.size(), " logits for ", T,
+        " rows (", seqs.size(), " requested) of vocabulary ", V));
+  std::vector<float> logits(seqs.size() * V);
+  for (size_t i = 0; i < seqs.size(); ++i)
+    std::copy(all.begin() + step.logitRows[i] * V,
+              all.begin() + (step.logitRows[i] + 1) * V,
+              logits.begin() + i * V);
   return logits;
+}
+
+absl::StatusOr<std::vector<int32_t>>
+Runtime::stepGreedy(const std::vector<SequenceId> &seqs,
+                    const std::vector<std::vector<int32_t>> &chunks) {
+  StepRows step;
+  CP_ASSIGN_OR_RETURN(Model * m, prepareStep(seqs, chunks, &step));
+  std::vector<int32_t> ids;
+  absl::Status st = m->backend->runGreedy(step, seqs, &ids);
+  if (absl::IsUnimplemented(st)) {
+    // No device argmax: logits to the host, the same argmax there.
+    CP_ASSIGN_OR_RETURN(std::vector<float> all, runStep(*m, seqs, step));
+    const int64_t V = m->info.vocabSize;
+    const bool selected = all.size() == seqs.size() * size_t(V);
+    if (!selected && all.size() != step.tokenIds.size() * size_t(V))
+      return absl::InternalError(absl::StrCat(
+          "step: the backend returned ", all.size(), " logits for ",
+          step.tokenIds.size(), " rows of vocabulary ", V));
+    ids.clear();
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      size_t row = selected ? i : size_t(step.logitRows[i]);
+      ids.push_back(
+          static_cast<int32_t>(kernels::cpu::argmax(all.data() + row * V, V)));
+    }
+  } else {
+    CP_RETURN_IF_ERROR(st);
+    if (ids.size() != seqs.size())
+      return absl::InternalError(
+          absl::StrCat("greedy step: the backend returned ", ids.size(),
+                       " ids for ", seqs.size(), " sequences"));
+  }
+  for (size_t i = 0; i < seqs.size(); ++i)
+    seqs_[seqs[i]].length += chunks[i].size();
+  return ids;
 }
 
 absl::StatusOr<GenerateResult>

@@ -158,6 +158,12 @@ public:
   absl::StatusOr<std::vector<float>>
   step(const std::vector<SequenceId> &seqs,
        const std::vector<std::vector<int32_t>> &chunks);
+  /// As step, but returns only the greedy id of every chunk's last row
+  /// (kernels::cpu::argmax of its logits, as sampling with temperature 0):
+  /// on CUDA the argmax runs on the device and no logits reach the host.
+  absl::StatusOr<std::vector<int32_t>>
+  stepGreedy(const std::vector<SequenceId> &seqs,
+             const std::vector<std::vector<int32_t>> &chunks);
   /// Returns the sequence's KV pages to the shared pool.
   absl::Status release(SequenceId seq);
   /// Tokens the sequence holds (prompt + appended).
@@ -207,6 +213,9 @@ public:
   absl::StatusOr<std::pair<size_t, size_t>> deviceMemory() const {
     return backend_->deviceMemory();
   }
+  /// The backend's cumulative host-side costs (KV chunk map/unmap, graph
+  /// captures, the split of step time; zeros on the CPU).
+  BackendCounters backendCounters() const { return backend_->counters(); }
   /// Successful loadModel calls over the Runtime's life (tools show they
   /// load each model once).
   int64_t modelLoads() const { return modelLoads_; }
@@ -239,6 +248,11 @@ private:
                const Checkpoint *checkpoint);
   absl::StatusOr<std::vector<float>>
   runStep(Model &m, const std::vector<SequenceId> &seqs, const StepRows &rows);
+  /// step()'s checks and KV reservation; fills the rows (logitRows: the last
+  /// row of every chunk) and returns the model.
+  absl::StatusOr<Model *>
+  prepareStep(const std::vector<SequenceId> &seqs,
+              const std::vector<std::vector<int32_t>> &chunks, StepRows *rows);
 
   RuntimeOptions options_;
   std::unique_ptr<Backend> backend_;

@@ -126,7 +126,78 @@ ServeReport buildReport(const ServingEngine &engine, const std::string &mode,
   rep.groupChunks = engine.layout().groupChunks;
   rep.stoppedByWallCap = rep.overall.notRun > 0;
   rep.kv = engine.stats().kv;
+  rep.stepLog = engine.stats().stepLog;
+  rep.stepSummary = summarizeSteps(rep.stepLog);
   return rep;
+}
+
+namespace {
+
+void addCounters(BackendCounters &a, const BackendCounters &b) {
+  a.kvMaps += b.kvMaps;
+  a.kvUnmaps += b.kvUnmaps;
+  a.kvMapS += b.kvMapS;
+  a.kvUnmapS += b.kvUnmapS;
+  a.kvReuses += b.kvReuses;
+  a.kvReclaims += b.kvReclaims;
+  a.steps += b.steps;
+  a.prepS += b.prepS;
+  a.launchS += b.launchS;
+  a.waitS += b.waitS;
+  a.copyS += b.copyS;
+  a.graphLaunches += b.graphLaunches;
+  a.graphCaptures += b.graphCaptures;
+  a.graphCaptureS += b.graphCaptureS;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  return percentile(v, 0.5);
+}
+
+} // namespace
+
+StepSummary summarizeSteps(const std::vector<StepRecord> &log) {
+  StepSummary s;
+  std::vector<double> decodeOnly, prefill;
+  double seqs = 0, tokens = 0;
+  for (const StepRecord &r : log) {
+    if (r.prefillTokens == 0) {
+      decodeOnly.push_back(r.wallS);
+      seqs += double(r.seqs);
+    } else {
+      prefill.push_back(r.wallS);
+      tokens += double(r.prefillTokens);
+    }
+    s.wallS += r.wallS;
+    s.runtimeS += r.runtimeS;
+    addCounters(s.backend, r.backend);
+  }
+  s.decodeOnlySteps = int64_t(decodeOnly.size());
+  s.prefillSteps = int64_t(prefill.size());
+  s.decodeOnlyMedianS = median(decodeOnly);
+  s.prefillMedianS = median(prefill);
+  s.decodeOnlyMeanSeqs = decodeOnly.empty() ? 0 : seqs / decodeOnly.size();
+  s.prefillMeanTokens = prefill.empty() ? 0 : tokens / prefill.size();
+  return s;
+}
+
+std::string formatStepSummary(const StepSummary &s) {
+  const BackendCounters &b = s.backend;
+  return absl::StrFormat(
+      "steps: %d decode-only (median %.2f ms, %.1f seqs), %d with prefill "
+      "(median %.2f ms, %.0f prefill tokens); host wall %.3f s, runtime "
+      "calls %.3f s = prep %.3f + launch %.3f (%d graph captures %.3f s, "
+      "%d graph launches) + device wait %.3f + copy %.3f; KV map %d calls "
+      "%.2f ms, unmap %d calls %.2f ms, %d cached chunks reused, %d "
+      "reclaimed\n",
+      s.decodeOnlySteps, s.decodeOnlyMedianS * 1e3, s.decodeOnlyMeanSeqs,
+      s.prefillSteps, s.prefillMedianS * 1e3, s.prefillMeanTokens, s.wallS,
+      s.runtimeS, b.prepS, b.launchS, b.graphCaptures, b.graphCaptureS,
+      b.graphLaunches, b.waitS, b.copyS, b.kvMaps, b.kvMapS * 1e3, b.kvUnmaps,
+      b.kvUnmapS * 1e3, b.kvReuses, b.kvReclaims);
 }
 
 std::string formatReportTable(const ServeReport &rep) {
@@ -169,6 +240,7 @@ std::string formatReportTable(const ServeReport &rep) {
     row(m);
   row(rep.overall);
   out += "(latencies in ms)\n";
+  out += formatStepSummary(rep.stepSummary);
   return out;
 }
 
@@ -212,9 +284,78 @@ nlohmann::json modelJson(const ModelReport &m, size_t maxSamples) {
           {"tbt_sorted_samples_s", thin(tbt, maxSamples)}};
 }
 
+nlohmann::json countersJson(const BackendCounters &b) {
+  return {{"kv_maps", b.kvMaps},
+          {"kv_unmaps", b.kvUnmaps},
+          {"kv_map_s", b.kvMapS},
+          {"kv_unmap_s", b.kvUnmapS},
+          {"kv_reuses", b.kvReuses},
+          {"kv_reclaims", b.kvReclaims},
+          {"backend_steps", b.steps},
+          {"prep_s", b.prepS},
+          {"launch_s", b.launchS},
+          {"wait_s", b.waitS},
+          {"copy_s", b.copyS},
+          {"graph_launches", b.graphLaunches},
+          {"graph_captures", b.graphCaptures},
+          {"graph_capture_s", b.graphCaptureS}};
+}
+
+/// Milliseconds rounded to the microsecond (short JSON numbers).
+double ms(double seconds) { return std::round(seconds * 1e6) / 1e3; }
+
+nlohmann::json stepLogJson(const std::vector<StepRecord> &log,
+                           size_t maxSteps) {
+  std::vector<StepRecord> kept = thin(log, maxSteps);
+  nlohmann::json cols = nlohmann::json::object();
+  auto col = [&](const char *name, auto get) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const StepRecord &r : kept)
+      a.push_back(get(r));
+    cols[name] = std::move(a);
+  };
+  col("t_s", [](const StepRecord &r) { return ms(r.time) / 1e3; });
+  col("model", [](const StepRecord &r) { return r.model; });
+  col("rows", [](const StepRecord &r) { return r.rows; });
+  col("seqs", [](const StepRecord &r) { return r.seqs; });
+  col("decode_seqs", [](const StepRecord &r) { return r.decodeSeqs; });
+  col("prefill_tokens", [](const StepRecord &r) { return r.prefillTokens; });
+  col("context", [](const StepRecord &r) { return r.context; });
+  col("clock_ms", [](const StepRecord &r) { return ms(r.clockS); });
+  col("wall_ms", [](const StepRecord &r) { return ms(r.wallS); });
+  col("runtime_ms", [](const StepRecord &r) { return ms(r.runtimeS); });
+  col("prep_ms", [](const StepRecord &r) { return ms(r.backend.prepS); });
+  col("launch_ms", [](const StepRecord &r) { return ms(r.backend.launchS); });
+  col("wait_ms", [](const StepRecord &r) { return ms(r.backend.waitS); });
+  col("copy_ms", [](const StepRecord &r) { return ms(r.backend.copyS); });
+  col("graph_captures",
+      [](const StepRecord &r) { return r.backend.graphCaptures; });
+  col("kv_maps", [](const StepRecord &r) { return r.backend.kvMaps; });
+  col("kv_unmaps", [](const StepRecord &r) { return r.backend.kvUnmaps; });
+  col("kv_map_ms", [](const StepRecord &r) { return ms(r.backend.kvMapS); });
+  col("kv_unmap_ms",
+      [](const StepRecord &r) { return ms(r.backend.kvUnmapS); });
+  cols["total"] = log.size();
+  cols["kept"] = kept.size();
+  return cols;
+}
+
+nlohmann::json stepSummaryJson(const StepSummary &s) {
+  return {{"decode_only_steps", s.decodeOnlySteps},
+          {"prefill_steps", s.prefillSteps},
+          {"decode_only_median_ms", ms(s.decodeOnlyMedianS)},
+          {"prefill_median_ms", ms(s.prefillMedianS)},
+          {"decode_only_mean_seqs", s.decodeOnlyMeanSeqs},
+          {"prefill_mean_tokens", s.prefillMeanTokens},
+          {"wall_s", s.wallS},
+          {"runtime_s", s.runtimeS},
+          {"backend", countersJson(s.backend)}};
+}
+
 } // namespace
 
-nlohmann::json reportToJson(const ServeReport &rep, size_t maxSamples) {
+nlohmann::json reportToJson(const ServeReport &rep, size_t maxSamples,
+                            size_t maxSteps) {
   nlohmann::json models = nlohmann::json::array();
   for (const ModelReport &m : rep.models)
     models.push_back(modelJson(m, maxSamples));
@@ -251,7 +392,9 @@ nlohmann::json reportToJson(const ServeReport &rep, size_t maxSamples) {
             {"model_pages_if_alone", groupPages}}},
           {"models", models},
           {"overall", modelJson(rep.overall, maxSamples)},
-          {"kv_over_time", kv}};
+          {"kv_over_time", kv},
+          {"step_summary", stepSummaryJson(rep.stepSummary)},
+          {"step_log", stepLogJson(rep.stepLog, maxSteps)}};
 }
 
 } // namespace crosspool::runtime

@@ -54,6 +54,19 @@ struct ModelReport {
 /// the records whose reason starts with it as not run).
 extern const char *const kNotRunReason;
 
+/// Where a replay's steps spent their time (EngineStats::stepLog).
+struct StepSummary {
+  int64_t decodeOnlySteps = 0, prefillSteps = 0;
+  /// Medians of StepRecord::wallS (seconds) per kind, and the mean rows /
+  /// sequences of each kind.
+  double decodeOnlyMedianS = 0, prefillMedianS = 0;
+  double decodeOnlyMeanSeqs = 0, prefillMeanTokens = 0;
+  /// Sums over the steps: host wall time, the runtime calls in it.
+  double wallS = 0, runtimeS = 0;
+  /// Sum of the steps' backend costs.
+  BackendCounters backend;
+};
+
 struct ServeReport {
   std::string mode;
   std::vector<ModelReport> models;
@@ -68,6 +81,8 @@ struct ServeReport {
   std::vector<std::string> groupNames;
   std::vector<int64_t> groupChunks;
   std::vector<KvSample> kv;
+  StepSummary stepSummary;
+  std::vector<StepRecord> stepLog;
   /// The replay hit its wall-clock cap: requests not admitted by then were
   /// cancelled (`overall.notRun`), so the run is incomplete.
   bool stoppedByWallCap = false;
@@ -78,13 +93,21 @@ struct ServeReport {
 ServeReport buildReport(const ServingEngine &engine, const std::string &mode,
                         const std::vector<std::string> &modelNames);
 
-/// Fixed-width table (milliseconds), one row per model plus "all".
+/// Fixed-width table (milliseconds), one row per model plus "all", then the
+/// step summary line (formatStepSummary).
 std::string formatReportTable(const ServeReport &report);
+/// "steps: N decode-only (median X ms, S seqs), M with prefill (median Y ms,
+/// P tokens); host wall W s: runtime R s = prep + launch (G graph captures)
+/// + device wait + copy; KV map A calls (B ms), unmap C calls (D ms), ..."
+std::string formatStepSummary(const StepSummary &summary);
+StepSummary summarizeSteps(const std::vector<StepRecord> &log);
 
 /// JSON object; TBT samples and KV samples are thinned to at most
-/// `maxSamples` each (evenly by rank / time order).
+/// `maxSamples` each (evenly by rank / time order), the step log (columns:
+/// one array per field, times in ms) to `maxSteps` steps evenly spread
+/// (`step_log.total` tells how many ran; `step_summary` covers all).
 nlohmann::json reportToJson(const ServeReport &report,
-                            size_t maxSamples = 4000);
+                            size_t maxSamples = 4000, size_t maxSteps = 1500);
 
 } // namespace crosspool::runtime
 

@@ -343,10 +343,44 @@ std::vector<int> ServingEngine::stepOrder() {
   return order;
 }
 
+namespace {
+
+BackendCounters minus(const BackendCounters &a, const BackendCounters &b) {
+  BackendCounters d;
+  d.kvMaps = a.kvMaps - b.kvMaps;
+  d.kvUnmaps = a.kvUnmaps - b.kvUnmaps;
+  d.kvMapS = a.kvMapS - b.kvMapS;
+  d.kvUnmapS = a.kvUnmapS - b.kvUnmapS;
+  d.kvReuses = a.kvReuses - b.kvReuses;
+  d.kvReclaims = a.kvReclaims - b.kvReclaims;
+  d.steps = a.steps - b.steps;
+  d.prepS = a.prepS - b.prepS;
+  d.launchS = a.launchS - b.launchS;
+  d.waitS = a.waitS - b.waitS;
+  d.copyS = a.copyS - b.copyS;
+  d.graphLaunches = a.graphLaunches - b.graphLaunches;
+  d.graphCaptures = a.graphCaptures - b.graphCaptures;
+  d.graphCaptureS = a.graphCaptureS - b.graphCaptureS;
+  return d;
+}
+
+} // namespace
+
+void ServingEngine::markBusy() {
+  if (busy_)
+    return;
+  busy_ = true;
+  busySince_ = std::chrono::steady_clock::now();
+  busyCounters_ = rt_->backendCounters();
+}
+
 absl::StatusOr<bool> ServingEngine::step() {
   std::vector<int> order = stepOrder();
-  if (order.empty())
+  if (order.empty()) {
+    busy_ = false; // idle until the next arrival: not on the clock
     return false;
+  }
+  markBusy();
   for (int m : order) {
     promised_.clear();
     batch_.clear();
@@ -432,6 +466,11 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
   std::vector<SequenceId> seqs;
   std::vector<std::vector<int32_t>> chunks;
   int64_t rows = 0, context = 0;
+  StepRecord step;
+  step.model = m;
+  // Greedy unless a request sampling this step has a temperature: then the
+  // backend returns ids, not logits (on CUDA only ids reach the host).
+  bool greedy = true;
   for (size_t i = 0; i < batch.size(); ++i) {
     const Live &l = live_.at(batch[i]);
     seqs.push_back(l.seq);
@@ -440,15 +479,42 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
     rows += counts[i];
     // Row at position p attends p + 1 positions.
     context += counts[i] * l.fed + counts[i] * (counts[i] + 1) / 2;
+    if (l.fed + counts[i] == int64_t(l.tokens.size()) &&
+        l.sampling.temperature > 0.0f)
+      greedy = false;
+    bool decode = counts[i] == 1 && !records_[batch[i]].output.empty() &&
+                  l.fed + 1 == int64_t(l.tokens.size());
+    if (decode)
+      ++step.decodeSeqs;
+    else
+      step.prefillTokens += counts[i];
   }
+  markBusy();
   auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<std::vector<float>> logits = rt_->step(seqs, chunks);
-  double measured =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
+  absl::StatusOr<std::vector<float>> logits;
+  absl::StatusOr<std::vector<int32_t>> ids;
+  if (greedy)
+    ids = rt_->stepGreedy(seqs, chunks);
+  else
+    logits = rt_->step(seqs, chunks);
+  const absl::Status stepStatus = greedy ? ids.status() : logits.status();
+  auto end = std::chrono::steady_clock::now();
+  BackendCounters counters = rt_->backendCounters();
+  step.rows = rows;
+  step.seqs = int64_t(batch.size());
+  step.context = context;
+  step.greedy = greedy;
+  step.runtimeS = std::chrono::duration<double>(end - start).count();
+  step.wallS = std::chrono::duration<double>(end - busySince_).count();
+  step.backend = minus(counters, busyCounters_);
+  busySince_ = end;
+  busyCounters_ = counters;
   promised_.clear();
+  const double before = now_;
   if (options_.clock == Clock::Measured) {
-    now_ += measured;
+    // CUDA graph captures are one-time setup (the first replay would pay
+    // them for the later ones): logged, not on the clock.
+    now_ += std::max(0.0, step.wallS - step.backend.graphCaptureS);
   } else {
     const StepCostModel &c = options_.cost;
     double us = c.stepBaseUs + c.perTokenUs * double(rows) +
@@ -466,10 +532,13 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
                                         rt_->kvPagesInUse(models_[k]));
   }
   stats_.peakChunksInUse = std::max(stats_.peakChunksInUse, held);
-  if (!logits.ok()) {
+  step.clockS = now_ - before;
+  step.time = now_;
+  stats_.stepLog.push_back(step);
+  if (!stepStatus.ok()) {
     for (RequestId id : batch)
       finish(id, RequestState::Failed,
-             absl::StrCat("step failed: ", logits.status().message()));
+             absl::StrCat("step failed: ", stepStatus.message()));
   } else {
     const int64_t V = vocab_[m];
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -482,8 +551,10 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
       l.fed += counts[i];
       if (l.fed < int64_t(l.tokens.size()))
         continue; // a prompt chunk; its logits are not needed
-      int32_t next = sampleToken(logits->data() + i * V, V, l.sampling,
-                                 static_cast<int64_t>(rec.output.size()));
+      int32_t next =
+          greedy ? (*ids)[i]
+                 : sampleToken(logits->data() + i * V, V, l.sampling,
+                               static_cast<int64_t>(rec.output.size()));
       rec.output.push_back(next);
       rec.tokenTimes.push_back(now_);
       l.tokens.push_back(next);

@@ -38,8 +38,13 @@
 // one that can never fit its group, even alone, fails at submit.
 //
 // Time: a virtual clock. Each step advances it by a cost model
-// (deterministic, the default) or by the step's measured wall time; when no
-// request is runnable it jumps to the next arrival.
+// (deterministic, the default) or by measured wall time: all host time while
+// the engine is busy, i.e. from the end of the previous step's runtime call
+// (its sampling and releases, this step's scheduling and KV reservation) to
+// the end of this step's runtime call, less CUDA graph captures (one-time
+// setup); when no request is runnable it jumps to the next arrival (idle
+// time is skipped). Every step is logged
+// (EngineStats::stepLog) with its shape, times and backend costs.
 //
 // Not thread-safe: drive it from one thread.
 //
@@ -54,6 +59,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -82,6 +88,26 @@ struct KvSample {
   std::vector<int64_t> groupChunksInUse;
 };
 
+/// One step that ran a batch.
+struct StepRecord {
+  double time = 0; ///< the clock after the step
+  int32_t model = 0;
+  int64_t rows = 0, seqs = 0;
+  int64_t decodeSeqs = 0;    ///< sequences with one decode row
+  int64_t prefillTokens = 0; ///< rows of prompt (or recomputed) chunks
+  int64_t context = 0;       ///< KV positions attended by all rows
+  double clockS = 0;         ///< what the clock advanced
+  /// Host wall time since the previous step's runtime call ended (or the
+  /// engine became busy): the previous step's sampling and releases, this
+  /// step's scheduling, and runtimeS; the measured clock advances by it
+  /// less backend.graphCaptureS.
+  double wallS = 0;
+  double runtimeS = 0; ///< Runtime::step / stepGreedy alone
+  bool greedy = false; ///< ids from the backend's greedy step
+  /// Backend costs within wallS (differences of Runtime::backendCounters).
+  BackendCounters backend;
+};
+
 struct EngineStats {
   int64_t steps = 0;
   int64_t preemptions = 0;
@@ -92,6 +118,7 @@ struct EngineStats {
   /// Per model: the most pages (its own) it held at once.
   std::vector<int64_t> peakModelPages;
   std::vector<KvSample> kv;
+  std::vector<StepRecord> stepLog;
 };
 
 class ServingEngine {
@@ -194,6 +221,8 @@ private:
   bool admissible(int m, RequestId id) const;
   absl::Status runBatch(int m, const std::vector<RequestId> &batch,
                         const std::vector<int64_t> &counts);
+  /// Starts the busy period's wall clock (and backend counters) if idle.
+  void markBusy();
   void sampleKv();
 
   Runtime *rt_ = nullptr;
@@ -213,6 +242,11 @@ private:
   std::vector<size_t> weightBytes_;
   int lastModel_ = -1;
   double now_ = 0;
+  /// Measured clock: busy since (the end of the previous runtime call or the
+  /// first step after idling), with the backend counters then.
+  bool busy_ = false;
+  std::chrono::steady_clock::time_point busySince_;
+  BackendCounters busyCounters_;
   EngineStats stats_;
 };
 

@@ -89,6 +89,16 @@ TEST(BenchReplayTest, TraceReplayReportsItsCapsAndSearchesARate) {
       << r.out;
 }
 
+/// A run's JSON without its host wall times (step_summary, the step log's
+/// measured columns), which differ between equal replays.
+nlohmann::json withoutWallTimes(nlohmann::json run) {
+  run.erase("step_summary");
+  for (const char *col : {"wall_ms", "runtime_ms", "prep_ms", "launch_ms",
+                          "wait_ms", "copy_ms", "kv_map_ms", "kv_unmap_ms"})
+    run["step_log"].erase(col);
+  return run;
+}
+
 TEST(BenchReplayTest, ModelsLoadOnceAndEveryReplayStartsClean) {
   // crosspool twice in one process, with kvcached and a rate search between:
   // the second crosspool replay must equal the first (a page left held or
@@ -117,7 +127,7 @@ TEST(BenchReplayTest, ModelsLoadOnceAndEveryReplayStartsClean) {
                 j["runs"][1]["overall"]["preemptions"].get<int>(),
             0)
       << "the workload should fill the pool";
-  EXPECT_EQ(j["runs"][0], j["runs"][2]);
+  EXPECT_EQ(withoutWallTimes(j["runs"][0]), withoutWallTimes(j["runs"][2]));
 
   std::string fresh = ::testing::TempDir() + "/serve_fresh.json";
   r = runBench("serve " + plans() + common + "--mode crosspool --json-out " +
@@ -127,7 +137,77 @@ TEST(BenchReplayTest, ModelsLoadOnceAndEveryReplayStartsClean) {
   nlohmann::json a = j["runs"][0], b = f["runs"][0];
   a.erase("max_sustainable_rate");
   a.erase("rate_probes");
-  EXPECT_EQ(a, b);
+  EXPECT_EQ(withoutWallTimes(a), withoutWallTimes(b));
+}
+
+// Every step is logged: the log and the summary agree with the step count,
+// rows split into decode rows and prefill tokens, and the cost-model clock
+// advances each step by 500 us + 40 us x rows + 0.02 us x positions
+// attended (the defaults). With the measured clock each step advances it by
+// its host wall time.
+TEST(BenchReplayTest, StepLogMatchesTheStepsAndTheClock) {
+  std::string json = ::testing::TempDir() + "/serve_steps.json";
+  const std::string common =
+      " --requests 30 --rate 30 --cv 2 --prompt-range 8:80 --output-range "
+      "4:16 --gpus 3 --gpu-mem-mb 1.6 --max-step-tokens 48 --quiet ";
+  crosspool::testing::CliResult r = runBench(
+      "serve " + plans() + common + "--mode crosspool --json-out " + json);
+  ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("steps: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" with prefill (median "), std::string::npos) << r.out;
+  nlohmann::json j = nlohmann::json::parse(readFile(json));
+  const nlohmann::json &run = j["runs"][0];
+  const int64_t steps = run["steps"];
+  ASSERT_GT(steps, 10);
+  const nlohmann::json &sum = run["step_summary"];
+  EXPECT_EQ(sum["decode_only_steps"].get<int64_t>() +
+                sum["prefill_steps"].get<int64_t>(),
+            steps);
+  EXPECT_GT(sum["prefill_steps"].get<int64_t>(), 0);
+  EXPECT_GT(sum["decode_only_steps"].get<int64_t>(), 0);
+  const nlohmann::json &log = run["step_log"];
+  EXPECT_EQ(log["total"].get<int64_t>(), steps);
+  ASSERT_EQ(log["kept"].get<int64_t>(), steps) << "fewer than 1500: all kept";
+  ASSERT_EQ(log["rows"].size(), size_t(steps));
+  int64_t decodeOnly = 0;
+  double last = 0;
+  for (int64_t i = 0; i < steps; ++i) {
+    int64_t rows = log["rows"][i], seqs = log["seqs"][i];
+    int64_t decode = log["decode_seqs"][i], prefill = log["prefill_tokens"][i];
+    int64_t context = log["context"][i];
+    EXPECT_EQ(decode + prefill, rows) << "step " << i;
+    EXPECT_LE(seqs, rows);
+    EXPECT_LE(rows, 48);
+    EXPECT_GE(context, rows);
+    decodeOnly += prefill == 0;
+    EXPECT_NEAR(log["clock_ms"][i].get<double>(),
+                (500 + 40.0 * rows + 0.02 * context) / 1e3, 1.5e-3)
+        << "step " << i;
+    double t = log["t_s"][i];
+    EXPECT_GE(t, last);
+    last = t;
+    EXPECT_GE(log["wall_ms"][i].get<double>(),
+              log["runtime_ms"][i].get<double>());
+    int model = log["model"][i];
+    EXPECT_TRUE(model >= 0 && model < 3);
+  }
+  EXPECT_EQ(decodeOnly, sum["decode_only_steps"].get<int64_t>());
+  // The CPU backend measures no map/graph costs.
+  EXPECT_EQ(sum["backend"]["kv_maps"], 0);
+  EXPECT_EQ(sum["backend"]["graph_captures"], 0);
+
+  std::string measured = ::testing::TempDir() + "/serve_steps_measured.json";
+  r = runBench("serve " + plans() + common +
+               "--mode crosspool --clock measured --json-out " + measured);
+  ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
+  nlohmann::json m = nlohmann::json::parse(readFile(measured));
+  const nlohmann::json &mlog = m["runs"][0]["step_log"];
+  ASSERT_GT(mlog["kept"].get<int64_t>(), 10);
+  for (size_t i = 0; i < mlog["wall_ms"].size(); ++i) {
+    EXPECT_EQ(mlog["clock_ms"][i], mlog["wall_ms"][i]) << "step " << i;
+    EXPECT_GE(mlog["wall_ms"][i].get<double>(),
+              mlog["runtime_ms"][i].get<double>());
+  }
 }
 
 TEST(BenchReplayTest, WallCapStopsAReplayAndAccountsEveryRequest) {
