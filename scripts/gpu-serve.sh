@@ -27,34 +27,28 @@
 # once per ~1000 prompt tokens instead of per 128.
 #  (i)  bursty: the first 48 rows of the Azure conversation trace (bursty
 #       arrivals as recorded), time-scaled to 16 requests/s, Zipf 1.2 over the
-#       models, prompts <= 1024, outputs <= 64; rate search 4-16 req/s with
-#       one bisection (probes 16 = the main replay, 4, 8) at the 100 ms P99
-#       TBT SLO; --max-wall-s 20 (the 4 req/s probe spans 12 s of arrivals).
-#  (ii) long context: 32 requests at 4 req/s (8 s of arrivals), prompts
-#       uniform in 4096-32768 capped per model (OLMoE 3969, Qwen1.5-MoE 8065,
-#       Qwen3-30B 40833), outputs <= 128, Zipf 1.2: ~19 Qwen1.5 requests of
-#       ~8K tokens (~1.5 GB of KV each) against a static partition of ~13 GB
-#       (H100) while the shared pool has ~21 GB: static queues / preempts
-#       where the shared pool does not. One replay per mode, --max-wall-s 30.
+#       models, prompts <= 1024, outputs <= 64; rate search 2-16 req/s with
+#       two bisections (probes 16 = the main replay, 2, ~5.7, then 4 or 8)
+#       at the 100 ms P99 TBT SLO; --max-wall-s 20.
+#  (ii) long context: 24 requests arriving in a burst (trace arrivals scaled
+#       to 50 req/s), prompts uniform in 4096-32768 capped per model (OLMoE
+#       3969, Qwen1.5-MoE 8129, Qwen3-30B 40897), outputs <= 64, uniform
+#       popularity (static partitions are then equal thirds): ~8 Qwen1.5
+#       requests of ~8K tokens want ~12.5 GB of KV against a static third of
+#       ~6.5 GB, while the shared pool has ~19.5 GB for all 24 requests.
+#       One replay per mode, --max-wall-s 70.
 #
-# Time estimate (H100, conservative; lead's first run: decode kernels
-# OLMoE 1.8/6.6/10.3 ms at B 1/8/32; a prefill chunk reads all expert
-# weights, >= 9 ms Qwen1.5 / 4.3 ms OLMoE, assume 30-45 ms per 1024-token
-# Qwen1.5 chunk, i.e. >= 20k prompt tokens/s):
-#  setup per process: synthetic weights on the GPU, warm-up steps of 1024
-#        rows, ~11k KV chunks: <= 20 s (lead's run: models 0.3 s each,
-#        pool 0.3 s) -> 40 s for both.
-#  (i)  ~38k prompt tokens (48 x ~800) -> ~2 s of prefill; ~2.6k output
-#       tokens in rounds of 3 model steps (~10-40 ms each): the 16 req/s
-#       replay ~6-10 s, 8 req/s ~8-12 s, 4 req/s ~13-16 s (its arrival
-#       span, 12 s, plus the tail) -> ~35 s per mode, ~105 s. Worst case by
-#       the caps (hard stop at 1.25 x 20 s): 9 x 25 s = 225 s.
-#  (ii) ~220k prompt tokens (32 x ~7k) -> 7-11 s of prefill (plus attention
-#       at 8K context), ~3.5k output tokens -> 12-20 s per replay, ~60 s.
-#       Worst case by the cap: 3 x 37.5 s = 113 s.
-#  Total: typically ~3.5 minutes; worst case ~6.3 minutes (timeouts below
-#  only guard against a hang beyond that). A replay stopped by its cap is
-#  printed as STOPPED and never counts as sustainable.
+# Time estimate from the second H100 run (2026-11-25, docs/serving.md):
+# decode-only steps 6.2 ms median (8.7 sequences), steps with a ~700-token
+# prefill chunk ~90-100 ms, with a ~1000-token chunk at 4-8K context ~280 ms
+# (about 3.6k prompt tokens/s: the MoE prefill path is far from the
+# tensor-core floor, docs/perf.md):
+#  setup per process: models 0.3 s each, KV pool 0.3 s, warm-up: < 20 s.
+#  (i)  4 replays per mode of ~6-16 s -> ~45 s per mode, ~140 s.
+#  (ii) ~115k prompt tokens (8 x 8K + 16 x 4K) -> ~32 s of prefill + the
+#       decode tail -> ~40 s per mode, ~120 s (cap: 3 x 87.5 s).
+#  Total: ~4.5 minutes. A replay stopped by its cap is printed as STOPPED and
+#  never counts as sustainable.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/build-gpu/serve
@@ -93,21 +87,20 @@ fi
 echo "models: $MODELS" | tee -a "$OUT/device.txt"
 
 COMMON="--mode all --device cuda --precision bf16 --gpus 1 --clock measured
-  --popularity zipf:1.2 --max-step-tokens 1024
-  --max-batch-seqs 64 --trace $BIN/azure_conv_head200.csv"
+  --max-step-tokens 1024 --max-batch-seqs 64 --trace $BIN/azure_conv_head200.csv"
 START=$(date +%s)
 
 echo "== bursty ($(date +%T))" | tee "$OUT/summary.txt"
-timeout 270 "$BIN/crosspool-bench" serve $MODELS $COMMON \
+timeout 270 "$BIN/crosspool-bench" serve $MODELS $COMMON --popularity zipf:1.2 \
   --requests 48 --rate 16 --max-prompt 1024 --max-output 64 \
-  --slo-tbt-ms 100 --search-rate 4:16:1 --max-wall-s 20 \
+  --slo-tbt-ms 100 --search-rate 2:16:2 --max-wall-s 20 \
   --json-out "$OUT/serve-bursty.json" > "$OUT/serve-bursty.log" 2> "$OUT/serve-bursty.err"
 echo "rc=$? after $(( $(date +%s) - START )) s" | tee -a "$OUT/summary.txt"
 
 echo "== long context ($(date +%T))" | tee -a "$OUT/summary.txt"
-timeout 150 "$BIN/crosspool-bench" serve $MODELS $COMMON \
-  --requests 32 --rate 4 --long-context 4096:32768 --max-output 128 \
-  --max-wall-s 30 \
+timeout 240 "$BIN/crosspool-bench" serve $MODELS $COMMON --popularity uniform \
+  --requests 24 --rate 50 --long-context 4096:32768 --max-output 64 \
+  --max-wall-s 70 \
   --json-out "$OUT/serve-long.json" > "$OUT/serve-long.log" 2> "$OUT/serve-long.err"
 echo "rc=$? after $(( $(date +%s) - START )) s" | tee -a "$OUT/summary.txt"
 
