@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -39,6 +40,59 @@ bool earlyPrefetchEnabled() {
   return switchValue(gEarlyPrefetch, "CROSSPOOL_EARLY_PREFETCH");
 }
 void setEarlyPrefetchEnabled(bool on) { gEarlyPrefetch.store(on ? 1 : 0); }
+
+namespace {
+std::atomic<int> gMoeGemm{-1}, gMoeGemmMin{-1}, gMoeGemmStreams{-1},
+    gMoeGemmMaxExperts{-1};
+std::atomic<int64_t> gMoeGemmCalls{0};
+
+/// The integer setting's value: `envName` when it parses as an integer in
+/// [lo, hi], else `dflt`.
+int intSetting(std::atomic<int> &v, const char *envName, int lo, int hi,
+               int dflt) {
+  int cur = v.load(std::memory_order_relaxed);
+  if (cur < 0) {
+    int fromEnv = dflt;
+    if (const char *env = std::getenv(envName)) {
+      char *end = nullptr;
+      long n = std::strtol(env, &end, 10);
+      if (end != env && *end == '\0' && n >= lo && n <= hi)
+        fromEnv = int(n);
+    }
+    v.compare_exchange_strong(cur, fromEnv);
+    cur = v.load(std::memory_order_relaxed);
+  }
+  return cur;
+}
+} // namespace
+
+bool moeGemmEnabled() { return switchValue(gMoeGemm, "CROSSPOOL_MOE_GEMM"); }
+void setMoeGemmEnabled(bool on) { gMoeGemm.store(on ? 1 : 0); }
+int32_t moeGemmMinPairsPerExpert() {
+  return intSetting(gMoeGemmMin, "CROSSPOOL_MOE_GEMM_MIN", 0, 1 << 20,
+                    kMoeGemmMinPairsPerExpert);
+}
+void setMoeGemmMinPairsPerExpert(int32_t n) {
+  gMoeGemmMin.store(std::max<int32_t>(n, 0));
+}
+int32_t moeGemmMaxExperts() {
+  return intSetting(gMoeGemmMaxExperts, "CROSSPOOL_MOE_GEMM_MAX_EXPERTS", 0,
+                    1 << 20, kMoeGemmMaxExperts);
+}
+void setMoeGemmMaxExperts(int32_t n) {
+  gMoeGemmMaxExperts.store(std::max<int32_t>(n, 0));
+}
+int32_t moeGemmStreams() {
+  return intSetting(gMoeGemmStreams, "CROSSPOOL_MOE_GEMM_STREAMS", 1,
+                    kMoeGemmMaxStreams, 4);
+}
+void setMoeGemmStreams(int32_t n) {
+  gMoeGemmStreams.store(std::clamp<int32_t>(n, 1, kMoeGemmMaxStreams));
+}
+int64_t moeGemmCalls() { return gMoeGemmCalls.load(); }
+namespace detail {
+void countMoeGemmCall() { gMoeGemmCalls.fetch_add(1); }
+} // namespace detail
 
 absl::Status cudaErrorStatus(cudaError_t err, const char *call,
                              const char *file, int line) {

@@ -46,6 +46,40 @@ void setPdlEnabled(bool on);
 bool moeFusedEnabled();
 void setMoeFusedEnabled(bool on);
 
+/// The prefill MoE path (bf16 only, never while the stream is being
+/// captured into a graph): the routed rows gathered in expert order and the
+/// experts' gate/up and down projections as cuBLAS GEMMs over each expert's
+/// contiguous rows, spread over a few side streams (the host reads the
+/// per-expert counts once: one small copy and a host wait per call). Taken
+/// when T * top_k >= moeGemmMinPairsPerExpert() * num_experts, i.e. when an
+/// expert has enough rows on average for its weights to be reused. On by
+/// default; CROSSPOOL_MOE_GEMM=0 (read once) or setMoeGemmEnabled(false)
+/// keeps the grouped tensor-core path for every T (for A/B timing).
+bool moeGemmEnabled();
+void setMoeGemmEnabled(bool on);
+constexpr int32_t kMoeGemmMinPairsPerExpert = 16;
+/// The threshold above (default kMoeGemmMinPairsPerExpert, or
+/// CROSSPOOL_MOE_GEMM_MIN when set to an integer >= 0; read once).
+int32_t moeGemmMinPairsPerExpert();
+void setMoeGemmMinPairsPerExpert(int32_t n);
+/// The path is only taken for at most this many experts (default
+/// kMoeGemmMaxExperts, or CROSSPOOL_MOE_GEMM_MAX_EXPERTS; read once): it
+/// enqueues two or three GEMMs per active expert from the host, and on an H100
+/// 128 experts (Qwen3-30B-A3B) made it slower than the grouped path up to
+/// T = 2048 (6.7 vs 6.0 ms per layer) while 60 experts (Qwen1.5-MoE) gained
+/// 6x at T = 2048 (1.55 vs 9.6 ms).
+constexpr int32_t kMoeGemmMaxExperts = 64;
+int32_t moeGemmMaxExperts();
+void setMoeGemmMaxExperts(int32_t n);
+/// Side streams of the prefill path (1 to 8, default 4, or
+/// CROSSPOOL_MOE_GEMM_STREAMS; read once).
+constexpr int32_t kMoeGemmMaxStreams = 8;
+int32_t moeGemmStreams();
+void setMoeGemmStreams(int32_t n);
+/// moe() calls that took the prefill path since the process started (for
+/// tests and benchmarks).
+int64_t moeGemmCalls();
+
 /// Early prefetch (needs PDL): a kernel whose weights depend on routing (the
 /// fused MoE down/combine) reads the routing, written two launches back,
 /// before its PDL wait and prefetches the selected weights into L2 while its
@@ -272,12 +306,14 @@ absl::Status route(const void *x, const void *router, int64_t T, int64_t H,
 int64_t moeWorkspaceBytes(int64_t T, const MoeParams &p);
 
 /// The whole Moe task (cpu::moe) (T <= 4: the fused path of Moe.cu, three
-/// launches plus two for a shared expert): routing, tokens grouped per expert
-/// on the device (each selected expert's weights streamed once per 8 of its
-/// tokens), fused gate/up/SiLU, down projection scaled by the routing weight,
-/// shared expert with its sigmoid gate, and a deterministic per-token sum in
-/// ascending expert order. `y` may alias `x`. If `routedIndices` is not null
-/// the routing (device int32 [T, topK]) is copied there too.
+/// launches plus two for a shared expert; large T in bf16: the cuBLAS
+/// prefill path, see moeGemmEnabled, which synchronizes with the host once
+/// and is never taken while `ctx.stream` is capturing): routing, tokens grouped
+/// per expert on the device (each selected expert's weights streamed once per 8
+/// of its tokens), fused gate/up/SiLU, down projection scaled by the routing
+/// weight, shared expert with its sigmoid gate, and a deterministic per-token
+/// sum in ascending expert order. `y` may alias `x`. If `routedIndices` is not
+/// null the routing (device int32 [T, topK]) is copied there too.
 absl::Status moe(const void *x, int64_t T, const MoeWeights &w,
                  const MoeParams &p, void *y, DType dt, const BlockContext &ctx,
                  int32_t *routedIndices = nullptr);

@@ -47,20 +47,29 @@
 //                        shared expert: no outbuf, no combine launch.
 // setMoeFusedEnabled(false) / CROSSPOOL_MOE_FUSED=0 turns it off.
 //
+// Large T in bf16 (T * top_k >= moeGemmMinPairsPerExpert() * E, E <=
+// moeGemmMaxExperts(), stream not capturing) takes the prefill GEMM path instead: cuBLAS GEMMs per active
+// expert over its rows gathered in expert order (see "Prefill GEMM path").
+//
 //===----------------------------------------------------------------------===//
 
 #include "kernels/cpu/ParamChecks.h"
 #include "kernels/cuda/Common.cuh"
 #include "kernels/cuda/Mma.cuh"
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
 #include <mutex>
 #include <type_traits>
 #include <unordered_map>
+#include <vector>
 
 namespace crosspool::kernels::cuda {
+namespace detail {
+void countMoeGemmCall(); // CudaCheck.cpp
+} // namespace detail
 namespace {
 
 using detail::bf16;
@@ -223,6 +232,8 @@ __global__ void groupKernel(const int32_t *__restrict__ idx, int64_t n,
       *numActive = incA;
   }
   __syncthreads();
+  if (!rowsOf) // the GEMM path collects the rows with scatterRowsKernel
+    return;
   for (int e = threadIdx.x; e < E; e += blockDim.x) {
     if (sc[e] == 0)
       continue;
@@ -230,6 +241,41 @@ __global__ void groupKernel(const int32_t *__restrict__ idx, int64_t n,
     for (int64_t f = 0; f < n; ++f)
       if ((staged ? sidx[f] : idx[f]) == e)
         rowsOf[at++] = int32_t(f);
+  }
+}
+
+/// groupKernel's rowsOf with one block per expert instead of one thread:
+/// block e scans the n routed pairs 256 at a time and appends the matches in
+/// ascending flat index (ballot + per-warp counts), so the order is
+/// groupKernel's (stable). At prefill sizes (n in the thousands) the serial
+/// per-expert scan would take tens of microseconds.
+__global__ void __launch_bounds__(256)
+    scatterRowsKernel(const int32_t *__restrict__ idx, int64_t n,
+                      const int32_t *__restrict__ offsets, int32_t *rowsOf) {
+  __shared__ int32_t warpCnt[8];
+  __shared__ int32_t base;
+  detail::pdlEnter();
+  const int e = blockIdx.x;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (threadIdx.x == 0)
+    base = offsets[e];
+  for (int64_t c0 = 0; c0 < n; c0 += 256) {
+    const int64_t f = c0 + threadIdx.x;
+    const bool hit = f < n && idx[f] == e;
+    const unsigned mask = __ballot_sync(0xffffffffu, hit);
+    if (lane == 0)
+      warpCnt[warp] = __popc(mask);
+    __syncthreads(); // warpCnt and base ready
+    int32_t before = 0, total = 0;
+    for (int w = 0; w < 8; ++w) {
+      before += w < warp ? warpCnt[w] : 0;
+      total += warpCnt[w];
+    }
+    if (hit)
+      rowsOf[base + before + __popc(mask & ((1u << lane) - 1u))] = int32_t(f);
+    __syncthreads(); // everyone read warpCnt and base
+    if (threadIdx.x == 0)
+      base += total;
   }
 }
 
@@ -892,10 +938,22 @@ struct MoeScratch {
   float *wts, *hbuf, *outbuf, *hbufShared, *sharedOut, *gateLogit, *logits;
   SlotDesc *slots;
   PairDesc *pairs;
+  /// The prefill GEMM path's buffers (aliasing hbuf/outbuf and hbufShared,
+  /// which it does not use): the SwiGLU rows in expert order, the gathered
+  /// input rows and the fp32 gate/up output (dead once the SwiGLU ran), the
+  /// fp32 down output in the place of the latter two, and the shared
+  /// expert's gate/up output and SwiGLU rows.
+  bf16 *gHidden, *gX, *gSharedHidden;
+  float *gGateUp, *gDown, *gSharedGateUp;
+  int32_t *posOf;
 };
 
+int64_t rnd(int64_t bytes) { return detail::workspaceRound(bytes); }
+
 MoeScratch carveMoe(detail::WorkspaceCarver &c, int64_t T, const MoeParams &p) {
-  const int64_t TK = T * p.topK, E = p.numExperts;
+  const int64_t TK = T * p.topK, E = p.numExperts, H = p.hidden,
+                I = p.intermediate,
+                Is = std::max<int64_t>(p.sharedIntermediate, 0);
   MoeScratch s;
   s.idx = c.take<int32_t>(TK);
   s.wts = c.take<float>(TK);
@@ -904,15 +962,57 @@ MoeScratch carveMoe(detail::WorkspaceCarver &c, int64_t T, const MoeParams &p) {
   s.activeList = c.take<int32_t>(E);
   s.numActive = c.take<int32_t>(1);
   s.rowsOf = c.take<int32_t>(TK);
-  s.hbuf = c.take<float>(TK * p.intermediate);
-  s.outbuf = c.take<float>(TK * p.hidden);
-  s.hbufShared = c.take<float>(T * std::max<int64_t>(p.sharedIntermediate, 0));
+  // Routed region: hbuf + outbuf, or gHidden + max(gX + gGateUp, gDown).
+  const int64_t oldRouted = rnd(TK * I * 4) + rnd(TK * H * 4);
+  const int64_t newRouted =
+      rnd(TK * I * 2) +
+      std::max(rnd(TK * H * 2) + rnd(TK * 2 * I * 4), rnd(TK * H * 4));
+  char *routed = c.take<char>(std::max(oldRouted, newRouted));
+  // Shared region: hbufShared, or gSharedGateUp + gSharedHidden.
+  const int64_t oldShared = rnd(T * Is * 4);
+  const int64_t newShared = rnd(T * 2 * Is * 4) + rnd(T * Is * 2);
+  char *shared = c.take<char>(std::max(oldShared, newShared));
   s.sharedOut = c.take<float>(T * p.hidden);
   s.gateLogit = c.take<float>(T);
   s.logits = c.take<float>(T * E);
   s.slots = c.take<SlotDesc>(std::min(E, TK));
   s.pairs = c.take<PairDesc>(TK);
+  s.posOf = c.take<int32_t>(TK);
+  // Sub-buffers (null bases when measuring stay null-based: only offsets
+  // matter then).
+  auto at = [](char *base, int64_t off) { return base ? base + off : nullptr; };
+  s.hbuf = reinterpret_cast<float *>(routed);
+  s.outbuf = reinterpret_cast<float *>(at(routed, rnd(TK * I * 4)));
+  s.gHidden = reinterpret_cast<bf16 *>(routed);
+  s.gX = reinterpret_cast<bf16 *>(at(routed, rnd(TK * I * 2)));
+  s.gGateUp =
+      reinterpret_cast<float *>(at(routed, rnd(TK * I * 2) + rnd(TK * H * 2)));
+  s.gDown = reinterpret_cast<float *>(at(routed, rnd(TK * I * 2)));
+  s.hbufShared = reinterpret_cast<float *>(shared);
+  s.gSharedGateUp = reinterpret_cast<float *>(shared);
+  s.gSharedHidden = reinterpret_cast<bf16 *>(at(shared, rnd(T * 2 * Is * 4)));
   return s;
+}
+
+/// Router logits of T rows into s.logits (GEMV or GEMM per `algo`), then
+/// softmax + top-k (+ renormalization) into s.idx / s.wts.
+template <typename T>
+absl::Status routeFromLogits(const void *x, const void *router, int64_t Tn,
+                             int64_t H, int64_t E, int64_t K, bool normTopkProb,
+                             const MoeScratch &s, const BlockContext &ctx,
+                             LinearAlgo algo) {
+  const DType dt = std::is_same_v<T, bf16> ? DType::kBF16 : DType::kF32;
+  CP_RETURN_IF_ERROR(lmHead(x, router, Tn, H, E, s.logits, dt, ctx, algo));
+  const size_t smem = size_t(E) * 8;
+  auto kernel = routeKernel<T>;
+  CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  CP_CUDA_RETURN_IF_ERROR(detail::launch(
+      kernel, dim3(unsigned(Tn)), dim3(256), smem, ctx.stream,
+      static_cast<const T *>(x), static_cast<const T *>(router), H,
+      int32_t(E), int32_t(K), normTopkProb, false, s.idx, s.wts,
+      static_cast<const float *>(s.logits)));
+  return absl::OkStatus();
 }
 
 /// gate/up over `slots` grid slots: the tensor-core kernel when `mma` (bf16,
@@ -1081,6 +1181,400 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
   return absl::OkStatus();
 }
 
+//===----------------------------------------------------------------------===//
+// Prefill GEMM path (bf16, T * K >= moeGemmMinPairsPerExpert() * E, not
+// capturing): route + group as the grouped path, then
+//   gatherRowsKernel   the routed input rows in expert order (X_sorted),
+//                      and each pair's position in that order;
+//   host               counts and the expert table copied to the host (one
+//                      wait), the active experts split into contiguous
+//                      ranges over the side streams;
+//   per side stream    per expert one cuBLAS GEMM for gate and up into an
+//                      fp32 [rows, 2I] (strided-batched when the two are not
+//                      one [2I, H] matrix), swigluRowsKernel over the
+//                      stream's rows (rounded to bf16, as the mma down
+//                      kernel rounds its input); after all streams got
+//                      there (the down output overlays their inputs), one
+//                      down GEMM per expert into fp32 [rows, H]; the shared
+//                      expert (own buffers) on stream 0;
+//   combineSortedKernel  per token: sum of w * down row over its K pairs in
+//                      ascending expert order (product rounded, then added:
+//                      the grouped path's rounding), plus the gated shared
+//                      expert. Deterministic; no atomics.
+// Same rounding points as the grouped path; only the order of the fp32
+// accumulation inside each dot product differs.
+//===----------------------------------------------------------------------===//
+
+/// xs[pos] = x[token of rowsOf[pos]] in 16-byte chunks (H % 8 == 0, x and
+/// xs 16-byte aligned), posOf[rowsOf[pos]] = pos.
+__global__ void gatherRowsKernel(const bf16 *__restrict__ x,
+                                 const int32_t *__restrict__ rowsOf, int64_t n,
+                                 int32_t K, int64_t H, bf16 *__restrict__ xs,
+                                 int32_t *__restrict__ posOf) {
+  detail::pdlEnter();
+  const int64_t chunks = H / 8;
+  for (int64_t pos = blockIdx.x; pos < n; pos += gridDim.x) {
+    const int32_t f = rowsOf[pos];
+    if (threadIdx.x == 0)
+      posOf[f] = int32_t(pos);
+    const uint4 *src = reinterpret_cast<const uint4 *>(x + int64_t(f / K) * H);
+    uint4 *dst = reinterpret_cast<uint4 *>(xs + pos * H);
+    for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x)
+      dst[c] = src[c];
+  }
+}
+
+/// h[r, i] = bf16(silu(g) * u) for g = gu[r, i], u = gu[r, I + i], r < rows.
+__global__ void swigluRowsKernel(const float *__restrict__ gu, int64_t rows,
+                                 int64_t I, bf16 *__restrict__ h) {
+  detail::pdlEnter();
+  const int64_t n = rows * I;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / I, c = i - r * I;
+    const float gs = gu[r * 2 * I + c], us = gu[r * 2 * I + I + c];
+    h[i] = __float2bfloat16_rn(gs / (1.0f + expf(-gs)) * us);
+  }
+}
+
+/// One block per token t: y[t] = sum over its K pairs in ascending expert
+/// order of w * ys[pos] (+ sigmoid(gate) * sharedOut[t]).
+__global__ void combineSortedKernel(const int32_t *__restrict__ idx,
+                                    const float *__restrict__ wts,
+                                    const int32_t *__restrict__ posOf,
+                                    const float *__restrict__ ys,
+                                    const float *__restrict__ sharedOut,
+                                    const float *__restrict__ gateLogit,
+                                    int32_t K, int64_t H, bf16 *y) {
+  extern __shared__ int32_t cpos[]; // K positions, then K weights
+  float *cw = reinterpret_cast<float *>(cpos + K);
+  detail::pdlEnter();
+  const int64_t t = blockIdx.x;
+  for (int k = threadIdx.x; k < K; k += blockDim.x) {
+    const int32_t e = idx[t * K + k];
+    int rank = 0; // distinct experts; ties (never) by slot
+    for (int j = 0; j < K; ++j) {
+      const int32_t ej = idx[t * K + j];
+      rank += ej < e || (ej == e && j < k);
+    }
+    cpos[rank] = posOf[t * K + k];
+    cw[rank] = wts[t * K + k];
+  }
+  __syncthreads();
+  float f = 1.0f;
+  if (gateLogit)
+    f = 1.0f / (1.0f + expf(-gateLogit[t]));
+  for (int64_t c = threadIdx.x; c < H; c += blockDim.x) {
+    float acc = 0.0f;
+    for (int k = 0; k < K; ++k)
+      acc += __fmul_rn(ys[int64_t(cpos[k]) * H + c], cw[k]);
+    if (sharedOut)
+      acc += f * sharedOut[t * H + c];
+    y[t * H + c] = __float2bfloat16_rn(acc);
+  }
+}
+
+/// Side streams of the prefill path on one device, each with its own cuBLAS
+/// handle (a handle's workspace must not be shared by concurrent streams),
+/// fork/join events and a pinned host buffer for the counts and the expert
+/// table. Created on first use, kept for the process. `mu` is held from the
+/// fork to the join, so concurrent moe() calls take turns enqueueing.
+struct GemmSide {
+  std::mutex mu;
+  int n = 0;
+  cudaStream_t streams[kMoeGemmMaxStreams] = {};
+  cublasHandle_t handles[kMoeGemmMaxStreams] = {};
+  cudaEvent_t fork = nullptr, routed = nullptr;
+  cudaEvent_t join[kMoeGemmMaxStreams] = {};
+  cudaEvent_t mid[kMoeGemmMaxStreams] = {};
+  void *host = nullptr;
+  size_t hostBytes = 0;
+};
+
+/// The current device's GemmSide (lock its `mu` before use).
+absl::StatusOr<GemmSide *> gemmSide() {
+  static std::mutex mapMu;
+  static std::unordered_map<int, GemmSide *> sides;
+  int dev = 0;
+  CP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
+  std::lock_guard<std::mutex> lock(mapMu);
+  auto it = sides.find(dev);
+  if (it == sides.end())
+    it = sides.emplace(dev, new GemmSide).first; // kept for the process
+  return it->second;
+}
+
+/// Grows `g` to `want` streams (with g->mu held).
+absl::Status growGemmSide(GemmSide &g, int want) {
+  if (!g.fork) {
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaEventCreateWithFlags(&g.fork, cudaEventDisableTiming));
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaEventCreateWithFlags(&g.routed, cudaEventDisableTiming));
+  }
+  while (g.n < want) {
+    const int i = g.n;
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaStreamCreateWithFlags(&g.streams[i], cudaStreamNonBlocking));
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaEventCreateWithFlags(&g.join[i], cudaEventDisableTiming));
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaEventCreateWithFlags(&g.mid[i], cudaEventDisableTiming));
+    CP_CUBLAS_RETURN_IF_ERROR(cublasCreate(&g.handles[i]));
+    CP_CUBLAS_RETURN_IF_ERROR(cublasSetStream(g.handles[i], g.streams[i]));
+    ++g.n;
+  }
+  return absl::OkStatus();
+}
+
+/// Row-major C[rows, ldc-strided] (fp32) = A[rows, k] W[m, k]^T for bf16 A
+/// (lda k) and W (ldw k): column-major C^T = W A^T (see Linear.cu).
+cublasStatus_t gemmRows(cublasHandle_t h, const void *w, const void *a,
+                        int64_t m, int64_t rows, int64_t k, float *c,
+                        int64_t ldc) {
+  const float alpha = 1.0f, beta = 0.0f;
+  return cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(rows), int(k),
+                      &alpha, w, CUDA_R_16BF, int(k), a, CUDA_R_16BF, int(k),
+                      &beta, c, CUDA_R_32F, int(ldc), CUBLAS_COMPUTE_32F,
+                      CUBLAS_GEMM_DEFAULT);
+}
+
+/// gate and up of one SwiGLU FFN over `rows` rows of a (bf16 [rows, H]) into
+/// gu (fp32 [rows, 2I]): one GEMM when up directly follows gate (a [2I, H]
+/// matrix), one strided-batched GEMM of two when up lies after gate
+/// elsewhere, else two GEMMs.
+absl::Status gemmGateUp(cublasHandle_t h, const ExpertPtrs &e, const bf16 *a,
+                        int64_t rows, int64_t H, int64_t I, float *gu) {
+  const bf16 *g = static_cast<const bf16 *>(e.gate);
+  const bf16 *u = static_cast<const bf16 *>(e.up);
+  if (u == g + I * H) {
+    CP_CUBLAS_RETURN_IF_ERROR(gemmRows(h, g, a, 2 * I, rows, H, gu, 2 * I));
+    return absl::OkStatus();
+  }
+  if (u > g) {
+    const float alpha = 1.0f, beta = 0.0f;
+    CP_CUBLAS_RETURN_IF_ERROR(cublasGemmStridedBatchedEx(
+        h, CUBLAS_OP_T, CUBLAS_OP_N, int(I), int(rows), int(H), &alpha, g,
+        CUDA_R_16BF, int(H), static_cast<long long>(u - g), a, CUDA_R_16BF,
+        int(H), 0LL, &beta, gu, CUDA_R_32F, int(2 * I),
+        static_cast<long long>(I), 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return absl::OkStatus();
+  }
+  CP_CUBLAS_RETURN_IF_ERROR(gemmRows(h, g, a, I, rows, H, gu, 2 * I));
+  CP_CUBLAS_RETURN_IF_ERROR(gemmRows(h, u, a, I, rows, H, gu + I, 2 * I));
+  return absl::OkStatus();
+}
+
+unsigned elementwiseBlocks(int64_t n, int32_t numSms) {
+  const int64_t want = (n + 255) / 256;
+  return unsigned(std::max<int64_t>(
+      1, std::min<int64_t>(want, int64_t(std::max(numSms, 1)) * 16)));
+}
+
+/// One SwiGLU FFN over `rows` rows of `a` on (h, st): gate/up GEMM(s), the
+/// SwiGLU into `hid`, the down GEMM into `out` (fp32 [rows, H]).
+absl::Status ffnRows(cublasHandle_t h, cudaStream_t st, const ExpertPtrs &e,
+                     const bf16 *a, int64_t rows, int64_t H, int64_t I,
+                     float *gu, bf16 *hid, float *out, int32_t numSms) {
+  if (rows == 0)
+    return absl::OkStatus();
+  CP_RETURN_IF_ERROR(gemmGateUp(h, e, a, rows, H, I, gu));
+  CP_CUDA_RETURN_IF_ERROR(detail::launch(
+      swigluRowsKernel, dim3(elementwiseBlocks(rows * I, numSms)), dim3(256), 0,
+      st, static_cast<const float *>(gu), rows, I, hid));
+  CP_CUBLAS_RETURN_IF_ERROR(gemmRows(h, e.down, hid, H, rows, I, out, H));
+  return absl::OkStatus();
+}
+
+/// Whether moe() takes the prefill GEMM path for this call.
+bool useGemmPath(const void *x, int64_t Tn, const MoeWeights &w,
+                 const MoeParams &p, DType dt, const BlockContext &ctx) {
+  if (dt != DType::kBF16 || !ctx.blas || !moeGemmEnabled())
+    return false;
+  if (Tn * p.topK < int64_t(moeGemmMinPairsPerExpert()) * p.numExperts ||
+      p.numExperts > moeGemmMaxExperts())
+    return false;
+  // Shapes the gather's 16-byte chunks and cuBLAS's int sizes take.
+  const int64_t Is = w.shared.gate ? p.sharedIntermediate : 0;
+  if (p.hidden % 8 != 0 || p.intermediate % 8 != 0 || Is % 8 != 0 ||
+      !detail::aligned16(x) || !detail::aligned16(ctx.workspace))
+    return false;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(ctx.stream, &cap) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  return cap == cudaStreamCaptureStatusNone;
+}
+
+/// The prefill GEMM path (see above). `s` is the carved workspace.
+absl::Status runMoeGemm(const bf16 *x, int64_t Tn, const MoeWeights &w,
+                        const MoeParams &p, bf16 *y, const MoeScratch &s,
+                        const BlockContext &ctx, int32_t *routedIndices) {
+  cudaStream_t st = ctx.stream;
+  const int64_t H = p.hidden, I = p.intermediate, K = p.topK, E = p.numExperts;
+  const int64_t TK = Tn * K;
+  const bool hasShared = w.shared.gate != nullptr;
+  const int64_t Is = hasShared ? p.sharedIntermediate : 0;
+
+  // 1. Routing: router logits (cuBLAS above kGemvMaxRows rows), softmax and
+  // top-k, grouping.
+  CP_RETURN_IF_ERROR(routeFromLogits<bf16>(x, w.router, Tn, H, E, K,
+                                           p.normTopkProb, s, ctx,
+                                           LinearAlgo::kAuto));
+  const size_t groupSmem =
+      (size_t(2) * E + (std::min<int64_t>(TK, kGroupStage) + 3) / 4 * 4) * 4;
+  CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      groupKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      int(groupSmem)));
+  CP_CUDA_RETURN_IF_ERROR(
+      detail::launch(groupKernel, dim3(1), dim3(256), groupSmem, st,
+                     static_cast<const int32_t *>(s.idx), TK, int32_t(E),
+                     s.counts, s.offsets, s.activeList, s.numActive,
+                     static_cast<int32_t *>(nullptr), routedIndices));
+  CP_CUDA_RETURN_IF_ERROR(
+      detail::launch(scatterRowsKernel, dim3(unsigned(E)), dim3(256), 0, st,
+                     static_cast<const int32_t *>(s.idx), TK,
+                     static_cast<const int32_t *>(s.offsets), s.rowsOf));
+  // 2. Gather into expert order.
+  CP_CUDA_RETURN_IF_ERROR(detail::launch(
+      gatherRowsKernel, dim3(unsigned(std::min<int64_t>(TK, 1 << 16))),
+      dim3(128), 0, st, x, static_cast<const int32_t *>(s.rowsOf), TK,
+      int32_t(K), H, s.gX, s.posOf));
+  if (hasShared && w.sharedGate)
+    CP_RETURN_IF_ERROR(
+        lmHead(x, w.sharedGate, Tn, H, 1, s.gateLogit, DType::kBF16, ctx));
+
+  CP_ASSIGN_OR_RETURN(GemmSide * side, gemmSide());
+  std::lock_guard<std::mutex> lock(side->mu);
+  CP_RETURN_IF_ERROR(growGemmSide(*side, moeGemmStreams()));
+  const int ns = std::min(moeGemmStreams(), side->n);
+  // 3. Counts and the expert table to the host.
+  const size_t hostBytes = size_t(E) * (4 + sizeof(ExpertPtrs)) + 16;
+  if (side->hostBytes < hostBytes) {
+    if (side->host)
+      CP_CUDA_RETURN_IF_ERROR(cudaFreeHost(side->host));
+    side->host = nullptr;
+    side->hostBytes = 0;
+    CP_CUDA_RETURN_IF_ERROR(
+        cudaHostAlloc(&side->host, hostBytes, cudaHostAllocPortable));
+    side->hostBytes = hostBytes;
+  }
+  ExpertPtrs *hostExperts = static_cast<ExpertPtrs *>(side->host);
+  int32_t *hostCounts = reinterpret_cast<int32_t *>(hostExperts + E);
+  CP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hostCounts, s.counts, size_t(E) * 4,
+                                          cudaMemcpyDeviceToHost, st));
+  CP_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hostExperts, w.experts,
+                                          size_t(E) * sizeof(ExpertPtrs),
+                                          cudaMemcpyDeviceToHost, st));
+  CP_CUDA_RETURN_IF_ERROR(cudaEventRecord(side->routed, st));
+  // Fork: every side stream starts after the gather (and the gate logit).
+  CP_CUDA_RETURN_IF_ERROR(cudaEventRecord(side->fork, st));
+  for (int i = 0; i < ns; ++i)
+    CP_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side->streams[i], side->fork));
+  // Everything from here to the join runs in `enqueue`, so the side streams
+  // are joined into `st` even when it fails halfway (the caller may reuse
+  // the workspace once `st` passed this call).
+  auto enqueue = [&]() -> absl::Status {
+    // The shared expert needs no routing: enqueue it before the host waits.
+    if (hasShared)
+      CP_RETURN_IF_ERROR(ffnRows(side->handles[0], side->streams[0], w.shared,
+                                 x, Tn, H, Is, s.gSharedGateUp, s.gSharedHidden,
+                                 s.sharedOut, ctx.numSms));
+    CP_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(side->routed));
+
+    // 4. The active experts in contiguous ranges of about equal cost (weight
+    // bytes plus the rows' work), one range per side stream.
+    std::vector<int64_t> off(E + 1, 0);
+    for (int64_t e = 0; e < E; ++e)
+      off[e + 1] = off[e] + hostCounts[e];
+    if (off[E] != TK)
+      return absl::InternalError(absl::StrCat("moe: the grouped rows sum to ",
+                                              off[E], ", expected ", TK,
+                                              " (T * top_k)"));
+    for (int64_t e = 0; e < E; ++e) {
+      const ExpertPtrs &ex = hostExperts[e];
+      if (hostCounts[e] > 0 && (!ex.gate || !ex.up || !ex.down))
+        return invalid(absl::StrCat("expert ", e, " was selected for ",
+                                    hostCounts[e],
+                                    " rows but has a null weight pointer"));
+    }
+    auto cost = [](int64_t rows, int64_t inter) {
+      return double(inter) * (1.0 + double(rows) / 64.0);
+    };
+    double total = hasShared ? cost(Tn, Is) : 0.0;
+    for (int64_t e = 0; e < E; ++e)
+      if (hostCounts[e] > 0)
+        total += cost(hostCounts[e], I);
+    double acc = hasShared ? cost(Tn, Is) : 0.0;
+    std::vector<int64_t> first(ns + 1, 0); // stream i: [first[i], first[i+1])
+    for (int i = 0; i < ns; ++i) {
+      int64_t e1 = first[i];
+      const double target = total * double(i + 1) / double(ns);
+      while (e1 < E && (i == ns - 1 || acc < target)) {
+        if (hostCounts[e1] > 0)
+          acc += cost(hostCounts[e1], I);
+        ++e1;
+      }
+      first[i + 1] = e1;
+    }
+    // Phase 1 per stream: gate/up GEMMs, then one SwiGLU over its rows.
+    for (int i = 0; i < ns; ++i) {
+      cublasHandle_t h = side->handles[i];
+      cudaStream_t ss = side->streams[i];
+      const int64_t e0 = first[i], e1 = first[i + 1];
+      const int64_t r0 = off[e0], r1 = off[e1];
+      for (int64_t e = e0; e < e1; ++e)
+        if (hostCounts[e] > 0)
+          CP_RETURN_IF_ERROR(gemmGateUp(h, hostExperts[e], s.gX + off[e] * H,
+                                        hostCounts[e], H, I,
+                                        s.gGateUp + off[e] * 2 * I));
+      if (r1 > r0)
+        CP_CUDA_RETURN_IF_ERROR(detail::launch(
+            swigluRowsKernel,
+            dim3(elementwiseBlocks((r1 - r0) * I, ctx.numSms)), dim3(256), 0,
+            ss, static_cast<const float *>(s.gGateUp + r0 * 2 * I), r1 - r0, I,
+            s.gHidden + r0 * I));
+      CP_CUDA_RETURN_IF_ERROR(cudaEventRecord(side->mid[i], ss));
+    }
+    // Phase 2: the down output overlays the gathered rows and the gate/up
+    // output of ALL streams, so every stream first waits for every other
+    // stream's phase 1.
+    for (int i = 0; i < ns; ++i) {
+      cublasHandle_t h = side->handles[i];
+      cudaStream_t ss = side->streams[i];
+      for (int j = 0; j < ns; ++j)
+        if (j != i)
+          CP_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(ss, side->mid[j]));
+      for (int64_t e = first[i]; e < first[i + 1]; ++e)
+        if (hostCounts[e] > 0)
+          CP_CUBLAS_RETURN_IF_ERROR(
+              gemmRows(h, hostExperts[e].down, s.gHidden + off[e] * I, H,
+                       hostCounts[e], I, s.gDown + off[e] * H, H));
+    }
+    return absl::OkStatus();
+  };
+  const absl::Status enqueued = enqueue();
+  // Join.
+  for (int i = 0; i < ns; ++i) {
+    CP_CUDA_RETURN_IF_ERROR(cudaEventRecord(side->join[i], side->streams[i]));
+    CP_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(st, side->join[i]));
+  }
+  CP_RETURN_IF_ERROR(enqueued);
+  // 5. Combine.
+  CP_CUDA_RETURN_IF_ERROR(detail::launch(
+      combineSortedKernel, dim3(unsigned(Tn)), dim3(256), size_t(K) * 8, st,
+      static_cast<const int32_t *>(s.idx), static_cast<const float *>(s.wts),
+      static_cast<const int32_t *>(s.posOf),
+      static_cast<const float *>(s.gDown),
+      static_cast<const float *>(hasShared ? s.sharedOut : nullptr),
+      static_cast<const float *>(hasShared && w.sharedGate ? s.gateLogit
+                                                           : nullptr),
+      int32_t(K), H, y));
+  detail::countMoeGemmCall();
+  return absl::OkStatus();
+}
+
 template <typename T>
 absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
                     const MoeParams &p, T *y, DType dt, const BlockContext &ctx,
@@ -1089,6 +1583,9 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
   const int64_t H = p.hidden, I = p.intermediate, K = p.topK, E = p.numExperts;
   detail::WorkspaceCarver carver(ctx.workspace, ctx.workspaceBytes);
   MoeScratch s = carveMoe(carver, Tn, p);
+  if constexpr (std::is_same_v<T, bf16>)
+    if (useGemmPath(x, Tn, w, p, dt, ctx))
+      return runMoeGemm(x, Tn, w, p, y, s, ctx, routedIndices);
   const bool mma = dt == DType::kBF16 && H % 64 == 0 && detail::aligned16(x);
   if (moeFusedEnabled() && Tn <= kFusedMaxT && Tn * K <= kFusedMaxPairs &&
       routeFusedSmem(Tn, E, K) <= 40 * 1024) { // + static: under 48 KB
@@ -1098,17 +1595,9 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
   }
   if (mma && detail::aligned16(w.router)) {
     // Router logits on the tensor-core GEMV, then softmax + top-k.
-    CP_RETURN_IF_ERROR(lmHead(x, w.router, Tn, H, E, s.logits, dt, ctx,
-                              LinearAlgo::kGemv));
-    const size_t smem = size_t(E) * 8;
-    auto kernel = routeKernel<T>;
-    CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    CP_CUDA_RETURN_IF_ERROR(
-        detail::launch(kernel, dim3(unsigned(Tn)), dim3(256), smem, st, x,
-                       static_cast<const T *>(w.router), H, int32_t(E),
-                       int32_t(K), p.normTopkProb, false, s.idx, s.wts,
-                       static_cast<const float *>(s.logits)));
+    CP_RETURN_IF_ERROR(routeFromLogits<T>(x, w.router, Tn, H, E, K,
+                                        p.normTopkProb, s, ctx,
+                                        LinearAlgo::kGemv));
   } else {
     CP_RETURN_IF_ERROR(route(x, w.router, Tn, H, p.numExperts, p.topK,
                              p.normTopkProb, s.idx, s.wts, dt, st));

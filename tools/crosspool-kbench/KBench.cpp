@@ -22,7 +22,11 @@
 //
 // --prefill adds prompt-sized rows: the MoE block at T = 128, 512, 2048 for
 // Qwen3-30B-A3B and for Qwen1.5-MoE-A2.7B (H 2048, 60 experts top-4, I 1408,
-// shared expert 5632 with a sigmoid gate; also T = 1), and the q/o
+// shared expert 5632 with a sigmoid gate; also T = 1), each T twice: on the
+// grouped tensor-core path ("nogemm", CROSSPOOL_MOE_GEMM=0, graph-timed) and
+// on the cuBLAS prefill path ("gemm", forced at any T; it waits on the host
+// once per call, so it cannot be captured: all three time columns are the
+// stream time, host wait included), and the q/o
 // projections at T = 512 (cuBLAS). For those the table also gives the
 // achieved TFLOP/s and its fraction of the H100 SXM dense bf16 tensor-core
 // peak (989 TFLOP/s): a row is bandwidth-bound while bw_floor_us (bytes at
@@ -128,13 +132,9 @@ double graphMs(const std::function<void(int)> &fn) {
   return ms[ms.size() / 2];
 }
 
-/// Median milliseconds of `fn(rep)` over gReps samples, after 3 warm-ups;
-/// also sets gGraphMs (PDL on) and gGraphNoPdlMs (PDL off).
-double medianMs(const std::function<void(int)> &fn) {
-  cudak::setPdlEnabled(false);
-  gGraphNoPdlMs = graphMs(fn);
-  cudak::setPdlEnabled(true);
-  gGraphMs = graphMs(fn);
+/// Median milliseconds of `fn(rep)` between two events on the stream, over
+/// gReps samples after 3 warm-ups.
+double eventMedianMs(const std::function<void(int)> &fn) {
   cudaEvent_t a, b;
   KB_CHECK(cudaEventCreate(&a));
   KB_CHECK(cudaEventCreate(&b));
@@ -155,6 +155,24 @@ double medianMs(const std::function<void(int)> &fn) {
   cudaEventDestroy(b);
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
+}
+
+/// Median milliseconds of `fn(rep)` on the stream; also sets gGraphMs (PDL
+/// on) and gGraphNoPdlMs (PDL off) from graph replays.
+double medianMs(const std::function<void(int)> &fn) {
+  cudak::setPdlEnabled(false);
+  gGraphNoPdlMs = graphMs(fn);
+  cudak::setPdlEnabled(true);
+  gGraphMs = graphMs(fn);
+  return eventMedianMs(fn);
+}
+
+/// Median milliseconds of `fn(rep)` on the stream only (for code that cannot
+/// be captured, like the MoE prefill GEMM path, which waits on the host);
+/// the graph columns get the same number.
+double streamOnlyMs(const std::function<void(int)> &fn) {
+  gGraphMs = gGraphNoPdlMs = eventMedianMs(fn);
+  return gGraphMs;
 }
 
 struct Row {
@@ -330,6 +348,10 @@ int main(int argc, char **argv) {
   struct MoeRun {
     int64_t T;
     bool fused, early;
+    /// The prefill GEMM path: -1 as configured, 0 off
+    /// (CROSSPOOL_MOE_GEMM=0), 1 forced at any T (stream-timed: it waits on
+    /// the host, so it is never captured).
+    int gemm = -1;
   };
   auto benchMoe = [&](const MoeShape &sh, const std::vector<MoeRun> &runs) {
     const int32_t E = sh.E, K = sh.K;
@@ -369,11 +391,19 @@ int main(int argc, char **argv) {
       const int64_t T = run.T;
       cudak::setMoeFusedEnabled(run.fused);
       cudak::setEarlyPrefetchEnabled(run.early);
+      const bool gemmDefault = cudak::moeGemmEnabled();
+      if (run.gemm >= 0)
+        cudak::setMoeGemmEnabled(run.gemm == 1);
+      if (run.gemm == 1) {
+        cudak::setMoeGemmMinPairsPerExpert(0);
+        cudak::setMoeGemmMaxExperts(1 << 20);
+      }
+      const int64_t gemmCalls = cudak::moeGemmCalls();
       void *x = randomBf16(size_t(T * H), 200 + T, 1.0f), *y = nullptr;
       int32_t *idx = nullptr;
       KB_CHECK(cudaMalloc(&y, size_t(T * H * 2)));
       KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&idx), size_t(T * K * 4)));
-      double ms = medianMs([&](int r) {
+      auto call = [&](int r) {
         cudak::MoeWeights w;
         w.router = router;
         w.experts = tables[r % 2];
@@ -383,19 +413,27 @@ int main(int argc, char **argv) {
           w.sharedGate = b + 3 * Is * H * 2;
         }
         KB_OK(cudak::moe(x, T, w, p, y, cudak::DType::kBF16, ctx, idx));
-      });
+      };
+      double ms = run.gemm == 1 ? streamOnlyMs(call) : medianMs(call);
+      const bool tookGemm = cudak::moeGemmCalls() > gemmCalls;
       std::vector<int32_t> h(size_t(T * K));
       KB_CHECK(cudaMemcpy(h.data(), idx, h.size() * 4, cudaMemcpyDeviceToHost));
       std::sort(h.begin(), h.end());
       const double distinct =
           double(std::unique(h.begin(), h.end()) - h.begin());
       char name[96];
-      std::snprintf(name, sizeof name, "%s T=%lld (%d exp)%s%s", sh.label,
+      std::snprintf(name, sizeof name, "%s T=%lld (%d exp)%s%s%s", sh.label,
                     (long long)T, int(distinct),
                     T <= 4 && !run.fused ? " grouped" : "",
-                    run.early ? "" : " noearly");
+                    run.early ? "" : " noearly",
+                    run.gemm == 1   ? (tookGemm ? " gemm" : " gemm-NOT-TAKEN")
+                    : run.gemm == 0 ? " nogemm"
+                                    : "");
       cudak::setMoeFusedEnabled(true);
       cudak::setEarlyPrefetchEnabled(true);
+      cudak::setMoeGemmEnabled(gemmDefault);
+      cudak::setMoeGemmMinPairsPerExpert(cudak::kMoeGemmMinPairsPerExpert);
+      cudak::setMoeGemmMaxExperts(cudak::kMoeGemmMaxExperts);
       const double flops =
           T >= 128 ? 2.0 * T * (K * 3.0 * I * H + 3.0 * Is * H + E * H) : 0.0;
       report(name, ms,
@@ -418,17 +456,23 @@ int main(int argc, char **argv) {
   std::vector<MoeRun> qwen3Runs = {{1, true, true},  {1, true, false},
                                    {1, false, true}, {4, true, true},
                                    {8, true, true},  {32, true, true}};
+  // Prefill: the grouped path (graph-timed) and the GEMM path (stream-timed)
+  // side by side at each T.
   if (prefill)
-    for (int64_t T : {128, 512, 2048})
-      qwen3Runs.push_back({T, true, true});
+    for (int64_t T : {128, 512, 2048}) {
+      qwen3Runs.push_back({T, true, true, 0});
+      qwen3Runs.push_back({T, true, true, 1});
+    }
   benchMoe(qwen3, qwen3Runs);
-  if (prefill)
+  if (prefill) {
+    std::vector<MoeRun> runs = {{1, true, true}, {1, true, false}};
+    for (int64_t T : {128, 512, 2048}) {
+      runs.push_back({T, true, true, 0});
+      runs.push_back({T, true, true, 1});
+    }
     benchMoe(MoeShape{"moe E=60 k=4 I=1408 +sh5632", 60, 4, 2048, 1408, 5632},
-             {{1, true, true},
-              {1, true, false},
-              {128, true, true},
-              {512, true, true},
-              {2048, true, true}});
+             runs);
+  }
 
   // 4. Paged decode attention: 32 q heads, 4 KV heads, head_dim 128, bf16.
   for (int32_t context : {1024, 32768})

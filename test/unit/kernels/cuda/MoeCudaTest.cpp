@@ -214,6 +214,10 @@ TEST_P(MoeCudaTest, SharedExpertGatedAndUngated) {
 // with more than 16 tokens per expert (several m-tiles per weight pass) and
 // a gated shared expert on the same path.
 TEST_P(MoeCudaTest, ManyTokensPerExpertOnTheMmaPath) {
+  setMoeGemmEnabled(false); // T * K >= 16 * E would take the GEMM path
+  struct Restore {
+    ~Restore() { setMoeGemmEnabled(true); }
+  } restore;
   for (int64_t T : {37, 70})
     check(MoeCase{4, 2, 128, 128, false, 192, true}, T, uint32_t(800 + T));
 }
@@ -405,6 +409,272 @@ TEST_P(MoeCudaTest, FusedGraphReplaysResetTheCounter) {
     cudaGraphDestroy(graph);
     cudaStreamDestroy(stream);
   }
+}
+
+//===----------------------------------------------------------------------===//
+// The prefill GEMM path (bf16; fp32 keeps the grouped path)
+//===----------------------------------------------------------------------===//
+
+/// The rows (H values each) of `got` and `ref` whose routings `ia`, `ib`
+/// ([T, K]) agree, appended to `a` and `b`; returns how many rows.
+int64_t sameRouteRows(const std::vector<float> &got,
+                      const std::vector<float> &ref,
+                      const std::vector<int32_t> &ia,
+                      const std::vector<int32_t> &ib, int64_t T, int32_t K,
+                      int64_t H, std::vector<float> &a, std::vector<float> &b) {
+  int64_t same = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    bool eq = true;
+    for (int32_t k = 0; k < K; ++k)
+      eq &= ia[t * K + k] == ib[t * K + k];
+    if (!eq)
+      continue;
+    ++same;
+    a.insert(a.end(), got.begin() + t * H, got.begin() + (t + 1) * H);
+    b.insert(b.end(), ref.begin() + t * H, ref.begin() + (t + 1) * H);
+  }
+  return same;
+}
+
+/// The CPU routing of x for `m`.
+std::vector<int32_t> cpuRouting(const MoeModel &m, const std::vector<float> &x,
+                                int64_t T) {
+  std::vector<int32_t> idx(T * m.p.topK);
+  std::vector<float> wts(T * m.p.topK);
+  cpu::route(x.data(), m.router.data(), T, m.p.hidden, m.p.numExperts, m.p.topK,
+             m.p.normTopkProb, idx.data(), wts.data());
+  return idx;
+}
+
+/// Restores the prefill-path settings at scope exit.
+struct GemmSettings {
+  GemmSettings(int32_t minPairs, int32_t streams) {
+    setMoeGemmEnabled(true);
+    setMoeGemmMinPairsPerExpert(minPairs);
+    setMoeGemmMaxExperts(1 << 20);
+    setMoeGemmStreams(streams);
+  }
+  ~GemmSettings() {
+    setMoeGemmEnabled(true);
+    setMoeGemmMinPairsPerExpert(kMoeGemmMinPairsPerExpert);
+    setMoeGemmMaxExperts(kMoeGemmMaxExperts);
+    setMoeGemmStreams(4);
+  }
+};
+
+// Prompt-sized T (odd counts included) on the GEMM path, against the CPU
+// kernels: renormalized and not, a gated and an ungated shared expert, E
+// from 8 to 128, one side stream, the default four and more streams than
+// active experts. moeGemmCalls() proves the path was taken (bf16) or not
+// (fp32).
+TEST_P(MoeCudaTest, PrefillGemmPath) {
+  const DType dt = GetParam();
+  struct Run {
+    MoeCase c;
+    int64_t T;
+    int32_t streams;
+  };
+  const Run runs[] = {
+      {{16, 4, 128, 64, true, 0, false}, 64, 4},
+      {{16, 4, 128, 64, false, 0, false}, 200, 4},
+      {{16, 4, 128, 64, true, 0, false}, 300, 1},
+      {{8, 2, 256, 96, false, 160, true}, 64, 4},
+      {{8, 2, 256, 96, false, 160, true}, 201, 8},
+      {{8, 2, 128, 64, true, 96, false}, 200, 2},
+      {{60, 4, 128, 64, false, 128, true}, 300, 4}, // Qwen1.5-MoE-like
+      {{128, 8, 128, 64, true, 0, false}, 200, 4},  // Qwen3-like
+      {{128, 8, 128, 64, true, 0, false}, 64, 3},   // some experts idle
+  };
+  for (const Run &r : runs) {
+    // Threshold 0: the path whatever the rows per expert.
+    GemmSettings settings(0, r.streams);
+    const int64_t before = moeGemmCalls();
+    check(r.c, r.T, uint32_t(1500 + r.T + r.c.E), /*fused=*/true);
+    EXPECT_EQ(moeGemmCalls() - before, dt == DType::kBF16 ? 1 : 0)
+        << "E=" << r.c.E << " T=" << r.T;
+  }
+}
+
+// The default threshold: T * K >= 16 * E takes the path, fewer pairs do not;
+// CROSSPOOL_MOE_GEMM=0's setter turns it off.
+TEST_P(MoeCudaTest, PrefillGemmThresholdAndSwitch) {
+  const DType dt = GetParam();
+  GemmSettings settings(kMoeGemmMinPairsPerExpert, 4);
+  const MoeCase c{16, 4, 128, 64, true, 0, false}; // 16 * 16 / 4 = 64 rows
+  int64_t before = moeGemmCalls();
+  check(c, 63, 1601);
+  EXPECT_EQ(moeGemmCalls(), before);
+  check(c, 64, 1602);
+  EXPECT_EQ(moeGemmCalls() - before, dt == DType::kBF16 ? 1 : 0);
+  // More experts than moeGemmMaxExperts(): the grouped path, at any T.
+  setMoeGemmMaxExperts(8);
+  before = moeGemmCalls();
+  check(c, 128, 1604);
+  EXPECT_EQ(moeGemmCalls(), before);
+  setMoeGemmMaxExperts(16);
+  check(c, 128, 1605);
+  EXPECT_EQ(moeGemmCalls() - before, dt == DType::kBF16 ? 1 : 0);
+  setMoeGemmEnabled(false);
+  before = moeGemmCalls();
+  check(c, 128, 1603);
+  EXPECT_EQ(moeGemmCalls(), before);
+}
+
+/// A copy of `m`'s expert table whose experts each live in one allocation
+/// holding the three matrices in `order` (0 gate, 1 up, 2 down): [0, 1, 2]
+/// is a stacked [2I, H] gate/up (one GEMM), [0, 2, 1] puts up after gate
+/// but not adjacent (strided-batched GEMM), [1, 0, 2] puts it before (two
+/// GEMMs).
+struct ArenaTable {
+  std::vector<DeviceBuffer> bufs;
+  DeviceBuffer table;
+
+  ArenaTable(const MoeModel &m, DType dt, const int order[3]) {
+    const int64_t E = m.p.numExperts;
+    std::vector<ExpertPtrs> t(E);
+    for (int64_t e = 0; e < E; ++e) {
+      const std::vector<float> *mats[3] = {&m.gate[e], &m.up[e], &m.down[e]};
+      std::vector<float> all;
+      for (int j = 0; j < 3; ++j)
+        all.insert(all.end(), mats[order[j]]->begin(), mats[order[j]]->end());
+      bufs.push_back(upload(all, dt));
+      char *base = static_cast<char *>(bufs.back().get());
+      const void *ptr[3];
+      int64_t at = 0;
+      for (int j = 0; j < 3; ++j) {
+        ptr[order[j]] = base + at * dtypeBytes(dt);
+        at += int64_t(mats[order[j]]->size());
+      }
+      t[e] = {ptr[0], ptr[1], ptr[2]};
+    }
+    table.allocate(t.size() * sizeof(ExpertPtrs));
+    cudaMemcpy(table.get(), t.data(), t.size() * sizeof(ExpertPtrs),
+               cudaMemcpyHostToDevice);
+  }
+};
+
+// The three gate/up layouts of the GEMM path, each against the CPU and
+// against the grouped path (CROSSPOOL_MOE_GEMM=0) on rows routed alike.
+TEST_P(MoeCudaTest, PrefillGemmWeightLayouts) {
+  const DType dt = GetParam();
+  const MoeCase c{8, 2, 128, 64, true, 96, true};
+  const int64_t T = 150;
+  MoeModel m(c, dt, 1700);
+  const std::vector<float> x = storageRound(randomVec(T * c.H, 1701), dt);
+  const std::vector<float> ref = m.cpuMoe(x, T);
+  const std::vector<int32_t> refIdx = cpuRouting(m, x, T);
+  DeviceBuffer dx = upload(x, dt), ws(moeWorkspaceBytes(T, m.p));
+  BlockContext ctx;
+  ctx.blas = blas_;
+  ctx.workspace = ws.get();
+  ctx.workspaceBytes = int64_t(ws.bytes());
+  const int orders[3][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}};
+  for (const auto &order : orders) {
+    SCOPED_TRACE(::testing::Message() << dtypeName(dt) << " order " << order[0]
+                                      << order[1] << order[2]);
+    ArenaTable arena(m, dt, order);
+    MoeWeights w = m.w;
+    w.experts = arena.table.as<ExpertPtrs>();
+    std::vector<std::vector<float>> outs;
+    std::vector<std::vector<int32_t>> idxs;
+    for (bool gemm : {true, false}) {
+      GemmSettings settings(0, 4);
+      setMoeGemmEnabled(gemm);
+      DeviceBuffer y(T * c.H * dtypeBytes(dt)), idx(T * c.K * 4);
+      y.poison();
+      ws.poison();
+      CP_ASSERT_SYNC();
+      const int64_t before = moeGemmCalls();
+      CP_ASSERT_OK(
+          moe(dx.get(), T, w, m.p, y.get(), dt, ctx, idx.as<int32_t>()));
+      CP_ASSERT_SYNC();
+      EXPECT_EQ(moeGemmCalls() - before, gemm && dt == DType::kBF16 ? 1 : 0);
+      outs.push_back(download(y.get(), T * c.H, dt));
+      idxs.push_back(downloadInts(idx.get(), T * c.K));
+      // Rows routed as the CPU routes them (all but a few near ties).
+      std::vector<float> a, b;
+      EXPECT_GE(sameRouteRows(outs.back(), ref, idxs.back(), refIdx, T, c.K,
+                              c.H, a, b),
+                T - T / 8)
+          << "gemm " << gemm;
+      EXPECT_LE(relErr(a, b), tolerance(dt)) << "gemm " << gemm;
+    }
+    std::vector<float> a, b;
+    EXPECT_GE(
+        sameRouteRows(outs[0], outs[1], idxs[0], idxs[1], T, c.K, c.H, a, b),
+        T - T / 8);
+    // Same rounding points, only the accumulation order differs.
+    EXPECT_LE(relErr(a, b), dt == DType::kBF16 ? 1e-2 : 1e-6);
+  }
+}
+
+// During stream capture moe() keeps the grouped path (the GEMM path waits
+// on the host): a graph captured at T = 128 with the GEMM path enabled and
+// replayed matches the CPU, and the counter does not move.
+TEST_P(MoeCudaTest, PrefillGemmNotTakenWhileCapturing) {
+  const DType dt = GetParam();
+  GemmSettings settings(0, 4);
+  const MoeCase c{16, 4, 128, 64, false, 96, true};
+  const int64_t T = 128;
+  MoeModel m(c, dt, 1800);
+  const std::vector<float> x = storageRound(randomVec(T * c.H, 1801), dt);
+  const std::vector<float> ref = m.cpuMoe(x, T);
+  const std::vector<int32_t> refIdx = cpuRouting(m, x, T);
+  DeviceBuffer dx = upload(x, dt), y(T * c.H * dtypeBytes(dt)),
+               ws(moeWorkspaceBytes(T, m.p)), idx(T * c.K * 4);
+  // Output against the CPU on the rows routed as the CPU routes them.
+  auto expectNearCpu = [&](const char *what) {
+    std::vector<float> a, b;
+    EXPECT_GE(sameRouteRows(download(y.get(), T * c.H, dt), ref,
+                            downloadInts(idx.get(), T * c.K), refIdx, T, c.K,
+                            c.H, a, b),
+              T - T / 8)
+        << what;
+    EXPECT_LE(relErr(a, b), tolerance(dt)) << what;
+  };
+  ws.poison();
+  y.poison();
+  CP_ASSERT_SYNC();
+  cudaStream_t stream = nullptr;
+  CP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  BlockContext ctx;
+  ctx.stream = stream;
+  ctx.blas = blas_;
+  ctx.workspace = ws.get();
+  ctx.workspaceBytes = int64_t(ws.bytes());
+  const int64_t before = moeGemmCalls();
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  CP_ASSERT_CUDA(
+      cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  absl::Status enq =
+      moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx, idx.as<int32_t>());
+  CP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  CP_ASSERT_OK(enq);
+  EXPECT_EQ(moeGemmCalls(), before);
+  CP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  std::vector<float> graphOut;
+  for (int rep = 0; rep < 2; ++rep) {
+    CP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+    CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+    std::vector<float> got = download(y.get(), T * c.H, dt);
+    expectNearCpu("graph");
+    if (rep == 0)
+      graphOut = got;
+    else
+      EXPECT_EQ(got, graphOut);
+  }
+  EXPECT_EQ(moeGemmCalls(), before);
+  // Eagerly on the same stream: the GEMM path (bf16), close to the graph.
+  y.poison();
+  CP_ASSERT_SYNC();
+  CP_ASSERT_OK(moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx, idx.as<int32_t>()));
+  CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+  EXPECT_EQ(moeGemmCalls() - before, dt == DType::kBF16 ? 1 : 0);
+  expectNearCpu("eager");
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, MoeCudaTest,
