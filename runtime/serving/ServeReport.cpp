@@ -322,6 +322,8 @@ nlohmann::json stepLogJson(const std::vector<StepRecord> &log,
   col("prefill_tokens", [](const StepRecord &r) { return r.prefillTokens; });
   col("context", [](const StepRecord &r) { return r.context; });
   col("clock_ms", [](const StepRecord &r) { return ms(r.clockS); });
+  col("predicted_ms", [](const StepRecord &r) { return ms(r.predictedS); });
+  col("prefill_cap", [](const StepRecord &r) { return r.prefillCap; });
   col("wall_ms", [](const StepRecord &r) { return ms(r.wallS); });
   col("runtime_ms", [](const StepRecord &r) { return ms(r.runtimeS); });
   col("prep_ms", [](const StepRecord &r) { return ms(r.backend.prepS); });

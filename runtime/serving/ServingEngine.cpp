@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 
 namespace crosspool::runtime {
@@ -28,6 +29,11 @@ ServingEngine::create(Runtime *runtime, std::vector<ModelId> models,
         "period >= 1 and watermark >= 0 but got ",
         options.maxStepTokens, ", ", options.maxBatchSeqs, ", ",
         options.kvSampleEvery, " and ", options.watermarkChunks));
+  if (!(options.tbtTargetMs >= 0) || !std::isfinite(options.tbtTargetMs) ||
+      options.minPrefillChunk < 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expects a TBT target >= 0 ms and a min prefill chunk >= 1 but got ",
+        options.tbtTargetMs, " and ", options.minPrefillChunk));
   const int n = static_cast<int>(models.size());
   std::unique_ptr<ServingEngine> e(new ServingEngine());
   for (int m = 0; m < n; ++m) {
@@ -68,6 +74,19 @@ ServingEngine::create(Runtime *runtime, std::vector<ModelId> models,
   e->waiting_.resize(n);
   e->running_.resize(n);
   e->stats_.peakModelPages.assign(n, 0);
+  // Before any step the fit is the cost model (context cost left out: the
+  // fit is linear in rows; measured steps teach it the rest).
+  const StepCostModel &c = e->options_.cost;
+  for (int m = 0; m < n; ++m) {
+    StepCoefficients prior;
+    prior.baseUs = c.stepBaseUs;
+    if (c.weightBytesPerUs > 0)
+      prior.baseUs += double(e->weightBytes_[m]) / c.weightBytesPerUs;
+    prior.perPrefillTokenUs = c.perTokenUs;
+    prior.perDecodeRowUs = c.perTokenUs;
+    e->costFit_.emplace_back(prior, double(e->options_.maxStepTokens),
+                             double(e->options_.maxBatchSeqs));
+  }
   return e;
 }
 
@@ -319,6 +338,17 @@ bool ServingEngine::admissible(int m, RequestId id) const {
   return fits(g, extra, groupBusy ? options_.watermarkChunks : 0);
 }
 
+bool ServingEngine::anyDecoding() const {
+  for (const auto &running : running_)
+    for (const Key &k : running) {
+      const Live &l = live_.at(k.second);
+      if (!records_[k.second].output.empty() &&
+          int64_t(l.tokens.size()) - l.fed == 1)
+        return true;
+    }
+  return false;
+}
+
 std::vector<int> ServingEngine::stepOrder() {
   const int n = static_cast<int>(models_.size());
   std::vector<int> order;
@@ -392,7 +422,22 @@ absl::StatusOr<bool> ServingEngine::step() {
     // Decode tokens first, then prompt chunks (each pass oldest first): a
     // long prompt never delays the next token of a running request.
     std::vector<Key> running(running_[m].begin(), running_[m].end());
+    int64_t prefillCap = -1;
     for (bool decodePass : {true, false}) {
+      if (!decodePass && options_.tbtTargetMs > 0 && anyDecoding()) {
+        // SLO-aware chunking: the decode rows are in; cap the prefill rows
+        // (continued prompts and admissions alike) so the step's predicted
+        // time fits this model's share of the TBT target.
+        int64_t decodeRows = 0, committed = 0;
+        for (size_t i = 0; i < batch_.size(); ++i)
+          (records_[batch_[i]].output.empty() ? committed : decodeRows) +=
+              counts_[i];
+        double shareUs = options_.tbtTargetMs * 1e3 / double(order.size());
+        prefillCap =
+            prefillTokenCap(costFit_[m].coefficients(), shareUs, decodeRows,
+                            committed, options_.minPrefillChunk, budget_);
+        budget_ = prefillCap;
+      }
       for (const Key &k : running) {
         if (full())
           break;
@@ -441,7 +486,7 @@ absl::StatusOr<bool> ServingEngine::step() {
     std::vector<int64_t> counts = std::move(counts_);
     batch_.clear();
     counts_.clear();
-    CP_RETURN_IF_ERROR(runBatch(m, batch, counts));
+    CP_RETURN_IF_ERROR(runBatch(m, batch, counts, prefillCap));
     lastModel_ = m;
     return true;
   }
@@ -462,12 +507,14 @@ absl::StatusOr<bool> ServingEngine::step() {
 }
 
 absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
-                                     const std::vector<int64_t> &counts) {
+                                     const std::vector<int64_t> &counts,
+                                     int64_t prefillCap) {
   std::vector<SequenceId> seqs;
   std::vector<std::vector<int32_t>> chunks;
   int64_t rows = 0, context = 0;
   StepRecord step;
   step.model = m;
+  step.prefillCap = prefillCap;
   // Greedy unless a request sampling this step has a temperature: then the
   // backend returns ids, not logits (on CUDA only ids reach the host).
   bool greedy = true;
@@ -489,6 +536,9 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
     else
       step.prefillTokens += counts[i];
   }
+  step.predictedS = costFit_[m].coefficients().predictUs(step.prefillTokens,
+                                                         step.decodeSeqs) *
+                    1e-6;
   markBusy();
   auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<float>> logits;
@@ -533,6 +583,7 @@ absl::Status ServingEngine::runBatch(int m, const std::vector<RequestId> &batch,
   }
   stats_.peakChunksInUse = std::max(stats_.peakChunksInUse, held);
   step.clockS = now_ - before;
+  costFit_[m].add(step.prefillTokens, step.decodeSeqs, step.clockS * 1e6);
   step.time = now_;
   stats_.stepLog.push_back(step);
   if (!stepStatus.ok()) {

@@ -43,7 +43,15 @@
 // (its sampling and releases, this step's scheduling and KV reservation) to
 // the end of this step's runtime call, less CUDA graph captures (one-time
 // setup); when no request is runnable it jumps to the next arrival (idle
-// time is skipped). Every step is logged
+// time is skipped).
+//
+// SLO-aware prefill chunks (Options::tbtTargetMs > 0): while any request of
+// any served model is decoding, a step's prefill tokens are capped so that
+// the step's predicted time stays within tbtTargetMs / R, R = the models
+// with runnable work (a decoding request waits for one step of each of them
+// per round), but never below Options::minPrefillChunk; the prediction is
+// per model, fitted online from its past steps' clock time (StepCostFit.h).
+// Every step is logged
 // (EngineStats::stepLog) with its shape, times and backend costs.
 //
 // Not thread-safe: drive it from one thread.
@@ -55,6 +63,7 @@
 #include "runtime/engine/Runtime.h"
 #include "runtime/serving/MemoryMode.h"
 #include "runtime/serving/Request.h"
+#include "runtime/serving/StepCostFit.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -104,6 +113,11 @@ struct StepRecord {
   double wallS = 0;
   double runtimeS = 0; ///< Runtime::step / stepGreedy alone
   bool greedy = false; ///< ids from the backend's greedy step
+  /// Options::tbtTargetMs: the prefill tokens this step was allowed
+  /// (decode-first rows excluded); -1 when not capped.
+  int64_t prefillCap = -1;
+  /// The step's time predicted (before it ran) by its model's StepCostFit.
+  double predictedS = 0;
   /// Backend costs within wallS (differences of Runtime::backendCounters).
   BackendCounters backend;
 };
@@ -138,6 +152,19 @@ public:
     Clock clock = Clock::CostModel;
     StepCostModel cost;
     Policy policy = Policy::RoundRobin;
+    /// SLO-aware prefill chunk sizing, off at 0 (>= 0, milliseconds). When
+    /// > 0 and some request of ANY served model is decoding (running, with
+    /// output, only its next token to feed), a step of model m carries at
+    /// most prefillTokenCap(fit_m, tbtTargetMs / R, decode rows, ...)
+    /// prefill tokens, R = the models with runnable work now: the models
+    /// share the device round-robin, so a decoding request's next token
+    /// waits for about one step of each of the R models, and every one of
+    /// those steps (not only the ones carrying its own decode row) must
+    /// stay within a 1/R share of the target.
+    double tbtTargetMs = 0;
+    /// The least prefill tokens a capped step still carries (>= 1), so
+    /// prefill always progresses whatever the target.
+    int64_t minPrefillChunk = 64;
     /// Record a KvSample every this many steps (>= 1).
     int64_t kvSampleEvery = 1;
     /// Called after every step (e.g. a progress line).
@@ -180,6 +207,8 @@ public:
   /// All records in submit order (index == id).
   const std::vector<RequestRecord> &records() const { return records_; }
   const EngineStats &stats() const { return stats_; }
+  /// Model index m's online step-time fit (prior: the cost model).
+  const StepCostFit &costFit(int m) const { return costFit_.at(m); }
   const KvLayout &layout() const { return options_.layout; }
   const std::vector<ModelId> &models() const { return models_; }
   Runtime &runtime() const { return *rt_; }
@@ -219,8 +248,11 @@ private:
   void preempt(RequestId id);
   void finish(RequestId id, RequestState state, std::string reason);
   bool admissible(int m, RequestId id) const;
+  /// Whether some running request of any model has output and only its
+  /// next token to feed (its next token gap is what tbtTargetMs bounds).
+  bool anyDecoding() const;
   absl::Status runBatch(int m, const std::vector<RequestId> &batch,
-                        const std::vector<int64_t> &counts);
+                        const std::vector<int64_t> &counts, int64_t prefillCap);
   /// Starts the busy period's wall clock (and backend counters) if idle.
   void markBusy();
   void sampleKv();
@@ -240,6 +272,8 @@ private:
   std::map<RequestId, int64_t> promised_;
   std::vector<int64_t> vocab_, maxPositions_, pagesPerChunk_;
   std::vector<size_t> weightBytes_;
+  /// Per model: the online step-time fit (updated after every step).
+  std::vector<StepCostFit> costFit_;
   int lastModel_ = -1;
   double now_ = 0;
   /// Measured clock: busy since (the end of the previous runtime call or the

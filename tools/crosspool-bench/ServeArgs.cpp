@@ -28,6 +28,7 @@ const char *kServeUsage =
     "[--kv-page-bytes B] [--device cpu|cuda] [--precision fp32|bf16] "
     "[--max-step-tokens N] [--max-batch-seqs N] "
     "[--watermark-chunks N] [--policy round-robin|oldest-first] "
+    "[--tbt-target-ms MS] [--min-prefill-chunk N] "
     "[--clock cost|measured] [--step-base-us US] [--per-token-us US] "
     "[--per-context-token-us US] [--weight-bytes-per-us B] "
     "[--slo-tbt-ms MS [--slo-ttft-ms MS] --search-rate LO:HI[:ITERS]] "
@@ -216,6 +217,16 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
        [&](const std::string &v) {
          return parseInt("--watermark-chunks", v, 0,
                          &a.engine.watermarkChunks);
+       }},
+      {"--tbt-target-ms",
+       [&](const std::string &v) {
+         return parseDouble("--tbt-target-ms", v, 0, false,
+                            &a.engine.tbtTargetMs);
+       }},
+      {"--min-prefill-chunk",
+       [&](const std::string &v) {
+         return parseInt("--min-prefill-chunk", v, 1,
+                         &a.engine.minPrefillChunk);
        }},
       {"--policy",
        [&](const std::string &v) -> absl::Status {

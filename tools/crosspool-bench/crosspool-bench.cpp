@@ -386,6 +386,12 @@ absl::Status runServe(const ServeArgs &args) {
               absl::StrJoin(shares, ", ", [](std::string *o, double s) {
                 absl::StrAppendFormat(o, "%.3f", s);
               }).c_str());
+  if (args.engine.tbtTargetMs > 0)
+    std::printf("prefill chunks: capped while any request decodes to a "
+                "predicted %g ms / (models with work) per step, at least %lld "
+                "tokens\n",
+                args.engine.tbtTargetMs,
+                (long long)args.engine.minPrefillChunk);
 
   // Physical KV: the CPU pool as created; on CUDA the chunks the card has
   // free after the weights and the warmed-up workspaces, less the reserve.
@@ -572,6 +578,8 @@ absl::Status runServe(const ServeArgs &args) {
         {"kv_page_bytes", args.kvPageBytes},
         {"max_step_tokens", args.engine.maxStepTokens},
         {"max_batch_seqs", args.engine.maxBatchSeqs},
+        {"tbt_target_ms", args.engine.tbtTargetMs},
+        {"min_prefill_chunk", args.engine.minPrefillChunk},
         {"clock", args.engine.clock == ServingEngine::Clock::CostModel
                       ? "cost"
                       : "measured"},

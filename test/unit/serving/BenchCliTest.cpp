@@ -33,6 +33,8 @@ TEST(BenchCliTest, SubcommandErrors) {
   crosspool::testing::CliResult help = runBench("serve --help");
   EXPECT_EQ(help.exitCode, 0);
   EXPECT_NE(help.out.find("--search-rate LO:HI[:ITERS]"), std::string::npos);
+  EXPECT_NE(help.out.find("[--tbt-target-ms MS] [--min-prefill-chunk N]"),
+            std::string::npos);
 }
 
 TEST(BenchCliTest, BadFlags) {
@@ -108,6 +110,23 @@ TEST(BenchCliTest, BadFlags) {
   expectError(m + "--watermark-chunks -2",
               kServeError +
                   "--watermark-chunks expects an integer >= 0 but got '-2'");
+  expectError(m + "--tbt-target-ms -1",
+              kServeError +
+                  "--tbt-target-ms expects a number >= 0 but got '-1'");
+  expectError(m + "--tbt-target-ms=fast",
+              kServeError +
+                  "--tbt-target-ms expects a number >= 0 but got 'fast'");
+  expectError(m + "--tbt-target-ms inf",
+              kServeError +
+                  "--tbt-target-ms expects a number >= 0 but got 'inf'");
+  expectError(m + "--tbt-target-ms",
+              kServeError + "--tbt-target-ms expects a value");
+  expectError(m + "--min-prefill-chunk 0",
+              kServeError +
+                  "--min-prefill-chunk expects an integer >= 1 but got '0'");
+  expectError(m + "--min-prefill-chunk 8.5",
+              kServeError +
+                  "--min-prefill-chunk expects an integer >= 1 but got '8.5'");
   expectError(m + "--watermark-pages 2",
               kServeError + "unknown flag '--watermark-pages'");
 }

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 
@@ -389,6 +390,155 @@ TEST_F(ServingEngineTest, RejectsBadRequestsAndFailsOnesThatCanNeverFit) {
             "20 output tokens but its KV group 'small' has 8 chunks");
   EXPECT_EQ(e.record(ok).state, RequestState::Finished);
   EXPECT_EQ(e.record(ok).output, oracle().greedy(3, {1, 2, 3}, 4));
+}
+
+// SLO-aware prefill chunks (Options::tbtTargetMs), hand-computed: one model
+// with work (R = 1), the cost model without context cost (so every step lies
+// on the fit's prior plane 500 us + 40 us per row and the fit stays there).
+// A decoding request's step meets a 300-token prompt: with a 5 ms target the
+// prompt goes in chunks of floor((5000 - 500 - 40 * 1) / 40) = 111 tokens.
+TEST_F(ServingEngineTest, TbtTargetCapsPrefillChunksByHand) {
+  auto run = [&](double targetMs) {
+    auto [rt, ids] = loadAll(512);
+    ServingEngine::Options opts;
+    opts.cost = {500, 0, 40, 0};
+    opts.tbtTargetMs = targetMs;
+    opts.minPrefillChunk = 16;
+    auto engine = ServingEngine::create(rt.get(), ids, opts);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    ServingEngine &e = **engine;
+    WorkloadRng rng(7);
+    std::vector<int32_t> shortPrompt = randomPrompt(rng, 4, 256);
+    std::vector<int32_t> longPrompt = randomPrompt(rng, 300, 256);
+    RequestId a = *e.submit(greedyRequest(1, shortPrompt, 30, 0.0));
+    RequestId b = *e.submit(greedyRequest(1, longPrompt, 4, 0.003));
+    EXPECT_TRUE(e.runUntilIdle().ok());
+    EXPECT_EQ(e.record(a).output, oracle().greedy(1, shortPrompt, 30));
+    EXPECT_EQ(e.record(b).output, oracle().greedy(1, longPrompt, 4));
+    std::vector<StepRecord> log = e.stats().stepLog;
+    const RequestRecord ra = e.record(a);
+    double maxGap = 0;
+    for (size_t k = 1; k < ra.tokenTimes.size(); ++k)
+      maxGap = std::max(maxGap, ra.tokenTimes[k] - ra.tokenTimes[k - 1]);
+    return std::make_pair(log, maxGap);
+  };
+  auto [on, gapOn] = run(5);
+  std::vector<std::pair<int64_t, int64_t>> prefillSteps; // tokens, cap
+  for (const StepRecord &s : on) {
+    if (s.prefillTokens > 0 && s.time > 0.003)
+      prefillSteps.push_back({s.prefillTokens, s.prefillCap});
+    // The prediction is exact here: every step is on the prior's plane.
+    EXPECT_NEAR(s.predictedS, s.clockS, 1e-12);
+  }
+  using P = std::pair<int64_t, int64_t>;
+  EXPECT_EQ(prefillSteps, (std::vector<P>{{111, 111}, {111, 111}, {78, 111}}));
+  // The first step (request a's 4-token prompt, nobody decoding) is not
+  // capped; each chunk step takes 500 + 40 * 112 = 4980 us <= 5 ms.
+  EXPECT_EQ(on.front().prefillCap, -1);
+  EXPECT_NEAR(gapOn, 4980e-6, 1e-12);
+  // Off: a 255-token chunk beside the decode row, 500 + 40 * 256 us.
+  auto [off, gapOff] = run(0);
+  for (const StepRecord &s : off)
+    EXPECT_EQ(s.prefillCap, -1);
+  EXPECT_NEAR(gapOff, 10740e-6, 1e-12);
+}
+
+TEST_F(ServingEngineTest, TbtTargetRejectsBadOptions) {
+  auto [rt, ids] = loadAll(64);
+  ServingEngine::Options opts;
+  opts.tbtTargetMs = -1;
+  EXPECT_EQ(ServingEngine::create(rt.get(), ids, opts).status().message(),
+            "expects a TBT target >= 0 ms and a min prefill chunk >= 1 but "
+            "got -1 and 64");
+  opts.tbtTargetMs = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(ServingEngine::create(rt.get(), ids, opts).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  opts.tbtTargetMs = 10;
+  opts.minPrefillChunk = 0;
+  EXPECT_EQ(ServingEngine::create(rt.get(), ids, opts).status().message(),
+            "expects a TBT target >= 0 ms and a min prefill chunk >= 1 but "
+            "got 10 and 0");
+}
+
+/// Short requests decoding on all four models while long prompts arrive.
+std::vector<RequestSpec> longPromptsWhileDecoding() {
+  WorkloadRng rng(99);
+  std::vector<RequestSpec> specs;
+  for (int i = 0; i < 8; ++i)
+    specs.push_back(greedyRequest(i % 4, randomPrompt(rng, 8, 256), 40, 0.0));
+  for (int i = 0; i < 8; ++i)
+    specs.push_back(
+        greedyRequest(i % 4, randomPrompt(rng, rng.uniformInt(200, 420), 256),
+                      8, 0.004 + 0.006 * i));
+  return specs;
+}
+
+struct ChunkedRun {
+  ServeReport report;
+  std::vector<StepRecord> log;
+  int64_t preemptions = 0;
+};
+
+ChunkedRun runChunked(const std::vector<RequestSpec> &specs, double targetMs,
+                      int64_t minChunk) {
+  auto [rt, ids] = loadAll(1024);
+  ServingEngine::Options opts;
+  opts.tbtTargetMs = targetMs;
+  opts.minPrefillChunk = minChunk;
+  auto engine = ServingEngine::create(rt.get(), ids, opts);
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  ServingEngine &e = **engine;
+  for (const RequestSpec &s : specs)
+    EXPECT_TRUE(e.submit(s).ok());
+  EXPECT_TRUE(e.runUntilIdle().ok());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const RequestRecord &r = e.record(RequestId(i));
+    EXPECT_EQ(r.state, RequestState::Finished) << "request " << i;
+    EXPECT_EQ(r.output, oracle().greedy(specs[i].model, specs[i].prompt,
+                                        specs[i].sampling.maxNewTokens))
+        << "request " << i << " with target " << targetMs;
+  }
+  EXPECT_EQ(rt->kvPagesInUse(), 0);
+  return {buildReport(e, "test", kModels), e.stats().stepLog,
+          e.stats().preemptions};
+}
+
+// The default cost model (with context cost, which the linear fit must
+// learn): capping prefill chunks while others decode cuts the TBT tail, and
+// greedy outputs are unchanged.
+TEST_F(ServingEngineTest, TbtTargetCutsTheTbtTailAndKeepsOutputs) {
+  std::vector<RequestSpec> specs = longPromptsWhileDecoding();
+  ChunkedRun off = runChunked(specs, 0, 64);
+  ChunkedRun on = runChunked(specs, 8, 16);
+  int64_t capped = 0;
+  for (const StepRecord &s : on.log)
+    capped += s.prefillCap >= 0;
+  EXPECT_GT(capped, 0);
+  const double p99Off = off.report.overall.tbt.p99,
+               p99On = on.report.overall.tbt.p99;
+  EXPECT_LT(p99On, 0.6 * p99Off) << p99On << " vs " << p99Off;
+  EXPECT_LE(p99On, 8e-3 * 1.25) << "P99 TBT near the 8 ms target";
+  EXPECT_EQ(on.report.overall.finished, int64_t(specs.size()));
+}
+
+// A target no step can meet: every capped step still carries the minimum
+// chunk, so all prompts are prefilled and every request finishes.
+TEST_F(ServingEngineTest, TinyTbtTargetStillPrefills) {
+  std::vector<RequestSpec> specs = longPromptsWhileDecoding();
+  ChunkedRun run = runChunked(specs, 1e-3, 8);
+  EXPECT_EQ(run.preemptions, 0);
+  int64_t capped = 0;
+  for (const StepRecord &s : run.log) {
+    if (s.prefillCap < 0)
+      continue;
+    ++capped;
+    EXPECT_EQ(s.prefillCap, 8);
+    // Prompt rows beyond the cap are only 1-token prompt ends taken with
+    // the decode rows (one per such sequence).
+    EXPECT_LE(s.prefillTokens, 8 + (s.seqs - s.decodeSeqs));
+  }
+  EXPECT_GT(capped, 50);
+  EXPECT_EQ(run.report.overall.finished, int64_t(specs.size()));
 }
 
 } // namespace
