@@ -16,3 +16,5 @@ config.substitutions.append(("%data", os.path.join(config.crosspool_src_root, "t
 config.substitutions.append(("%models", os.path.join(config.crosspool_src_root, "test", "data", "models")))
 if config.has_compiler:
     config.available_features.add("compiler")
+if getattr(config, "has_cuda", False):
+    config.available_features.add("cuda")

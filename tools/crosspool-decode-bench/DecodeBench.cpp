@@ -439,6 +439,12 @@ bool parseList(const std::string &text, std::vector<int> *out) {
 
 } // namespace
 
+constexpr const char *kUsage =
+    "crosspool-decode-bench [--model qwen3-30b-a3b|olmoe-1b-7b|all] "
+    "[--batches 1,8,32] [--contexts 1024,32768] [--reps N] [--json FILE] "
+    "[--seed S] [--pdl on|off|both] [--moe-fused on|off|both] "
+    "[--early on|off|both]";
+
 int main(int argc, char **argv) {
   std::string which = "all", jsonPath;
   std::vector<int> batches = {1, 8, 32}, contexts = {1024, 32768};
@@ -486,14 +492,13 @@ int main(int argc, char **argv) {
                      a.c_str(), v.c_str());
         return 2;
       }
+    } else if (a == "--help" || a == "-h") {
+      std::printf("usage: %s\n", kUsage);
+      return 0;
     } else {
       std::fprintf(stderr,
-                   "crosspool-decode-bench: unknown argument '%s'; usage: "
-                   "crosspool-decode-bench [--model qwen3-30b-a3b|olmoe-1b-7b|"
-                   "all] [--batches 1,8,32] [--contexts 1024,32768] [--reps N] "
-                   "[--json FILE] [--seed S] [--pdl on|off|both] "
-                   "[--moe-fused on|off|both] [--early on|off|both]\n",
-                   a.c_str());
+                   "crosspool-decode-bench: unknown argument '%s'; usage: %s\n",
+                   a.c_str(), kUsage);
       return 2;
     }
   }

@@ -205,6 +205,9 @@ int main(int argc, char **argv) {
       gReps = std::max(1, std::atoi(argv[++i]));
     } else if (!std::strcmp(argv[i], "--prefill")) {
       prefill = true;
+    } else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::printf("usage: crosspool-kbench [--reps N] [--prefill]\n");
+      return 0;
     } else {
       std::fprintf(stderr,
                    "crosspool-kbench: unknown argument '%s' (expected "
