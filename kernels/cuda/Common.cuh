@@ -127,27 +127,6 @@ template <typename T> struct Vec16 {
   static constexpr int kN = 16 / sizeof(T);
 };
 
-/// Loads 16 bytes at `p` (16-byte aligned) through the read-only path and
-/// widens them to floats.
-template <typename T>
-__device__ __forceinline__ void load16(const T *__restrict__ p,
-                                       float (&out)[Vec16<T>::kN]) {
-  uint4 raw = __ldg(reinterpret_cast<const uint4 *>(p));
-  if constexpr (sizeof(T) == 4) {
-    out[0] = __uint_as_float(raw.x);
-    out[1] = __uint_as_float(raw.y);
-    out[2] = __uint_as_float(raw.z);
-    out[3] = __uint_as_float(raw.w);
-  } else {
-    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      out[2 * i] = __uint_as_float(w[i] << 16);
-      out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-  }
-}
-
 /// Widens a raw 16-byte chunk already in registers.
 template <typename T>
 __device__ __forceinline__ void unpack16(uint4 raw,
@@ -165,6 +144,14 @@ __device__ __forceinline__ void unpack16(uint4 raw,
       out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
     }
   }
+}
+
+/// Loads 16 bytes at `p` (16-byte aligned) through the read-only path and
+/// widens them to floats.
+template <typename T>
+__device__ __forceinline__ void load16(const T *__restrict__ p,
+                                       float (&out)[Vec16<T>::kN]) {
+  unpack16<T>(__ldg(reinterpret_cast<const uint4 *>(p)), out);
 }
 
 /// Loads N consecutive elements (N * sizeof(TX) a multiple of 16, 16-byte

@@ -172,6 +172,46 @@ __device__ void softmaxTopK(float *probs, int32_t *taken, int32_t E, int32_t K,
       wtsOut[k] = wtsOut[k] / total;
 }
 
+/// Run by one warp (lane 0..31) over the per-expert row counts sc[0, E):
+/// exclusive offsets into so[] (and offsets[] / counts[] when not null), the
+/// experts that have rows, ascending, into active[], and their number into
+/// *numActive (lane 31).
+__device__ __forceinline__ void
+scanExpertCounts(const int32_t *sc, int E, int lane, int32_t *so,
+                 int32_t *offsets, int32_t *counts, int32_t *active,
+                 int32_t *numActive) {
+  const int per = (E + 31) / 32, lo = min(E, lane * per),
+            hi = min(E, lo + per);
+  int32_t sum = 0, act = 0;
+  for (int e = lo; e < hi; ++e) {
+    sum += sc[e];
+    act += sc[e] > 0;
+  }
+  int32_t incS = sum, incA = act;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int32_t vs = __shfl_up_sync(0xffffffffu, incS, o);
+    const int32_t va = __shfl_up_sync(0xffffffffu, incA, o);
+    if (lane >= o) {
+      incS += vs;
+      incA += va;
+    }
+  }
+  int32_t off = incS - sum, a = incA - act;
+  for (int e = lo; e < hi; ++e) {
+    so[e] = off;
+    if (offsets)
+      offsets[e] = off;
+    if (counts)
+      counts[e] = sc[e];
+    off += sc[e];
+    if (sc[e] > 0)
+      active[a++] = e;
+  }
+  if (lane == 31)
+    *numActive = incA;
+}
+
 constexpr int kGroupStage = 4096;
 
 /// Stable counting sort of the T*K routed pairs by expert, in shared memory:
@@ -200,37 +240,9 @@ __global__ void groupKernel(const int32_t *__restrict__ idx, int64_t n,
       atomicAdd(&sc[e], 1);
   }
   __syncthreads();
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
-    const int per = (E + 31) / 32, lo = min(E, lane * per),
-              hi = min(E, lo + per);
-    int32_t sum = 0, act = 0;
-    for (int e = lo; e < hi; ++e) {
-      sum += sc[e];
-      act += sc[e] > 0;
-    }
-    int32_t incS = sum, incA = act;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      int32_t vs = __shfl_up_sync(0xffffffffu, incS, o);
-      int32_t va = __shfl_up_sync(0xffffffffu, incA, o);
-      if (lane >= o) {
-        incS += vs;
-        incA += va;
-      }
-    }
-    int32_t off = incS - sum, a = incA - act;
-    for (int e = lo; e < hi; ++e) {
-      so[e] = off;
-      offsets[e] = off;
-      counts[e] = sc[e];
-      off += sc[e];
-      if (sc[e] > 0)
-        activeList[a++] = e;
-    }
-    if (lane == 31)
-      *numActive = incA;
-  }
+  if (threadIdx.x < 32)
+    scanExpertCounts(sc, E, threadIdx.x, so, offsets, counts, activeList,
+                     numActive);
   __syncthreads();
   if (!rowsOf) // the GEMM path collects the rows with scatterRowsKernel
     return;
@@ -723,34 +735,8 @@ __global__ void __launch_bounds__(kFusedThreads)
     sc[e] = c;
   }
   __syncthreads();
-  if (warp == 0) { // offsets and the active list, as groupKernel
-    const int per = (E + 31) / 32, lo = min(E, lane * per),
-              hi = min(E, lo + per);
-    int32_t sum = 0, act = 0;
-    for (int e = lo; e < hi; ++e) {
-      sum += sc[e];
-      act += sc[e] > 0;
-    }
-    int32_t incS = sum, incA = act;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int32_t vs = __shfl_up_sync(0xffffffffu, incS, o);
-      const int32_t va = __shfl_up_sync(0xffffffffu, incA, o);
-      if (lane >= o) {
-        incS += vs;
-        incA += va;
-      }
-    }
-    int32_t off = incS - sum, ac = incA - act;
-    for (int e = lo; e < hi; ++e) {
-      so[e] = off;
-      off += sc[e];
-      if (sc[e] > 0)
-        sAct[ac++] = e;
-    }
-    if (lane == 31)
-      sNumAct = incA;
-  }
+  if (warp == 0)
+    scanExpertCounts(sc, E, lane, so, nullptr, nullptr, sAct, &sNumAct);
   __syncthreads();
   for (int e = tid; e < E; e += kFusedThreads) {
     if (sc[e] == 0)

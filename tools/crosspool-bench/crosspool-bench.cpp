@@ -15,6 +15,7 @@
 #include "tools/crosspool-bench/ServeArgs.h"
 
 #include "runtime/base/Status.h"
+#include "runtime/base/ToolMain.h"
 #include "runtime/serving/ServeReport.h"
 
 #include "absl/strings/str_cat.h"
@@ -621,15 +622,12 @@ int main(int argc, char **argv) {
   }
   absl::StatusOr<ServeArgs> args = parseServeArgs(rest);
   if (!args.ok()) {
-    std::fprintf(stderr, "crosspool-bench serve: error: %s\n",
-                 std::string(args.status().message()).c_str());
+    crosspool::tools::printToolError("crosspool-bench serve", args.status());
     return 1;
   }
   absl::Status status = runServe(*args);
   if (!status.ok()) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "crosspool-bench serve: error: %s\n",
-                 std::string(status.message()).c_str());
+    crosspool::tools::printToolError("crosspool-bench serve", status);
     return 1;
   }
   return 0;

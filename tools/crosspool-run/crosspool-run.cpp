@@ -13,6 +13,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/base/Status.h"
+#include "runtime/base/ToolMain.h"
 #include "runtime/engine/Runtime.h"
 
 #include "absl/strings/numbers.h"
@@ -194,16 +195,11 @@ absl::Status runMain(int argc, char **argv) {
 } // namespace
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      std::printf("%s\n", kUsage);
-      return 0;
-    }
+  if (crosspool::tools::printHelpIfAsked(argc, argv, kUsage))
+    return 0;
   absl::Status status = runMain(argc, argv);
   if (!status.ok()) {
-    std::string msg(status.message());
-    std::replace(msg.begin(), msg.end(), '\n', ' ');
-    std::fprintf(stderr, "crosspool-run: error: %s\n", msg.c_str());
+    crosspool::tools::printToolError("crosspool-run", status);
     return 1;
   }
   return 0;

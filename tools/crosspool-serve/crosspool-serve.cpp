@@ -23,6 +23,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/base/Status.h"
+#include "runtime/base/ToolMain.h"
 #include "runtime/engine/Runtime.h"
 #include "runtime/serving/ServeReport.h"
 #include "runtime/serving/ServingEngine.h"
@@ -373,17 +374,12 @@ absl::Status runMain(int argc, char **argv, bool *requestFailed) {
 } // namespace
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      std::printf("%s\n", kUsage);
-      return 0;
-    }
+  if (crosspool::tools::printHelpIfAsked(argc, argv, kUsage))
+    return 0;
   bool requestFailed = false;
   absl::Status status = runMain(argc, argv, &requestFailed);
   if (!status.ok()) {
-    std::string msg(status.message());
-    std::replace(msg.begin(), msg.end(), '\n', ' ');
-    std::fprintf(stderr, "crosspool-serve: error: %s\n", msg.c_str());
+    crosspool::tools::printToolError("crosspool-serve", status);
     return 1;
   }
   return requestFailed ? 1 : 0;
