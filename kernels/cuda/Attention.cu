@@ -945,13 +945,14 @@ absl::Status qkNormRopeKvWrite(void *q, void *k, void *v, int64_t T,
 }
 
 AttendConfig chooseAttendConfig(int64_t T, const AttentionParams &p,
-                                int32_t maxContext, int32_t numSms) {
+                                int32_t maxContext, int32_t numSms,
+                                bool oneRowPerBlock) {
   AttendConfig c;
   const int32_t G = std::max(1, p.numHeads / std::max(1, p.numKvHeads));
   // Decode batches hold one row per sequence: a row per block wastes no
   // score work on rows of other sequences. Longer steps are prompts, whose
   // consecutive rows share every K/V tile.
-  if (T > 32) {
+  if (T > 32 && !oneRowPerBlock) {
     int32_t nq = p.headDim <= 128 ? 64 : 32;
     c.rowsPerBlock = std::max(1, nq / G);
   }
@@ -979,6 +980,20 @@ int64_t attendWorkspaceBytes(int64_t T, const AttentionParams &p,
                              const AttendConfig &c) {
   return detail::workspaceRound(partAccFloats(T, p, c) * 4) +
          detail::workspaceRound(partMlFloats(T, p, c) * 4);
+}
+
+AttendPlan planAttend(int64_t T, const AttentionParams &p, int32_t maxContext,
+                      int32_t numSms, const AttendRows &rows) {
+  AttendPlan plan;
+  plan.decodeRows =
+      std::clamp<int64_t>(rows.decodeRows, 0, std::max<int64_t>(T, 0));
+  if (plan.decodeRows > 0)
+    plan.decode = chooseAttendConfig(plan.decodeRows, p, rows.decodeContext,
+                                     numSms, /*oneRowPerBlock=*/true);
+  if (plan.decodeRows < T)
+    plan.prompt =
+        chooseAttendConfig(T - plan.decodeRows, p, maxContext, numSms);
+  return plan;
 }
 
 absl::Status attend(const void *q, int64_t T, const AttentionParams &p,
@@ -1048,29 +1063,43 @@ absl::Status attend(const void *q, int64_t T, const AttentionParams &p,
 }
 
 int64_t attentionWorkspaceBytes(int64_t T, const AttentionParams &p,
-                                const AttendConfig &c) {
-  // Each buffer is sized for fp32, enough for either storage type.
+                                const AttendPlan &plan) {
+  // Each buffer is sized for fp32, enough for either storage type. The two
+  // attend passes run one after the other on one stream and share theirs.
   const int64_t qDim = int64_t(p.numHeads) * p.headDim;
   const int64_t kvDim = int64_t(p.numKvHeads) * p.headDim;
+  const int64_t D = plan.decodeRows;
   return 2 * detail::workspaceRound(T * qDim * 4) +
          2 * detail::workspaceRound(T * kvDim * 4) +
-         attendWorkspaceBytes(T, p, c);
+         std::max(D > 0 ? attendWorkspaceBytes(D, p, plan.decode) : 0,
+                  D < T ? attendWorkspaceBytes(T - D, p, plan.prompt) : 0);
+}
+
+int64_t attentionWorkspaceBytes(int64_t T, const AttentionParams &p,
+                                const AttendConfig &c) {
+  AttendPlan plan;
+  plan.prompt = c;
+  return attentionWorkspaceBytes(T, p, plan);
 }
 
 absl::Status attention(const void *x, int64_t T, const AttentionWeights &w,
                        const AttentionParams &p, const int32_t *rowSeq,
                        const int32_t *rowPos, const KvCacheView &kv,
-                       int32_t maxContext, void *out, const BlockContext &ctx) {
+                       int32_t maxContext, void *out, const BlockContext &ctx,
+                       const AttendRows &rows) {
   if (absl::Status st = checkParams(p); !st.ok())
     return st;
   if (!w.q || !w.k || !w.v || !w.o)
     return invalid("missing q/k/v/o projection weight");
   if (T < 0)
     return invalid(absl::StrCat("expects T >= 0 but got ", T));
+  if (rows.decodeRows < 0 || rows.decodeRows > T)
+    return invalid(absl::StrCat("expects 0 <= decode rows <= T = ", T,
+                                " but got ", rows.decodeRows));
   if (T == 0)
     return absl::OkStatus();
-  const AttendConfig c = chooseAttendConfig(T, p, maxContext, ctx.numSms);
-  const int64_t need = attentionWorkspaceBytes(T, p, c);
+  const AttendPlan plan = planAttend(T, p, maxContext, ctx.numSms, rows);
+  const int64_t need = attentionWorkspaceBytes(T, p, plan);
   if (ctx.workspaceBytes < need || !ctx.workspace)
     return invalid(absl::StrCat("attention needs ", need,
                                 " bytes of workspace but got ",
@@ -1094,7 +1123,16 @@ absl::Status attention(const void *x, int64_t T, const AttentionWeights &w,
   CP_RETURN_IF_ERROR(linearMulti(x, T, H, qkv, 3, dt, ctx));
   CP_RETURN_IF_ERROR(qkNormRopeKvWrite(qb, kb, vb, T, w.qNorm, w.kNorm, p,
                                        rowSeq, rowPos, kv, ctx.stream));
-  CP_RETURN_IF_ERROR(attend(qb, T, p, rowSeq, rowPos, kv, c, hb, rest));
+  const int64_t D = plan.decodeRows;
+  if (D > 0)
+    CP_RETURN_IF_ERROR(
+        attend(qb, D, p, rowSeq, rowPos, kv, plan.decode, hb, rest));
+  if (D < T) {
+    const int64_t off = D * qDim * dtypeBytes(dt); // bytes of D rows
+    CP_RETURN_IF_ERROR(attend(reinterpret_cast<const char *>(qb) + off, T - D,
+                              p, rowSeq + D, rowPos + D, kv, plan.prompt,
+                              reinterpret_cast<char *>(hb) + off, rest));
+  }
   // x is no longer read, so out may alias it.
   return linear(hb, w.o, w.oBias, T, qDim, H, out, dt, ctx);
 }

@@ -243,14 +243,40 @@ struct AttendConfig {
   int32_t splitLen = 1 << 30;
 };
 
-/// Picks the tiling: decode-sized T gets one row per block and enough splits
-/// of `maxContext` (an upper bound of rowPos + 1, used only for speed) for
-/// about two blocks per multiprocessor; prefill-sized T gets query tiles.
+/// Picks the tiling: decode-sized T (or any T when `oneRowPerBlock`: rows of
+/// different sequences) gets one row per block and enough splits of
+/// `maxContext` (an upper bound of rowPos + 1, used only for speed) for about
+/// two blocks per multiprocessor; prefill-sized T gets query tiles.
 AttendConfig chooseAttendConfig(int64_t T, const AttentionParams &p,
-                                int32_t maxContext, int32_t numSms);
+                                int32_t maxContext, int32_t numSms,
+                                bool oneRowPerBlock = false);
 
 int64_t attendWorkspaceBytes(int64_t T, const AttentionParams &p,
                              const AttendConfig &c);
+
+/// Which rows of an attention() call are decode rows: rows [0, decodeRows)
+/// each belong to a sequence with no other row in the call, at contexts
+/// <= decodeContext. They are attended in a pass of their own, one row per
+/// block (the tensor-core decode kernel) with splits sized for their
+/// context, and the remaining rows (prompt chunks, contexts <= the call's
+/// maxContext) get query tiles sized for theirs. Without this, a query tile
+/// that holds decode rows next to prompt rows walks every decode row's whole
+/// context at the cost of a full tile (docs/serving.md, the 58 GiB result),
+/// and a batch of more than 32 decode rows is tiled like a prompt.
+struct AttendRows {
+  int64_t decodeRows = 0;
+  int32_t decodeContext = 1;
+};
+
+/// The passes attention() runs for T rows: `decode` over rows
+/// [0, decodeRows), `prompt` over the rest (decodeRows == 0: one prompt-tiled
+/// pass over all rows; decodeRows == T: one decode pass).
+struct AttendPlan {
+  int64_t decodeRows = 0;
+  AttendConfig decode, prompt;
+};
+AttendPlan planAttend(int64_t T, const AttentionParams &p, int32_t maxContext,
+                      int32_t numSms, const AttendRows &rows = {});
 
 /// Step 6: heads[T, nh*hd] (storage kv.dtype) = causal (optionally
 /// sliding-window) GQA softmax attention of q (already normed and rotated)
@@ -263,13 +289,17 @@ absl::Status attend(const void *q, int64_t T, const AttentionParams &p,
 
 int64_t attentionWorkspaceBytes(int64_t T, const AttentionParams &p,
                                 const AttendConfig &c);
+int64_t attentionWorkspaceBytes(int64_t T, const AttentionParams &p,
+                                const AttendPlan &plan);
 
 /// The whole Attention task (cpu::attention): x[T, hidden] -> out[T, hidden],
-/// `out` may alias `x`. Uses chooseAttendConfig(T, p, maxContext, numSms).
+/// `out` may alias `x`. Attends in the passes of
+/// planAttend(T, p, maxContext, numSms, rows).
 absl::Status attention(const void *x, int64_t T, const AttentionWeights &w,
                        const AttentionParams &p, const int32_t *rowSeq,
                        const int32_t *rowPos, const KvCacheView &kv,
-                       int32_t maxContext, void *out, const BlockContext &ctx);
+                       int32_t maxContext, void *out, const BlockContext &ctx,
+                       const AttendRows &rows = {});
 
 //===----------------------------------------------------------------------===//
 // Mixture of experts (Moe.cu)

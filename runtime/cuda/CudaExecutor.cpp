@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <unordered_map>
 
 namespace crosspool::runtime::cuda {
 
@@ -301,8 +302,8 @@ absl::Status CudaExecutor::ensureCapacity(int64_t T, int32_t maxContext,
       if (in.kernel == fb::Kernel::Attention)
         ws = std::max(ws, cudak::attentionWorkspaceBytes(
                               T, in.attnParams,
-                              cudak::chooseAttendConfig(T, in.attnParams,
-                                                        maxContext, numSms_)));
+                              cudak::planAttend(T, in.attnParams, maxContext,
+                                                numSms_, attendRows_)));
       else if (in.kernel == fb::Kernel::Moe)
         ws = std::max(ws, cudak::moeWorkspaceBytes(T, in.moeParams));
       else if (in.kernel == fb::Kernel::Mlp)
@@ -421,7 +422,7 @@ absl::Status CudaExecutor::runTask(const Instr &in, Pool &pool, int64_t T,
     kv.numSeqs = numSeqs_;
     return cudak::attention(x, T, in.attnWeights, in.attnParams,
                             stagingDev_ + T, stagingDev_ + 2 * T, kv,
-                            maxContext, y, ctx);
+                            maxContext, y, ctx, attendRows_);
   }
   default:
     return absl::InternalError("unknown kernel");
@@ -508,9 +509,12 @@ absl::StatusOr<cudaGraphExec_t> CudaExecutor::graphFor(int64_t T,
   for (const auto &pool : pools_)
     for (const Instr &in : pool->instrs)
       if (in.op == fb::Opcode::Task && in.kernel == fb::Kernel::Attention) {
-        cudak::AttendConfig c =
-            cudak::chooseAttendConfig(T, in.attnParams, maxContext, numSms_);
-        key.insert(key.end(), {c.rowsPerBlock, c.numSplits, c.splitLen});
+        const cudak::AttendPlan a = cudak::planAttend(
+            T, in.attnParams, maxContext, numSms_, attendRows_);
+        key.insert(key.end(),
+                   {a.decodeRows, a.decode.rowsPerBlock, a.decode.numSplits,
+                    a.decode.splitLen, a.prompt.rowsPerBlock,
+                    a.prompt.numSplits, a.prompt.splitLen});
       }
   auto it = graphs_.find(key);
   if (it != graphs_.end()) {
@@ -587,6 +591,18 @@ absl::Status CudaExecutor::run(const CudaStep &step,
   gatherOut_ = selectRows_ && !identity;
   outRows_ = selectRows_ ? nWant : T;
   const bool graphStep = useGraphs_ && T <= kGraphMaxRows;
+  // Decode rows (leading rows of sequences with no other row in the step;
+  // the serving engine puts them first) get an attend pass of their own.
+  std::unordered_map<int32_t, int32_t> rowsOfSeq;
+  for (int32_t s : step.rowSeq)
+    ++rowsOfSeq[s];
+  int64_t decodeRows = 0;
+  int32_t decodeContext = 1, promptContext = 1;
+  while (decodeRows < T && rowsOfSeq[step.rowSeq[decodeRows]] == 1)
+    decodeContext = std::max(decodeContext, step.rowPos[decodeRows++] + 1);
+  for (int64_t r = decodeRows; r < T; ++r)
+    promptContext = std::max(promptContext, step.rowPos[r] + 1);
+  attendRows_ = {};
   if (graphStep) {
     // One graph per context bucket: maxContext is only an upper bound of
     // every row's context (used for the attention tiling) and the page
@@ -596,6 +612,13 @@ absl::Status CudaExecutor::run(const CudaStep &step,
     for (const cudak::KvCacheView &kv : kv_)
       maxPages = std::max<int32_t>(
           maxPages, (maxContext + kv.tokensPerPage - 1) / kv.tokensPerPage);
+    // Graphs are keyed by one context bucket: a decode-only step is one
+    // decode pass, a mixed one keeps a single pass.
+    if (decodeRows == T)
+      attendRows_ = {T, maxContext};
+  } else if (decodeRows > 0) {
+    attendRows_ = {decodeRows, decodeContext};
+    maxContext = decodeRows < T ? promptContext : decodeContext;
   }
   CP_RETURN_IF_ERROR(
       ensureCapacity(T, maxContext, numSeqs, maxPages, outRows_));

@@ -131,6 +131,8 @@ private:
   int32_t *stagingDev_ = nullptr;
   size_t stagingInts_ = 0;
   int32_t maxPagesPerSeq_ = 0, numSeqs_ = 0;
+  /// This step's decode rows (see cudak::AttendRows); set by run().
+  kernels::cuda::AttendRows attendRows_;
   /// Rows through the LM head this step, and whether they are gathered
   /// (their row indices follow the page tables in the staging buffer).
   int64_t outRows_ = 0;

@@ -275,6 +275,60 @@ TEST(CudaBatchedDecode, ThreeSequencesInOneStepFollowTheirGoldens) {
   EXPECT_EQ(rt->kvPagesInUse(), 0);
 }
 
+// A mixed step, as the serving engine builds it: decode rows of two running
+// sequences first, then a third sequence's whole prompt. Launched eagerly,
+// the executor attends the decode rows in a pass of their own
+// (cudak::AttendRows); every sequence still follows its golden.
+TEST(CudaMixedSteps, DecodeRowsBesideAPromptFollowTheirGoldens) {
+  CP_SKIP_WITHOUT_CUDA();
+  const std::string model = "qwen3_moe_tiny";
+  auto goldens = tc::loadGoldens(model);
+  ASSERT_EQ(goldens.size(), 3u);
+  RuntimeOptions o = tc::cudaOptions(cudak::DType::kF32);
+  o.useGraphs = false;
+  o.kvChunks = 8;
+  auto rt = Runtime::create(o);
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  auto id = (*rt)->loadModel(tc::planPath(model), tc::loadOptions(model));
+  ASSERT_TRUE(id.ok()) << id.status();
+  const int64_t V = (*(*rt)->modelInfo(*id))->vocabSize;
+  std::vector<runtime::SequenceId> seqs;
+  std::vector<std::vector<int32_t>> chunks(3), got(3);
+  for (int s = 0; s < 3; ++s) {
+    auto seq = (*rt)->startSequence(*id);
+    ASSERT_TRUE(seq.ok());
+    seqs.push_back(*seq);
+  }
+  for (int s = 0; s < 2; ++s) {
+    auto logits = (*rt)->prefill(seqs[s], goldens[s].promptIds);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    chunks[s] = {int32_t(
+        kernels::cpu::argmax(logits->data() + logits->size() - V, V))};
+  }
+  chunks[2] = goldens[2].promptIds;
+  for (size_t n = 0; n < goldens[0].generatedIds.size(); ++n) {
+    auto logits = (*rt)->step(seqs, chunks);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    if (n == 0) {
+      const std::vector<float> &g = goldens[2].logits;
+      std::vector<float> want(g.end() - V, g.end());
+      std::vector<float> row(logits->begin() + 2 * V, logits->begin() + 3 * V);
+      EXPECT_LE(tc::maxRelativeError(row, want), 1e-4)
+          << "the prompt's last row, beside two decode rows";
+    }
+    for (int s = 0; s < 3; ++s) {
+      if (n > 0 || s < 2)
+        got[s].push_back(chunks[s][0]);
+      chunks[s] = {int32_t(kernels::cpu::argmax(logits->data() + s * V, V))};
+    }
+  }
+  got[2].push_back(chunks[2][0]);
+  for (int s = 0; s < 3; ++s)
+    EXPECT_EQ(got[s], goldens[s].generatedIds) << "sequence " << s;
+  for (auto seq : seqs)
+    ASSERT_TRUE((*rt)->release(seq).ok());
+}
+
 // Decode steps replayed from captured CUDA graphs give the same bits as the
 // same steps launched one by one, and the graphs are really used.
 TEST(CudaGraphs, ReplayedStepsMatchEagerSteps) {

@@ -59,6 +59,17 @@ Step prefillStep(std::vector<std::pair<int32_t, int32_t>> seqRanges) {
   return s;
 }
 
+/// Decode rows of sequences 0..n-1 first, then a prompt chunk [a, b) of
+/// sequence n (the order the serving engine builds a mixed step in).
+Step mixedStep(std::vector<int32_t> decodePositions, int32_t a, int32_t b) {
+  Step s = decodeStep(decodePositions);
+  for (int32_t p = a; p < b; ++p) {
+    s.rowSeq.push_back(int32_t(decodePositions.size()));
+    s.rowPos.push_back(p);
+  }
+  return s;
+}
+
 class AttentionHarness {
 public:
   AttentionHarness(const Geometry &g, DType dt, uint32_t seed)
@@ -93,8 +104,11 @@ public:
   }
 
   /// Runs `step` on both sides; `forced` replaces chooseAttendConfig.
+  /// `decodeRows`: the step's leading rows are passed to attention() as
+  /// decode rows (AttendRows), with maxContext over the other rows, as the
+  /// CUDA executor does for a mixed step.
   void run(const Step &step, std::optional<AttendConfig> forced,
-           cublasHandle_t blas) {
+           cublasHandle_t blas, int64_t decodeRows = 0) {
     SCOPED_TRACE(::testing::Message()
                  << dtypeName(dt_) << " nh=" << g_.nh << " nkv=" << g_.nkv
                  << " hd=" << g_.hd << " qkNorm=" << g_.qkNorm
@@ -224,20 +238,27 @@ public:
     DeviceBuffer dx = upload(x, dt_), out(T * g_.hidden * esize);
     DeviceBuffer dSeq = uploadInts(step.rowSeq), dPos = uploadInts(step.rowPos);
     out.poison();
-    const int32_t maxContext =
-        *std::max_element(step.rowPos.begin(), step.rowPos.end()) + 1;
+    AttendRows rows;
+    rows.decodeRows = decodeRows;
+    int32_t maxContext = 1;
+    for (int64_t t = 0; t < T; ++t) {
+      int32_t &bound = t < decodeRows ? rows.decodeContext : maxContext;
+      bound = std::max(bound, step.rowPos[t] + 1);
+    }
     BlockContext ctx;
     ctx.blas = blas;
     ctx.numSms = numSms();
     if (!forced) {
-      AttendConfig c = chooseAttendConfig(T, p_, maxContext, ctx.numSms);
-      DeviceBuffer ws(attentionWorkspaceBytes(T, p_, c));
+      const AttendPlan plan = planAttend(T, p_, maxContext, ctx.numSms, rows);
+      if (decodeRows > 0)
+        EXPECT_EQ(plan.decode.rowsPerBlock, 1);
+      DeviceBuffer ws(attentionWorkspaceBytes(T, p_, plan));
       ws.poison();
       ctx.workspace = ws.get();
       ctx.workspaceBytes = int64_t(ws.bytes());
       CP_ASSERT_OK(attention(dx.get(), T, w, p_, dSeq.as<int32_t>(),
                              dPos.as<int32_t>(), kv, maxContext, out.get(),
-                             ctx));
+                             ctx, rows));
       CP_ASSERT_SYNC();
     } else {
       // The block by hand, with the forced tiling.
@@ -361,6 +382,22 @@ TEST_P(AttentionCudaTest, LongContextSplitsAcrossBlocks) {
   h.run(decodeStep({4999, 3000, 17}), std::nullopt, blas_);
 }
 
+// Decode rows of other sequences riding in a prompt chunk's step: their own
+// attend pass (one row per block, splits for their context) beside the
+// chunk's query tiles; also a decode batch of more than 32 rows.
+TEST_P(AttentionCudaTest, DecodeRowsBesidePromptChunks) {
+  const DType dt = GetParam();
+  Geometry g{8, 2, 64, 128, 1, 0.0f, 0, false};
+  AttentionHarness h(g, dt, 6100);
+  h.run(mixedStep({2100}, 64, 140), std::nullopt, blas_, 1);
+  h.run(mixedStep({1500, 37, 900}, 0, 70), std::nullopt, blas_, 3);
+  h.run(mixedStep({1500, 37, 900}, 0, 70), std::nullopt, blas_, 0); // one pass
+  h.run(decodeStep(spreadPositions(40, 6101, 500)), std::nullopt, blas_, 40);
+  Geometry w{4, 4, 32, 64, 0, 0.0f, 24, true}; // sliding window, G = 1
+  AttentionHarness hw(w, dt, 6200);
+  hw.run(mixedStep({300, 45}, 10, 90), std::nullopt, blas_, 2);
+}
+
 // head_dim not a multiple of 4: the split merge's scalar-column path, with
 // more splits than one block of split groups covers.
 TEST_P(AttentionCudaTest, SplitMergeOddColumns) {
@@ -444,6 +481,13 @@ TEST(AttentionCudaArgsTest, RejectsBadArguments) {
   EXPECT_EQ(
       attention(&dummy, 1, w, p, &dummy, &dummy, kv, 1, &dummy, ctx).code(),
       absl::StatusCode::kInvalidArgument);
+  // More decode rows than rows.
+  AttentionWeights some;
+  some.q = some.k = some.v = some.o = &dummy;
+  EXPECT_EQ(attention(&dummy, 1, some, p, &dummy, &dummy, kv, 1, &dummy, ctx,
+                      AttendRows{2, 1})
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 } // namespace
