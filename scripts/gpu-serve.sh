@@ -38,17 +38,18 @@
 #       ~6.5 GB, while the shared pool has ~19.5 GB for all 24 requests.
 #       One replay per mode, --max-wall-s 70.
 #
-# Time estimate from the second H100 run (2026-11-25, docs/serving.md):
-# decode-only steps 6.2 ms median (8.7 sequences), steps with a ~700-token
-# prefill chunk ~90-100 ms, with a ~1000-token chunk at 4-8K context ~280 ms
-# (about 3.6k prompt tokens/s: the MoE prefill path is far from the
-# tensor-core floor, docs/perf.md):
-#  setup per process: models 0.3 s each, KV pool 0.3 s, warm-up: < 20 s.
-#  (i)  4 replays per mode of ~6-16 s -> ~45 s per mode, ~140 s.
-#  (ii) ~115k prompt tokens (8 x 8K + 16 x 4K) -> ~32 s of prefill + the
-#       decode tail -> ~40 s per mode, ~120 s (cap: 3 x 87.5 s).
-#  Total: ~4.5 minutes. A replay stopped by its cap is printed as STOPPED and
-#  never counts as sustainable.
+# Time estimate from the third H100 run (2026-11-25, docs/serving.md, after
+# decode rows got their own attention pass): decode-only steps 4-6 ms median,
+# steps with a ~450-token prefill chunk ~32-43 ms, with a ~1000-token chunk at
+# 4-8K context ~140 ms. Each process first runs one unmeasured warm-up replay
+# in the first mode (--warm-replays, default 1 on CUDA):
+#  setup per process: models 0.3 s each, KV pool 0.3 s, warm-up step: < 20 s.
+#  (i)  ~4.5 s per replay, 1 + 3 x (1-4) replays -> ~40-75 s.
+#  (ii) ~115k prompt tokens at ~7k tokens/s -> ~23 s per replay, 4 replays ->
+#       ~100 s (cap: 4 x 87.5 s; on an H200 with Qwen3-30B-A3B its 32K
+#       prompts hit the 70 s cap: prompt attention is the bottleneck there).
+#  Total: ~3 minutes on an H100, up to ~9 on an H200. A replay stopped by its
+#  cap is printed as STOPPED and never counts as sustainable.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/build-gpu/serve
@@ -98,7 +99,7 @@ timeout 270 "$BIN/crosspool-bench" serve $MODELS $COMMON --popularity zipf:1.2 \
 echo "rc=$? after $(( $(date +%s) - START )) s" | tee -a "$OUT/summary.txt"
 
 echo "== long context ($(date +%T))" | tee -a "$OUT/summary.txt"
-timeout 240 "$BIN/crosspool-bench" serve $MODELS $COMMON --popularity uniform \
+timeout 360 "$BIN/crosspool-bench" serve $MODELS $COMMON --popularity uniform \
   --requests 24 --rate 50 --long-context 4096:32768 --max-output 64 \
   --max-wall-s 70 \
   --json-out "$OUT/serve-long.json" > "$OUT/serve-long.log" 2> "$OUT/serve-long.err"

@@ -32,7 +32,7 @@ const char *kServeUsage =
     "[--clock cost|measured] [--step-base-us US] [--per-token-us US] "
     "[--per-context-token-us US] [--weight-bytes-per-us B] "
     "[--slo-tbt-ms MS [--slo-ttft-ms MS] --search-rate LO:HI[:ITERS]] "
-    "[--max-wall-s S] [--json-out FILE] [--quiet]";
+    "[--max-wall-s S] [--warm-replays N] [--json-out FILE] [--quiet]";
 
 namespace {
 
@@ -178,6 +178,10 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
       {"--max-wall-s",
        [&](const std::string &v) {
          return parseDouble("--max-wall-s", v, 0, true, &a.maxWallS);
+       }},
+      {"--warm-replays",
+       [&](const std::string &v) {
+         return parseInt("--warm-replays", v, 0, &a.warmReplays);
        }},
       {"--kv-page-bytes",
        [&](const std::string &v) -> absl::Status {
@@ -355,6 +359,8 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
         " needs --gpu-mem-gb (the memory of each simulated GPU); without it "
         "the one card is the cluster (--gpus 1)"));
   a.cluster.gpuMemoryBytes = size_t(a.gpuMemMb * 1024 * 1024);
+  if (a.warmReplays < 0)
+    a.warmReplays = a.device == Device::kCuda ? 1 : 0;
   return a;
 }
 

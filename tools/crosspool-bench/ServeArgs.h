@@ -43,6 +43,11 @@ struct ServeArgs {
   double gpuReserveMb = 2048;
   /// > 0: a replay stops admitting after this many wall seconds.
   double maxWallS = 0;
+  /// Unmeasured replays of the workload (first mode, nominal rate) before
+  /// the measured ones, so no mode pays the process's first kernel loads,
+  /// graph captures and KV chunk maps. -1 (default): 1 on CUDA, 0 on the
+  /// CPU (whose cost-model clock has nothing to warm).
+  int64_t warmReplays = -1;
   size_t kvPageBytes = 4096;
   runtime::Device device = runtime::Device::kCpu;
   runtime::Precision precision = runtime::Precision::kFp32;

@@ -49,6 +49,9 @@ TEST(BenchCliTest, BadFlags) {
               kServeError + "--cv expects a number > 0 but got '-1'");
   expectError(m + "--requests 0",
               kServeError + "--requests expects an integer >= 1 but got '0'");
+  expectError(m + "--warm-replays -1",
+              kServeError +
+                  "--warm-replays expects an integer >= 0 but got '-1'");
   expectError(m + "--prompt-range 9:3",
               kServeError +
                   "--prompt-range expects LO:HI with 1 <= LO <= HI but got "

@@ -140,6 +140,33 @@ TEST(BenchReplayTest, ModelsLoadOnceAndEveryReplayStartsClean) {
   EXPECT_EQ(withoutWallTimes(a), withoutWallTimes(b));
 }
 
+// Warm-up replays run before the measured ones and leave nothing behind:
+// the measured run equals the same run without them, and the report says
+// how many there were (CPU default: none).
+TEST(BenchReplayTest, WarmUpReplaysAreDiscarded) {
+  const std::string common =
+      " --mode crosspool --requests 40 --rate 40 --cv 3 --prompt-range 8:96 "
+      "--output-range 4:24 --gpus 3 --gpu-mem-mb 1.45 --quiet ";
+  std::string warm = ::testing::TempDir() + "/serve_warm.json",
+              cold = ::testing::TempDir() + "/serve_cold.json";
+  crosspool::testing::CliResult r = runBench(
+      "serve " + plans() + common + "--warm-replays 2 --json-out " + warm);
+  ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("warm-up: 2 replay(s) in crosspool mode"),
+            std::string::npos)
+      << r.out;
+  r = runBench("serve " + plans() + common + "--json-out " + cold);
+  ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
+  EXPECT_EQ(r.out.find("warm-up:"), std::string::npos) << r.out;
+  nlohmann::json w = nlohmann::json::parse(readFile(warm)),
+                 c = nlohmann::json::parse(readFile(cold));
+  EXPECT_EQ(w["config"]["warm_replays"], 2);
+  EXPECT_EQ(c["config"]["warm_replays"], 0);
+  EXPECT_EQ(w["config"]["replays"], 1);
+  ASSERT_EQ(w["runs"].size(), 1u);
+  EXPECT_EQ(withoutWallTimes(w["runs"][0]), withoutWallTimes(c["runs"][0]));
+}
+
 // Every step is logged: the log and the summary agree with the step count,
 // rows split into decode rows and prefill tokens, and the cost-model clock
 // advances each step by 500 us + 40 us x rows + 0.02 us x positions
