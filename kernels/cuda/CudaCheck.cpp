@@ -42,6 +42,15 @@ bool earlyPrefetchEnabled() {
 void setEarlyPrefetchEnabled(bool on) { gEarlyPrefetch.store(on ? 1 : 0); }
 
 namespace {
+std::atomic<int> gPrefillMma{-1};
+} // namespace
+
+bool prefillMmaEnabled() {
+  return switchValue(gPrefillMma, "CROSSPOOL_PREFILL_MMA");
+}
+void setPrefillMmaEnabled(bool on) { gPrefillMma.store(on ? 1 : 0); }
+
+namespace {
 std::atomic<int> gMoeGemm{-1}, gMoeGemmMin{-1}, gMoeGemmStreams{-1},
     gMoeGemmMaxExperts{-1};
 std::atomic<int64_t> gMoeGemmCalls{0};
