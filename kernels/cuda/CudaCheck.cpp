@@ -59,6 +59,14 @@ bool moePersistentEnabled() {
 }
 void setMoePersistentEnabled(bool on) { gMoePersistent.store(on ? 1 : 0); }
 
+std::atomic<int> gPrefillMma{-1};
+} // namespace
+
+bool prefillMmaEnabled() {
+  return switchValue(gPrefillMma, "CROSSPOOL_PREFILL_MMA");
+}
+void setPrefillMmaEnabled(bool on) { gPrefillMma.store(on ? 1 : 0); }
+
 namespace {
 std::atomic<int> gMoeGemm{-1}, gMoeGemmMin{-1}, gMoeGemmStreams{-1},
     gMoeGemmMaxExperts{-1};

@@ -99,6 +99,14 @@ void setEarlyPrefetchEnabled(bool on);
 bool moePersistentEnabled();
 void setMoePersistentEnabled(bool on);
 
+/// Prompt attention on tensor cores (bf16 KV, head_dim 32/64/128, 16 % G ==
+/// 0): a warp per 16 (position, head) rows walking its keys with mma.sync,
+/// instead of the scalar shared-memory kernel. On by default;
+/// CROSSPOOL_PREFILL_MMA=0 (read once) or setPrefillMmaEnabled(false) keeps
+/// the scalar kernel (for A/B timing).
+bool prefillMmaEnabled();
+void setPrefillMmaEnabled(bool on);
+
 /// Storage type of weights, activations and KV pages.
 enum class DType : int32_t { kF32 = 0, kBF16 = 1 };
 
