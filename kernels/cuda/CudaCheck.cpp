@@ -59,6 +59,7 @@ bool moePersistentEnabled() {
 }
 void setMoePersistentEnabled(bool on) { gMoePersistent.store(on ? 1 : 0); }
 
+namespace {
 std::atomic<int> gPrefillMma{-1};
 } // namespace
 
