@@ -674,6 +674,259 @@ __global__ void __launch_bounds__(kAttnThreads)
   }
 }
 
+/// Prompt rows on tensor cores (bf16 KV, head_dim 32/64/128, G | 16): warp
+/// w of a block owns one m16 tile of 16 (position, query head) rows, R =
+/// 16 / G consecutive positions x the G heads of KV head blockIdx.y (row r:
+/// position r / G, head r % G), and walks all keys of its split for them
+/// with attendDecodeMmaKernel's per-16-key step (K/V straight from the
+/// pages, online softmax in registers), each row masked to its own causal
+/// (and sliding-window) range. Rows of different sequences in one tile take
+/// one pass per sequence. A block is 4 tiles: rowsPerBlock = 4R, the prompt
+/// tiling chooseAttendConfig picks (64 / G rows) for head_dim <= 128. Every
+/// lane writes its own rows' outputs: no cross-warp merge.
+template <int HD>
+__global__ void __launch_bounds__(kAttnThreads)
+    attendPrefillMmaKernel(AttendArgs a) {
+  constexpr int NC = HD / 32;
+  constexpr int DV = HD >= 64 ? 8 : 4;
+  constexpr int NG = HD / (8 * DV);
+  constexpr int NT = HD / 8;
+  constexpr int VW = DV / 2;
+  detail::pdlEnter();
+
+  const int split = blockIdx.x, kvh = blockIdx.y;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, tq = lane & 3;
+  const int G = a.G, R = 16 / G;
+  const int64_t tw = (int64_t(blockIdx.z) * (kAttnThreads / 32) + warp) * R;
+  if (tw >= a.T)
+    return; // warp-uniform; no block-wide barrier follows
+
+  // This lane's two rows (g and g + 8 of the tile).
+  const int64_t tA = tw + g / G, tB = tw + (g + 8) / G;
+  const int hA = kvh * G + g % G, hB = kvh * G + (g + 8) % G;
+  auto rowOf = [&](int64_t t, int32_t &seq, int32_t &pos) {
+    seq = -1;
+    pos = -1;
+    if (t < a.T) {
+      seq = a.rowSeq[t];
+      pos = a.rowPos[t];
+      if (seq < 0 || seq >= a.kv.numSeqs || pos < 0)
+        seq = pos = -1;
+    }
+  };
+  int32_t seqA, posA, seqB, posB;
+  rowOf(tA, seqA, posA);
+  rowOf(tB, seqB, posB);
+
+  const bf16 *q = static_cast<const bf16 *>(a.q);
+  const int64_t qStride = int64_t(a.nh) * HD;
+  const uint4 z = make_uint4(0, 0, 0, 0);
+  uint4 qa[NC], qb[NC];
+#pragma unroll
+  for (int c = 0; c < NC; ++c) {
+    qa[c] = posA >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
+                            q + tA * qStride + int64_t(hA) * HD + c * 32 +
+                            tq * 8))
+                      : z;
+    qb[c] = posB >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
+                            q + tB * qStride + int64_t(hB) * HD + c * 32 +
+                            tq * 8))
+                      : z;
+  }
+
+  float acc[NT][4];
+#pragma unroll
+  for (int n = 0; n < NT; ++n)
+    acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
+  const int64_t rowBytes = int64_t(a.nkv) * HD * 2;
+  const int64_t vOff = int64_t(a.kv.tpp) * rowBytes;
+  const char *kvBase = a.kv.base + int64_t(kvh) * HD * 2;
+  const float scale = a.scale;
+  const int splitBegin = split * a.splitLen;
+  const int splitEnd =
+      split == a.numSplits - 1 ? INT_MAX : splitBegin + a.splitLen;
+  const int loA = a.window > 0 ? max(0, posA - a.window + 1) : 0;
+  const int loB = a.window > 0 ? max(0, posB - a.window + 1) : 0;
+
+  // One pass per distinct sequence among the tile's R positions (usually
+  // one). `done`: positions already covered.
+  uint32_t done = 0;
+  for (int r = 0; r < R; ++r) {
+    if (done >> r & 1u)
+      continue;
+    int32_t S, p0r;
+    rowOf(tw + r, S, p0r);
+    // Key range of the pass: over the tile's positions in sequence S.
+    int kLo = INT_MAX, kHi = -1;
+    for (int r2 = r; r2 < R; ++r2) {
+      int32_t s2, p2;
+      rowOf(tw + r2, s2, p2);
+      if (s2 != S)
+        continue;
+      done |= 1u << r2;
+      if (S < 0)
+        continue;
+      kLo = min(kLo, a.window > 0 ? max(0, p2 - a.window + 1) : 0);
+      kHi = max(kHi, p2);
+    }
+    if (S < 0)
+      continue;
+    const int begin = max(kLo, splitBegin), end = min(kHi + 1, splitEnd);
+    const bool inA = seqA == S, inB = seqB == S;
+    int64_t offNext = -1;
+    {
+      const int my = begin + (lane & 15);
+      offNext = my < end ? kvRowOffset(a.kv, S, my, rowBytes) : int64_t(-1);
+    }
+    for (int kb = begin; kb < end; kb += 16) {
+      const int64_t off = offNext;
+      const int64_t oK0 = __shfl_sync(0xffffffffu, off, g);
+      const int64_t oK1 = __shfl_sync(0xffffffffu, off, g + 8);
+      const int64_t oV[4] = {__shfl_sync(0xffffffffu, off, 2 * tq),
+                             __shfl_sync(0xffffffffu, off, 2 * tq + 1),
+                             __shfl_sync(0xffffffffu, off, 8 + 2 * tq),
+                             __shfl_sync(0xffffffffu, off, 9 + 2 * tq)};
+      uint4 kA[NC], kB[NC];
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        kA[c] = oK0 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
+                               kvBase + oK0 + (c * 32 + tq * 8) * 2))
+                         : z;
+        kB[c] = oK1 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
+                               kvBase + oK1 + (c * 32 + tq * 8) * 2))
+                         : z;
+      }
+      uint32_t vw[4][NG][VW];
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+#pragma unroll
+        for (int gi = 0; gi < NG; ++gi) {
+          const char *p = kvBase + vOff + oV[k] + (gi * 8 * DV + g * DV) * 2;
+          if constexpr (DV == 8) {
+            uint4 v =
+                oV[k] >= 0 ? __ldg(reinterpret_cast<const uint4 *>(p)) : z;
+            vw[k][gi][0] = v.x, vw[k][gi][1] = v.y, vw[k][gi][2] = v.z,
+            vw[k][gi][3] = v.w;
+          } else {
+            uint2 v = oV[k] >= 0 ? __ldg(reinterpret_cast<const uint2 *>(p))
+                                 : make_uint2(0, 0);
+            vw[k][gi][0] = v.x, vw[k][gi][1] = v.y;
+          }
+        }
+      {
+        const int my = kb + 16 + (lane & 15);
+        offNext = my < end ? kvRowOffset(a.kv, S, my, rowBytes) : int64_t(-1);
+      }
+      float s0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        detail::mmaChunk32(s0, qa[c], qb[c], kA[c]);
+        detail::mmaChunk32(s1, qa[c], qb[c], kB[c]);
+      }
+      // Lane's keys kb + {2tq, 2tq+1, 8+2tq, 9+2tq}; each row sees the ones
+      // in its own range of sequence S.
+      const int kp[4] = {kb + 2 * tq, kb + 2 * tq + 1, kb + 8 + 2 * tq,
+                         kb + 9 + 2 * tq};
+      float x0[4], x1[4];
+      const float sv[2][4] = {{s0[0], s0[1], s1[0], s1[1]},
+                              {s0[2], s0[3], s1[2], s1[3]}};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const bool ok = oV[i] >= 0 && kp[i] < end;
+        x0[i] = ok && inA && kp[i] <= posA && kp[i] >= loA ? sv[0][i] * scale
+                                                            : -INFINITY;
+        x1[i] = ok && inB && kp[i] <= posB && kp[i] >= loB ? sv[1][i] * scale
+                                                            : -INFINITY;
+      }
+      float mx0 = fmaxf(fmaxf(x0[0], x0[1]), fmaxf(x0[2], x0[3]));
+      float mx1 = fmaxf(fmaxf(x1[0], x1[1]), fmaxf(x1[2], x1[3]));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+      float al0 = 1.0f, al1 = 1.0f;
+      float p0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, p1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if (n0 != -INFINITY) {
+        al0 = __expf(m0 - n0);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          p0[i] = __expf(x0[i] - n0);
+        m0 = n0;
+      }
+      if (n1 != -INFINITY) {
+        al1 = __expf(m1 - n1);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          p1[i] = __expf(x1[i] - n1);
+        m1 = n1;
+      }
+      l0 = l0 * al0 + (p0[0] + p0[1] + p0[2] + p0[3]);
+      l1 = l1 * al1 + (p1[0] + p1[1] + p1[2] + p1[3]);
+      const uint32_t pa0 = detail::packBf16(p0[0], p0[1]);
+      const uint32_t pa1 = detail::packBf16(p1[0], p1[1]);
+      const uint32_t pa2 = detail::packBf16(p0[2], p0[3]);
+      const uint32_t pa3 = detail::packBf16(p1[2], p1[3]);
+#pragma unroll
+      for (int gi = 0; gi < NG; ++gi)
+#pragma unroll
+        for (int j = 0; j < DV; ++j) {
+          const int n = gi * DV + j;
+          const uint32_t sel = (j & 1) ? 0x7632u : 0x5410u;
+          const uint32_t b0 =
+              __byte_perm(vw[0][gi][j >> 1], vw[1][gi][j >> 1], sel);
+          const uint32_t b1 =
+              __byte_perm(vw[2][gi][j >> 1], vw[3][gi][j >> 1], sel);
+          acc[n][0] *= al0;
+          acc[n][1] *= al0;
+          acc[n][2] *= al1;
+          acc[n][3] *= al1;
+          detail::mma16816(acc[n], pa0, pa1, pa2, pa3, b0, b1);
+        }
+    }
+  }
+
+  // Row sums over the lane quad (every lane of the quad gets them).
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  bf16 *out = static_cast<bf16 *>(a.out);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int64_t t = half ? tB : tA;
+    const int h = half ? hB : hA;
+    const int32_t pos = half ? posB : posA;
+    const float m = half ? m1 : m0, l = half ? l1 : l0;
+    if (t >= a.T || (half ? (g + 8) : g) >= 16)
+      continue;
+    const int64_t slot = (t * a.nh + h) * a.numSplits + split;
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi)
+#pragma unroll
+      for (int j = 0; j < DV; ++j) {
+        const int n = gi * DV + j;
+#pragma unroll
+        for (int c2 = 0; c2 < 2; ++c2) {
+          const int d = gi * 8 * DV + (2 * tq + c2) * DV + j;
+          const float o = acc[n][2 * half + c2];
+          if (a.numSplits == 1)
+            out[t * qStride + int64_t(h) * HD + d] =
+                __float2bfloat16_rn(pos >= 0 && l > 0 ? o / l : 0.0f);
+          else
+            a.partAcc[slot * HD + d] = o;
+        }
+      }
+    if (a.numSplits > 1 && tq == 0) {
+      a.partMl[2 * slot] = m;
+      a.partMl[2 * slot + 1] = l;
+    }
+  }
+}
+
 constexpr int kReduceThreads = 512;
 static_assert(kMaxHeadDim <= kReduceThreads,
               "attendReduceKernel needs a thread per column");
@@ -856,15 +1109,36 @@ bool launchDecodeMma(const AttendArgs &args, dim3 grid, cudaStream_t stream) {
   return false;
 }
 
+/// The tensor-core prompt kernel for one head_dim, or false when none fits.
+bool launchPrefillMma(const AttendArgs &args, dim3 grid, cudaStream_t stream) {
+#define CP_PREFILL_MMA(HD)                                                     \
+  if (args.hd == HD) {                                                         \
+    detail::launch(attendPrefillMmaKernel<HD>, grid, dim3(kAttnThreads), 0,    \
+                   stream, args);                                              \
+    return true;                                                               \
+  }
+  CP_PREFILL_MMA(32)
+  CP_PREFILL_MMA(64)
+  CP_PREFILL_MMA(128)
+#undef CP_PREFILL_MMA
+  return false;
+}
+
 template <typename T>
 absl::Status launchAttend(const AttendArgs &args, bool vec, int64_t smem,
                           dim3 grid, cudaStream_t stream) {
-  const bool decodeMma = std::is_same_v<T, bf16> && vec &&
-                         detail::aligned16(args.q) &&
-                         args.rowsPerBlock == 1 && args.G <= 16 &&
-                         launchDecodeMma(args, grid, stream);
+  const bool mmaOk = std::is_same_v<T, bf16> && vec &&
+                    detail::aligned16(args.q) && args.G <= 16;
+  const bool decodeMma =
+      mmaOk && args.rowsPerBlock == 1 && launchDecodeMma(args, grid, stream);
+  const bool prefillMma = !decodeMma && mmaOk && 16 % args.G == 0 &&
+                          args.rowsPerBlock == 4 * (16 / args.G) &&
+                          prefillMmaEnabled() &&
+                          launchPrefillMma(args, grid, stream);
   if (decodeMma) {
     CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendDecodeMmaKernel");
+  } else if (prefillMma) {
+    CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendPrefillMmaKernel");
   } else {
     auto kernel = vec ? attendKernel<T, true> : attendKernel<T, false>;
     CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(

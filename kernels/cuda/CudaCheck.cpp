@@ -42,6 +42,33 @@ bool earlyPrefetchEnabled() {
 void setEarlyPrefetchEnabled(bool on) { gEarlyPrefetch.store(on ? 1 : 0); }
 
 namespace {
+std::atomic<int> gMoePersistent{-1};
+} // namespace
+
+bool moePersistentEnabled() {
+  // Off unless CROSSPOOL_MOE_PERSISTENT is "1" or "on".
+  int v = gMoePersistent.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char *env = std::getenv("CROSSPOOL_MOE_PERSISTENT");
+    const int fromEnv =
+        env && (!std::strcmp(env, "1") || !std::strcmp(env, "on")) ? 1 : 0;
+    gMoePersistent.compare_exchange_strong(v, fromEnv);
+    v = gMoePersistent.load(std::memory_order_relaxed);
+  }
+  return v == 1;
+}
+void setMoePersistentEnabled(bool on) { gMoePersistent.store(on ? 1 : 0); }
+
+namespace {
+std::atomic<int> gPrefillMma{-1};
+} // namespace
+
+bool prefillMmaEnabled() {
+  return switchValue(gPrefillMma, "CROSSPOOL_PREFILL_MMA");
+}
+void setPrefillMmaEnabled(bool on) { gPrefillMma.store(on ? 1 : 0); }
+
+namespace {
 std::atomic<int> gMoeGemm{-1}, gMoeGemmMin{-1}, gMoeGemmStreams{-1},
     gMoeGemmMaxExperts{-1};
 std::atomic<int64_t> gMoeGemmCalls{0};

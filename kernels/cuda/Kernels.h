@@ -89,6 +89,24 @@ int64_t moeGemmCalls();
 bool earlyPrefetchEnabled();
 void setEarlyPrefetchEnabled(bool on);
 
+/// The persistent small-T MoE kernel (bf16, no shared expert, T <= 4): the
+/// fused path's gate/up and down/combine in one launch with a grid barrier
+/// between them, every gate/up row requested as soon as routing is known and
+/// the down rows prefetched during the gate/up tail; the same tiles and sums
+/// (same bits). Off by default (experimental, see docs/perf.md);
+/// CROSSPOOL_MOE_PERSISTENT=1 (read once) or setMoePersistentEnabled(true)
+/// turns it on for launches enqueued afterwards.
+bool moePersistentEnabled();
+void setMoePersistentEnabled(bool on);
+
+/// Prompt attention on tensor cores (bf16 KV, head_dim 32/64/128, 16 % G ==
+/// 0): a warp per 16 (position, head) rows walking its keys with mma.sync,
+/// instead of the scalar shared-memory kernel. On by default;
+/// CROSSPOOL_PREFILL_MMA=0 (read once) or setPrefillMmaEnabled(false) keeps
+/// the scalar kernel (for A/B timing).
+bool prefillMmaEnabled();
+void setPrefillMmaEnabled(bool on);
+
 /// Storage type of weights, activations and KV pages.
 enum class DType : int32_t { kF32 = 0, kBF16 = 1 };
 

@@ -531,6 +531,73 @@ int main(int argc, char **argv) {
       KB_CHECK(cudaFree(out));
     }
 
+  // 5. Prompt attention (--prefill): a 1024-row chunk at the end of a C-token
+  // prompt, Qwen3 (32 q / 4 KV heads, G 8) and Qwen1.5-MoE (16 / 16, G 1)
+  // shapes, bf16, on the tensor-core prompt kernel and the scalar one.
+  if (prefill)
+    for (int32_t nkvHeads : {4, 16})
+      for (int32_t context : {4096, 32768})
+        for (bool mma : {true, false}) {
+          const int32_t nh = nkvHeads == 4 ? 32 : 16, T = 1024;
+          cudak::AttentionParams p;
+          p.hidden = 2048;
+          p.numHeads = nh;
+          p.numKvHeads = nkvHeads;
+          p.headDim = 128;
+          p.softmaxScale = 1.0f / std::sqrt(128.0f);
+          const int32_t tpp = 16, pages = context / tpp;
+          cudak::KvCacheView kv;
+          kv.tokensPerPage = tpp;
+          kv.numKvHeads = nkvHeads;
+          kv.headDim = 128;
+          kv.dtype = cudak::DType::kBF16;
+          kv.pageStrideBytes = cudak::kvPageBytes(kv);
+          kv.base =
+              randomBf16(size_t(pages) * kv.pageStrideBytes / 2, 310, 1.0f);
+          std::vector<int32_t> table(static_cast<size_t>(pages));
+          std::iota(table.begin(), table.end(), 0);
+          std::shuffle(table.begin(), table.end(), std::mt19937(6));
+          std::vector<int32_t> seq(T, 0), pos(T);
+          std::iota(pos.begin(), pos.end(), context - T);
+          int32_t *dTable = nullptr, *dSeq = nullptr, *dPos = nullptr;
+          KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&dTable),
+                              table.size() * 4));
+          KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&dSeq), T * 4));
+          KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&dPos), T * 4));
+          KB_CHECK(cudaMemcpy(dTable, table.data(), table.size() * 4,
+                              cudaMemcpyHostToDevice));
+          KB_CHECK(
+              cudaMemcpy(dSeq, seq.data(), T * 4, cudaMemcpyHostToDevice));
+          KB_CHECK(
+              cudaMemcpy(dPos, pos.data(), T * 4, cudaMemcpyHostToDevice));
+          kv.pageTable = dTable;
+          kv.maxPagesPerSeq = pages;
+          kv.numSeqs = 1;
+          void *q = randomBf16(size_t(T) * nh * 128, 311, 1.0f), *out = nullptr;
+          KB_CHECK(cudaMalloc(&out, size_t(T) * nh * 128 * 2));
+          const cudak::AttendConfig c =
+              cudak::chooseAttendConfig(T, p, context, ctx.numSms);
+          cudak::setPrefillMmaEnabled(mma);
+          double ms = medianMs([&](int) {
+            KB_OK(cudak::attend(q, T, p, dSeq, dPos, kv, c, out, ctx));
+          });
+          cudak::setPrefillMmaEnabled(true);
+          char name[96];
+          std::snprintf(name, sizeof name, "prompt attend %s ctx=%d T=%d %s",
+                        nkvHeads == 4 ? "qwen3" : "qwen1.5", context, T,
+                        mma ? "mma" : "scalar");
+          // Keys per row: context - T + 1 .. context; QK and PV, 2 flops each.
+          const double keys = double(T) * (context - T) + 0.5 * T * (T + 1);
+          report(name, ms, double(pages) * kv.pageStrideBytes,
+                 4.0 * keys * nh * 128);
+          KB_CHECK(cudaFree(kv.base));
+          KB_CHECK(cudaFree(dTable));
+          KB_CHECK(cudaFree(dSeq));
+          KB_CHECK(cudaFree(dPos));
+          KB_CHECK(cudaFree(q));
+          KB_CHECK(cudaFree(out));
+        }
+
   std::printf("crosspool-kbench on %s (median of %d, device events)\n",
               prop.name, gReps);
   std::printf("%-44s %9s %9s %9s %9s %8s %8s %8s", "kernel", "stream_us",

@@ -411,6 +411,81 @@ TEST_P(MoeCudaTest, FusedGraphReplaysResetTheCounter) {
   }
 }
 
+// The persistent small-T kernel (bf16, no shared expert, H >= 1024 for its
+// 8-warp tiles): graph replays (its grid barrier resets itself) and eager
+// launches give the CPU's results and the same bits as the two-kernel fused
+// path.
+TEST_P(MoeCudaTest, PersistentKernelMatchesTheFusedPath) {
+  const DType dt = GetParam();
+  struct Restore {
+    ~Restore() { setMoePersistentEnabled(false); }
+  } restore;
+  for (int64_t T : {1, 4}) {
+    SCOPED_TRACE(::testing::Message() << dtypeName(dt) << " T=" << T);
+    const MoeCase c{64, 8, 1024, 128, true, 0, false};
+    MoeModel m(c, dt, uint32_t(1500 + T));
+    std::vector<std::vector<float>> xs, refs;
+    for (uint32_t i = 0; i < 2; ++i) {
+      xs.push_back(storageRound(randomVec(T * c.H, 1600 + 7 * i + T), dt));
+      refs.push_back(m.cpuMoe(xs.back(), T));
+    }
+    DeviceBuffer dx(T * c.H * dtypeBytes(dt)), y(T * c.H * dtypeBytes(dt)),
+        ws(moeWorkspaceBytes(T, m.p));
+    ws.poison();
+    CP_ASSERT_SYNC();
+    cudaStream_t stream = nullptr;
+    CP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    BlockContext ctx;
+    ctx.stream = stream;
+    ctx.workspace = ws.get();
+    ctx.workspaceBytes = int64_t(ws.bytes());
+    auto setX = [&](int i) {
+      DeviceBuffer src = upload(xs[i], dt);
+      CP_ASSERT_CUDA(cudaMemcpyAsync(dx.get(), src.get(), dx.bytes(),
+                                     cudaMemcpyDeviceToDevice, stream));
+      CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+    };
+    setMoePersistentEnabled(true);
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    CP_ASSERT_CUDA(
+        cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    absl::Status enq = moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx);
+    CP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+    CP_ASSERT_OK(enq);
+    CP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+    std::vector<std::vector<float>> graphOut(2);
+    for (int rep = 0; rep < 4; ++rep) {
+      const int i = rep % 2;
+      setX(i);
+      y.poison();
+      CP_ASSERT_SYNC();
+      CP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+      CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+      std::vector<float> got = download(y.get(), T * c.H, dt);
+      EXPECT_LE(relErr(got, refs[i]), tolerance(dt)) << "replay " << rep;
+      if (rep < 2)
+        graphOut[i] = got;
+      else
+        EXPECT_EQ(got, graphOut[i]) << "replays of one input differ";
+    }
+    for (bool persistent : {true, false})
+      for (int i = 0; i < 2; ++i) {
+        setMoePersistentEnabled(persistent);
+        setX(i);
+        y.poison();
+        CP_ASSERT_SYNC();
+        CP_ASSERT_OK(moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx));
+        CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+        EXPECT_EQ(download(y.get(), T * c.H, dt), graphOut[i])
+            << "eager, persistent " << persistent << ", input " << i;
+      }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(stream);
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // The prefill GEMM path (bf16; fp32 keeps the grouped path)
 //===----------------------------------------------------------------------===//
