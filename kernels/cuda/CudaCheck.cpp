@@ -64,7 +64,17 @@ std::atomic<int> gPrefillMma{-1};
 } // namespace
 
 bool prefillMmaEnabled() {
-  return switchValue(gPrefillMma, "CROSSPOOL_PREFILL_MMA");
+  // Off unless CROSSPOOL_PREFILL_MMA is "1" or "on" (not yet verified on a
+  // GPU; docs/serving.md).
+  int v = gPrefillMma.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char *env = std::getenv("CROSSPOOL_PREFILL_MMA");
+    const int fromEnv =
+        env && (!std::strcmp(env, "1") || !std::strcmp(env, "on")) ? 1 : 0;
+    gPrefillMma.compare_exchange_strong(v, fromEnv);
+    v = gPrefillMma.load(std::memory_order_relaxed);
+  }
+  return v == 1;
 }
 void setPrefillMmaEnabled(bool on) { gPrefillMma.store(on ? 1 : 0); }
 

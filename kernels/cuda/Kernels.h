@@ -101,9 +101,9 @@ void setMoePersistentEnabled(bool on);
 
 /// Prompt attention on tensor cores (bf16 KV, head_dim 32/64/128, 16 % G ==
 /// 0): a warp per 16 (position, head) rows walking its keys with mma.sync,
-/// instead of the scalar shared-memory kernel. On by default;
-/// CROSSPOOL_PREFILL_MMA=0 (read once) or setPrefillMmaEnabled(false) keeps
-/// the scalar kernel (for A/B timing).
+/// instead of the scalar shared-memory kernel. Off by default (experimental,
+/// not yet verified on a GPU); CROSSPOOL_PREFILL_MMA=1 (read once) or
+/// setPrefillMmaEnabled(true) turns it on for launches enqueued afterwards.
 bool prefillMmaEnabled();
 void setPrefillMmaEnabled(bool on);
 

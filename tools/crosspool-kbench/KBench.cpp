@@ -577,11 +577,12 @@ int main(int argc, char **argv) {
           KB_CHECK(cudaMalloc(&out, size_t(T) * nh * 128 * 2));
           const cudak::AttendConfig c =
               cudak::chooseAttendConfig(T, p, context, ctx.numSms);
+          const bool wasMma = cudak::prefillMmaEnabled();
           cudak::setPrefillMmaEnabled(mma);
           double ms = medianMs([&](int) {
             KB_OK(cudak::attend(q, T, p, dSeq, dPos, kv, c, out, ctx));
           });
-          cudak::setPrefillMmaEnabled(true);
+          cudak::setPrefillMmaEnabled(wasMma);
           char name[96];
           std::snprintf(name, sizeof name, "prompt attend %s ctx=%d T=%d %s",
                         nkvHeads == 4 ? "qwen3" : "qwen1.5", context, T,

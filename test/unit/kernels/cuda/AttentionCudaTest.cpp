@@ -403,18 +403,25 @@ TEST_P(AttentionCudaTest, DecodeRowsBesidePromptChunks) {
 // straddle two sequences; forced splits) and the scalar one in fp32.
 TEST_P(AttentionCudaTest, LongPromptChunks) {
   const DType dt = GetParam();
-  Geometry q3{32, 4, 128, 256, 1, 0.0f, 0, false};
-  AttentionHarness h3(q3, dt, 7100);
-  h3.run(prefillStep({{1500, 1600}}), std::nullopt, blas_);
-  h3.run(prefillStep({{900, 940}, {0, 30}}), std::nullopt, blas_);
-  h3.run(prefillStep({{500, 563}}), AttendConfig{8, 3, 192}, blas_);
-  Geometry q15{16, 16, 128, 256, 0, 0.0f, 0, true};
-  AttentionHarness h15(q15, dt, 7200);
-  h15.run(prefillStep({{700, 800}}), std::nullopt, blas_);
-  h15.run(prefillStep({{50, 90}, {0, 7}, {300, 321}}), std::nullopt, blas_);
-  Geometry win{8, 8, 64, 128, 0, 0.0f, 100, false};
-  AttentionHarness hw(win, dt, 7300);
-  hw.run(prefillStep({{300, 400}}), std::nullopt, blas_);
+  struct Restore {
+    ~Restore() { setPrefillMmaEnabled(false); }
+  } restore;
+  for (bool mma : {false, true}) {
+    SCOPED_TRACE(::testing::Message() << "prefill mma " << mma);
+    setPrefillMmaEnabled(mma);
+    Geometry q3{32, 4, 128, 256, 1, 0.0f, 0, false};
+    AttentionHarness h3(q3, dt, 7100);
+    h3.run(prefillStep({{1500, 1600}}), std::nullopt, blas_);
+    h3.run(prefillStep({{900, 940}, {0, 30}}), std::nullopt, blas_);
+    h3.run(prefillStep({{500, 563}}), AttendConfig{8, 3, 192}, blas_);
+    Geometry q15{16, 16, 128, 256, 0, 0.0f, 0, true};
+    AttentionHarness h15(q15, dt, 7200);
+    h15.run(prefillStep({{700, 800}}), std::nullopt, blas_);
+    h15.run(prefillStep({{50, 90}, {0, 7}, {300, 321}}), std::nullopt, blas_);
+    Geometry win{8, 8, 64, 128, 0, 0.0f, 100, false};
+    AttentionHarness hw(win, dt, 7300);
+    hw.run(prefillStep({{300, 400}}), std::nullopt, blas_);
+  }
 }
 
 // head_dim not a multiple of 4: the split merge's scalar-column path, with
