@@ -454,6 +454,127 @@ __global__ void __launch_bounds__(kAttnThreads) attendKernel(AttendArgs a) {
   }
 }
 
+/// One 16-key step of the tensor-core attention kernels for the warp's m16
+/// tile of query rows (the lane's rows g and g + 8; q fragments qa, qb):
+/// K and V of the 16 keys straight from the pages (`offNext`: this lane's
+/// key (lane & 15) row offset, or -1; replaced by next() once the loads are
+/// issued, so the page-table lookup of the following step overlaps them),
+/// S = Q K^T on the tensor cores, the online softmax of rows g and g + 8 in
+/// registers (m, l) and acc += P V with V's B fragments from byte permutes.
+/// visible(i, row): key i of the lane (2tq, 2tq+1, 8+2tq, 9+2tq) counts for
+/// row g (row 0) or g + 8 (row 1); unmapped keys never do.
+template <int HD, typename Next, typename Visible>
+__device__ __forceinline__ void
+mmaKeyStep(const uint4 (&qa)[HD / 32], const uint4 (&qb)[HD / 32],
+           const char *kvBase, int64_t vOff, float scale, int64_t &offNext,
+           Next next, Visible visible, float (&acc)[HD / 8][4], float &m0,
+           float &m1, float &l0, float &l1) {
+  constexpr int NC = HD / 32;
+  constexpr int DV = HD >= 64 ? 8 : 4;
+  constexpr int NG = HD / (8 * DV);
+  constexpr int VW = DV / 2;
+  const int lane = threadIdx.x & 31;
+  const int g = lane >> 2, tq = lane & 3;
+  const uint4 z = make_uint4(0, 0, 0, 0);
+  const int64_t off = offNext;
+  const int64_t oK0 = __shfl_sync(0xffffffffu, off, g);
+  const int64_t oK1 = __shfl_sync(0xffffffffu, off, g + 8);
+  const int64_t oV[4] = {__shfl_sync(0xffffffffu, off, 2 * tq),
+                         __shfl_sync(0xffffffffu, off, 2 * tq + 1),
+                         __shfl_sync(0xffffffffu, off, 8 + 2 * tq),
+                         __shfl_sync(0xffffffffu, off, 9 + 2 * tq)};
+  uint4 kA[NC], kB[NC];
+#pragma unroll
+  for (int c = 0; c < NC; ++c) {
+    kA[c] = oK0 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
+                           kvBase + oK0 + (c * 32 + tq * 8) * 2))
+                     : z;
+    kB[c] = oK1 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
+                           kvBase + oK1 + (c * 32 + tq * 8) * 2))
+                     : z;
+  }
+  uint32_t vw[4][NG][VW];
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+#pragma unroll
+    for (int gi = 0; gi < NG; ++gi) {
+      const char *p = kvBase + vOff + oV[k] + (gi * 8 * DV + g * DV) * 2;
+      if constexpr (DV == 8) {
+        uint4 v = oV[k] >= 0 ? __ldg(reinterpret_cast<const uint4 *>(p)) : z;
+        vw[k][gi][0] = v.x, vw[k][gi][1] = v.y, vw[k][gi][2] = v.z,
+        vw[k][gi][3] = v.w;
+      } else {
+        uint2 v = oV[k] >= 0 ? __ldg(reinterpret_cast<const uint2 *>(p))
+                             : make_uint2(0, 0);
+        vw[k][gi][0] = v.x, vw[k][gi][1] = v.y;
+      }
+    }
+
+  offNext = next();
+  float s0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+  for (int c = 0; c < NC; ++c) {
+    detail::mmaChunk32(s0, qa[c], qb[c], kA[c]);
+    detail::mmaChunk32(s1, qa[c], qb[c], kB[c]);
+  }
+  // Lane's keys: s0[0,1] / s1[0,1] are keys 2tq, 2tq+1, 8+2tq, 9+2tq of
+  // row g, s*[2,3] the same keys of row g + 8; visible(i, row) may hide
+  // key i from a row (causal and window ranges of prompt rows).
+  const float sv[2][4] = {{s0[0], s0[1], s1[0], s1[1]},
+                          {s0[2], s0[3], s1[2], s1[3]}};
+  float x0[4], x1[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    x0[i] = oV[i] >= 0 && visible(i, 0) ? sv[0][i] * scale : -INFINITY;
+    x1[i] = oV[i] >= 0 && visible(i, 1) ? sv[1][i] * scale : -INFINITY;
+  }
+  float mx0 = fmaxf(fmaxf(x0[0], x0[1]), fmaxf(x0[2], x0[3]));
+  float mx1 = fmaxf(fmaxf(x1[0], x1[1]), fmaxf(x1[2], x1[3]));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
+  float al0 = 1.0f, al1 = 1.0f;
+  float p0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, p1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (n0 != -INFINITY) {
+    al0 = __expf(m0 - n0);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      p0[i] = __expf(x0[i] - n0);
+    m0 = n0;
+  }
+  if (n1 != -INFINITY) {
+    al1 = __expf(m1 - n1);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      p1[i] = __expf(x1[i] - n1);
+    m1 = n1;
+  }
+  l0 = l0 * al0 + (p0[0] + p0[1] + p0[2] + p0[3]);
+  l1 = l1 * al1 + (p1[0] + p1[1] + p1[2] + p1[3]);
+  const uint32_t pa0 = detail::packBf16(p0[0], p0[1]);
+  const uint32_t pa1 = detail::packBf16(p1[0], p1[1]);
+  const uint32_t pa2 = detail::packBf16(p0[2], p0[3]);
+  const uint32_t pa3 = detail::packBf16(p1[2], p1[3]);
+#pragma unroll
+  for (int gi = 0; gi < NG; ++gi)
+#pragma unroll
+    for (int j = 0; j < DV; ++j) {
+      const int n = gi * DV + j;
+      const uint32_t sel = (j & 1) ? 0x7632u : 0x5410u;
+      const uint32_t b0 =
+          __byte_perm(vw[0][gi][j >> 1], vw[1][gi][j >> 1], sel);
+      const uint32_t b1 =
+          __byte_perm(vw[2][gi][j >> 1], vw[3][gi][j >> 1], sel);
+      acc[n][0] *= al0;
+      acc[n][1] *= al0;
+      acc[n][2] *= al1;
+      acc[n][3] *= al1;
+      detail::mma16816(acc[n], pa0, pa1, pa2, pa3, b0, b1);
+    }
+}
+
 /// See the file comment. HD: head_dim; R2: G > 8 (rows g + 8 are heads).
 template <int HD, bool R2>
 __global__ void __launch_bounds__(kAttnThreads)
@@ -463,7 +584,6 @@ __global__ void __launch_bounds__(kAttnThreads)
   constexpr int NG = HD / (8 * DV);       // V dim groups per lane
   constexpr int NT = HD / 8;              // n-tiles of the output
   constexpr int NW = kAttnThreads / 32;
-  constexpr int VW = DV / 2;              // 32-bit words per V load
   __shared__ float accW[NW][16][HD];
   __shared__ float mW[NW][16], lW[NW][16];
   detail::pdlEnter();
@@ -519,105 +639,14 @@ __global__ void __launch_bounds__(kAttnThreads)
     const int my = begin + 16 * warp + (lane & 15);
     offNext = my < end ? kvRowOffset(a.kv, seq, my, rowBytes) : int64_t(-1);
   }
-  for (int kb = begin + 16 * warp; kb < end; kb += 16 * NW) {
-    const int64_t off = offNext;
-    const int64_t oK0 = __shfl_sync(0xffffffffu, off, g);
-    const int64_t oK1 = __shfl_sync(0xffffffffu, off, g + 8);
-    const int64_t oV[4] = {__shfl_sync(0xffffffffu, off, 2 * tq),
-                           __shfl_sync(0xffffffffu, off, 2 * tq + 1),
-                           __shfl_sync(0xffffffffu, off, 8 + 2 * tq),
-                           __shfl_sync(0xffffffffu, off, 9 + 2 * tq)};
-    uint4 kA[NC], kB[NC];
-#pragma unroll
-    for (int c = 0; c < NC; ++c) {
-      kA[c] = oK0 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
-                             kvBase + oK0 + (c * 32 + tq * 8) * 2))
-                       : z;
-      kB[c] = oK1 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
-                             kvBase + oK1 + (c * 32 + tq * 8) * 2))
-                       : z;
-    }
-    uint32_t vw[4][NG][VW];
-#pragma unroll
-    for (int k = 0; k < 4; ++k)
-#pragma unroll
-      for (int gi = 0; gi < NG; ++gi) {
-        const char *p = kvBase + vOff + oV[k] + (gi * 8 * DV + g * DV) * 2;
-        if constexpr (DV == 8) {
-          uint4 v = oV[k] >= 0 ? __ldg(reinterpret_cast<const uint4 *>(p)) : z;
-          vw[k][gi][0] = v.x, vw[k][gi][1] = v.y, vw[k][gi][2] = v.z,
-          vw[k][gi][3] = v.w;
-        } else {
-          uint2 v = oV[k] >= 0 ? __ldg(reinterpret_cast<const uint2 *>(p))
-                               : make_uint2(0, 0);
-          vw[k][gi][0] = v.x, vw[k][gi][1] = v.y;
-        }
-      }
-
-    {
-      const int my = kb + 16 * NW + (lane & 15);
-      offNext = my < end ? kvRowOffset(a.kv, seq, my, rowBytes) : int64_t(-1);
-    }
-    float s0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-    for (int c = 0; c < NC; ++c) {
-      detail::mmaChunk32(s0, qa[c], qb[c], kA[c]);
-      detail::mmaChunk32(s1, qa[c], qb[c], kB[c]);
-    }
-    // Lane's keys: s0[0,1] / s1[0,1] are keys 2tq, 2tq+1, 8+2tq, 9+2tq of
-    // row g, s*[2,3] the same keys of row g + 8.
-    const bool v0 = oV[0] >= 0, v1 = oV[1] >= 0, v2 = oV[2] >= 0,
-               v3 = oV[3] >= 0;
-    float x0[4] = {v0 ? s0[0] * scale : -INFINITY, v1 ? s0[1] * scale : -INFINITY,
-                   v2 ? s1[0] * scale : -INFINITY, v3 ? s1[1] * scale : -INFINITY};
-    float x1[4] = {v0 ? s0[2] * scale : -INFINITY, v1 ? s0[3] * scale : -INFINITY,
-                   v2 ? s1[2] * scale : -INFINITY, v3 ? s1[3] * scale : -INFINITY};
-    float mx0 = fmaxf(fmaxf(x0[0], x0[1]), fmaxf(x0[2], x0[3]));
-    float mx1 = fmaxf(fmaxf(x1[0], x1[1]), fmaxf(x1[2], x1[3]));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
-    float al0 = 1.0f, al1 = 1.0f;
-    float p0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, p1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (n0 != -INFINITY) {
-      al0 = __expf(m0 - n0);
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        p0[i] = __expf(x0[i] - n0);
-      m0 = n0;
-    }
-    if (n1 != -INFINITY) {
-      al1 = __expf(m1 - n1);
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        p1[i] = __expf(x1[i] - n1);
-      m1 = n1;
-    }
-    l0 = l0 * al0 + (p0[0] + p0[1] + p0[2] + p0[3]);
-    l1 = l1 * al1 + (p1[0] + p1[1] + p1[2] + p1[3]);
-    const uint32_t pa0 = detail::packBf16(p0[0], p0[1]);
-    const uint32_t pa1 = detail::packBf16(p1[0], p1[1]);
-    const uint32_t pa2 = detail::packBf16(p0[2], p0[3]);
-    const uint32_t pa3 = detail::packBf16(p1[2], p1[3]);
-#pragma unroll
-    for (int gi = 0; gi < NG; ++gi)
-#pragma unroll
-      for (int j = 0; j < DV; ++j) {
-        const int n = gi * DV + j;
-        const uint32_t sel = (j & 1) ? 0x7632u : 0x5410u;
-        const uint32_t b0 =
-            __byte_perm(vw[0][gi][j >> 1], vw[1][gi][j >> 1], sel);
-        const uint32_t b1 =
-            __byte_perm(vw[2][gi][j >> 1], vw[3][gi][j >> 1], sel);
-        acc[n][0] *= al0;
-        acc[n][1] *= al0;
-        acc[n][2] *= al1;
-        acc[n][3] *= al1;
-        detail::mma16816(acc[n], pa0, pa1, pa2, pa3, b0, b1);
-      }
-  }
+  for (int kb = begin + 16 * warp; kb < end; kb += 16 * NW)
+    mmaKeyStep<HD>(
+        qa, qb, kvBase, vOff, scale, offNext,
+        [&] {
+          const int my = kb + 16 * NW + (lane & 15);
+          return my < end ? kvRowOffset(a.kv, seq, my, rowBytes) : int64_t(-1);
+        },
+        [](int, int) { return true; }, acc, m0, m1, l0, l1);
 
   // Lane-partial sums over the quad, then the warps' merge.
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
@@ -691,7 +720,6 @@ __global__ void __launch_bounds__(kAttnThreads)
   constexpr int DV = HD >= 64 ? 8 : 4;
   constexpr int NG = HD / (8 * DV);
   constexpr int NT = HD / 8;
-  constexpr int VW = DV / 2;
   detail::pdlEnter();
 
   const int split = blockIdx.x, kvh = blockIdx.y;
@@ -781,112 +809,21 @@ __global__ void __launch_bounds__(kAttnThreads)
       const int my = begin + (lane & 15);
       offNext = my < end ? kvRowOffset(a.kv, S, my, rowBytes) : int64_t(-1);
     }
-    for (int kb = begin; kb < end; kb += 16) {
-      const int64_t off = offNext;
-      const int64_t oK0 = __shfl_sync(0xffffffffu, off, g);
-      const int64_t oK1 = __shfl_sync(0xffffffffu, off, g + 8);
-      const int64_t oV[4] = {__shfl_sync(0xffffffffu, off, 2 * tq),
-                             __shfl_sync(0xffffffffu, off, 2 * tq + 1),
-                             __shfl_sync(0xffffffffu, off, 8 + 2 * tq),
-                             __shfl_sync(0xffffffffu, off, 9 + 2 * tq)};
-      uint4 kA[NC], kB[NC];
-#pragma unroll
-      for (int c = 0; c < NC; ++c) {
-        kA[c] = oK0 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
-                               kvBase + oK0 + (c * 32 + tq * 8) * 2))
-                         : z;
-        kB[c] = oK1 >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
-                               kvBase + oK1 + (c * 32 + tq * 8) * 2))
-                         : z;
-      }
-      uint32_t vw[4][NG][VW];
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-#pragma unroll
-        for (int gi = 0; gi < NG; ++gi) {
-          const char *p = kvBase + vOff + oV[k] + (gi * 8 * DV + g * DV) * 2;
-          if constexpr (DV == 8) {
-            uint4 v =
-                oV[k] >= 0 ? __ldg(reinterpret_cast<const uint4 *>(p)) : z;
-            vw[k][gi][0] = v.x, vw[k][gi][1] = v.y, vw[k][gi][2] = v.z,
-            vw[k][gi][3] = v.w;
-          } else {
-            uint2 v = oV[k] >= 0 ? __ldg(reinterpret_cast<const uint2 *>(p))
-                                 : make_uint2(0, 0);
-            vw[k][gi][0] = v.x, vw[k][gi][1] = v.y;
-          }
-        }
-      {
-        const int my = kb + 16 + (lane & 15);
-        offNext = my < end ? kvRowOffset(a.kv, S, my, rowBytes) : int64_t(-1);
-      }
-      float s0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-      for (int c = 0; c < NC; ++c) {
-        detail::mmaChunk32(s0, qa[c], qb[c], kA[c]);
-        detail::mmaChunk32(s1, qa[c], qb[c], kB[c]);
-      }
-      // Lane's keys kb + {2tq, 2tq+1, 8+2tq, 9+2tq}; each row sees the ones
-      // in its own range of sequence S.
-      const int kp[4] = {kb + 2 * tq, kb + 2 * tq + 1, kb + 8 + 2 * tq,
-                         kb + 9 + 2 * tq};
-      float x0[4], x1[4];
-      const float sv[2][4] = {{s0[0], s0[1], s1[0], s1[1]},
-                              {s0[2], s0[3], s1[2], s1[3]}};
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const bool ok = oV[i] >= 0 && kp[i] < end;
-        x0[i] = ok && inA && kp[i] <= posA && kp[i] >= loA ? sv[0][i] * scale
-                                                            : -INFINITY;
-        x1[i] = ok && inB && kp[i] <= posB && kp[i] >= loB ? sv[1][i] * scale
-                                                            : -INFINITY;
-      }
-      float mx0 = fmaxf(fmaxf(x0[0], x0[1]), fmaxf(x0[2], x0[3]));
-      float mx1 = fmaxf(fmaxf(x1[0], x1[1]), fmaxf(x1[2], x1[3]));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-      const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
-      float al0 = 1.0f, al1 = 1.0f;
-      float p0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, p1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      if (n0 != -INFINITY) {
-        al0 = __expf(m0 - n0);
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          p0[i] = __expf(x0[i] - n0);
-        m0 = n0;
-      }
-      if (n1 != -INFINITY) {
-        al1 = __expf(m1 - n1);
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          p1[i] = __expf(x1[i] - n1);
-        m1 = n1;
-      }
-      l0 = l0 * al0 + (p0[0] + p0[1] + p0[2] + p0[3]);
-      l1 = l1 * al1 + (p1[0] + p1[1] + p1[2] + p1[3]);
-      const uint32_t pa0 = detail::packBf16(p0[0], p0[1]);
-      const uint32_t pa1 = detail::packBf16(p1[0], p1[1]);
-      const uint32_t pa2 = detail::packBf16(p0[2], p0[3]);
-      const uint32_t pa3 = detail::packBf16(p1[2], p1[3]);
-#pragma unroll
-      for (int gi = 0; gi < NG; ++gi)
-#pragma unroll
-        for (int j = 0; j < DV; ++j) {
-          const int n = gi * DV + j;
-          const uint32_t sel = (j & 1) ? 0x7632u : 0x5410u;
-          const uint32_t b0 =
-              __byte_perm(vw[0][gi][j >> 1], vw[1][gi][j >> 1], sel);
-          const uint32_t b1 =
-              __byte_perm(vw[2][gi][j >> 1], vw[3][gi][j >> 1], sel);
-          acc[n][0] *= al0;
-          acc[n][1] *= al0;
-          acc[n][2] *= al1;
-          acc[n][3] *= al1;
-          detail::mma16816(acc[n], pa0, pa1, pa2, pa3, b0, b1);
-        }
-    }
+    for (int kb = begin; kb < end; kb += 16)
+      mmaKeyStep<HD>(
+          qa, qb, kvBase, vOff, scale, offNext,
+          [&] {
+            const int my = kb + 16 + (lane & 15);
+            return my < end ? kvRowOffset(a.kv, S, my, rowBytes)
+                            : int64_t(-1);
+          },
+          [&](int i, int row) {
+            // Key i of the lane: kb + 2tq (+1), kb + 8 + 2tq (+1).
+            const int kp = kb + (i >> 1) * 8 + 2 * tq + (i & 1);
+            return row == 0 ? inA && kp <= posA && kp >= loA
+                            : inB && kp <= posB && kp >= loB;
+          },
+          acc, m0, m1, l0, l1);
   }
 
   // Row sums over the lane quad (every lane of the quad gets them).
