@@ -534,23 +534,26 @@ mmaKeyStep(const uint4 (&qa)[HD / 32], const uint4 (&qb)[HD / 32],
   mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-  const float n0 = fmaxf(m0, mx0), n1 = fmaxf(m1, mx1);
-  float al0 = 1.0f, al1 = 1.0f;
-  float p0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, p1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  if (n0 != -INFINITY) {
-    al0 = __expf(m0 - n0);
+  // Online softmax of one row: new max, rescale factor of the old terms,
+  // this step's probabilities (all zero while the row has seen nothing).
+  auto online = [](float &m, float mx, const float (&x)[4], float (&p)[4],
+                   float &al) {
+    const float n = fmaxf(m, mx);
+    al = 1.0f;
 #pragma unroll
     for (int i = 0; i < 4; ++i)
-      p0[i] = __expf(x0[i] - n0);
-    m0 = n0;
-  }
-  if (n1 != -INFINITY) {
-    al1 = __expf(m1 - n1);
+      p[i] = 0.0f;
+    if (n != -INFINITY) {
+      al = __expf(m - n);
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
-      p1[i] = __expf(x1[i] - n1);
-    m1 = n1;
-  }
+      for (int i = 0; i < 4; ++i)
+        p[i] = __expf(x[i] - n);
+      m = n;
+    }
+  };
+  float al0, al1, p0[4], p1[4];
+  online(m0, mx0, x0, p0, al0);
+  online(m1, mx1, x1, p1, al1);
   l0 = l0 * al0 + (p0[0] + p0[1] + p0[2] + p0[3]);
   l1 = l1 * al1 + (p1[0] + p1[1] + p1[2] + p1[3]);
   const uint32_t pa0 = detail::packBf16(p0[0], p0[1]);
