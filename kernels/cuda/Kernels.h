@@ -83,7 +83,8 @@ int64_t moeGemmCalls();
 /// Early prefetch (needs PDL): a kernel whose weights depend on routing (the
 /// fused MoE down/combine) reads the routing, written two launches back,
 /// before its PDL wait and prefetches the selected weights into L2 while its
-/// predecessor still runs. On by default; CROSSPOOL_EARLY_PREFETCH=0 (read
+/// predecessor still runs; the decode attention kernel likewise looks up its
+/// pages and prefetches the K/V rows of its key range. On by default; CROSSPOOL_EARLY_PREFETCH=0 (read
 /// once) or setEarlyPrefetchEnabled(false) turns it off for launches
 /// enqueued afterwards.
 bool earlyPrefetchEnabled();
