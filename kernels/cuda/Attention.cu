@@ -493,6 +493,18 @@ __global__ void __launch_bounds__(kAttnThreads) attendKernel(AttendArgs a) {
   }
 }
 
+/// The lane's A fragments of one m16 row of q (a head of head_dim 32 * NC):
+/// elements [32c + 8tq, 32c + 8tq + 8) of `row` for every chunk c, the
+/// permuted-k layout of Mma.cuh; zeros for a null row.
+template <int NC>
+__device__ __forceinline__ void qFragments(const bf16 *row, uint4 (&f)[NC]) {
+  const int tq = threadIdx.x & 3;
+#pragma unroll
+  for (int c = 0; c < NC; ++c)
+    f[c] = row ? __ldg(reinterpret_cast<const uint4 *>(row + c * 32 + tq * 8))
+               : make_uint4(0, 0, 0, 0);
+}
+
 /// One 16-key step of the tensor-core attention kernels for the warp's m16
 /// tile of query rows (the lane's rows g and g + 8; q fragments qa, qb):
 /// K and V of the 16 keys straight from the pages (`offNext`: this lane's
@@ -650,20 +662,13 @@ __global__ void __launch_bounds__(kAttnThreads)
   // Q fragments of heads g and g + 8 (zero beyond G).
   const bf16 *q = static_cast<const bf16 *>(a.q);
   const int64_t qStride = int64_t(a.nh) * HD;
-  const uint4 z = make_uint4(0, 0, 0, 0);
   uint4 qa[NC], qb[NC];
-#pragma unroll
-  for (int c = 0; c < NC; ++c) {
-    qa[c] = g < G ? __ldg(reinterpret_cast<const uint4 *>(
-                        q + t * qStride + int64_t(kvh * G + g) * HD + c * 32 +
-                        tq * 8))
-                  : z;
-    qb[c] = R2 && g + 8 < G
-                ? __ldg(reinterpret_cast<const uint4 *>(
-                      q + t * qStride + int64_t(kvh * G + g + 8) * HD +
-                      c * 32 + tq * 8))
-                : z;
-  }
+  qFragments(g < G ? q + t * qStride + int64_t(kvh * G + g) * HD : nullptr,
+             qa);
+  qFragments(R2 && g + 8 < G
+                 ? q + t * qStride + int64_t(kvh * G + g + 8) * HD
+                 : nullptr,
+             qb);
 
   float acc[NT][4];
 #pragma unroll
@@ -793,19 +798,9 @@ __global__ void __launch_bounds__(kAttnThreads)
 
   const bf16 *q = static_cast<const bf16 *>(a.q);
   const int64_t qStride = int64_t(a.nh) * HD;
-  const uint4 z = make_uint4(0, 0, 0, 0);
   uint4 qa[NC], qb[NC];
-#pragma unroll
-  for (int c = 0; c < NC; ++c) {
-    qa[c] = posA >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
-                            q + tA * qStride + int64_t(hA) * HD + c * 32 +
-                            tq * 8))
-                      : z;
-    qb[c] = posB >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
-                            q + tB * qStride + int64_t(hB) * HD + c * 32 +
-                            tq * 8))
-                      : z;
-  }
+  qFragments(posA >= 0 ? q + tA * qStride + int64_t(hA) * HD : nullptr, qa);
+  qFragments(posB >= 0 ? q + tB * qStride + int64_t(hB) * HD : nullptr, qb);
 
   float acc[NT][4];
 #pragma unroll

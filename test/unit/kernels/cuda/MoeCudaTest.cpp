@@ -7,6 +7,7 @@
 
 #include <cublas_v2.h>
 
+#include <functional>
 #include <set>
 
 namespace crosspool::kernels::cuda {
@@ -338,77 +339,96 @@ struct MoeModel {
 // with PDL on and off and with the early prefetch of the down rows (reads
 // the pairs before the PDL wait) on and off: every kernel is deterministic
 // and a prefetch is only a hint.
-TEST_P(MoeCudaTest, FusedGraphReplaysResetTheCounter) {
-  const DType dt = GetParam();
-  for (int64_t T : {1, 3}) {
-    SCOPED_TRACE(::testing::Message() << dtypeName(dt) << " T=" << T);
-    const MoeCase c{16, 4, 128, 64, true, 96, true};
-    MoeModel m(c, dt, uint32_t(1200 + T));
-    std::vector<std::vector<float>> xs, refs;
-    for (uint32_t i = 0; i < 2; ++i) {
-      xs.push_back(storageRound(randomVec(T * c.H, 1300 + 7 * i + T), dt));
-      refs.push_back(m.cpuMoe(xs.back(), T));
-    }
-    DeviceBuffer dx(T * c.H * dtypeBytes(dt)), y(T * c.H * dtypeBytes(dt)),
-        ws(moeWorkspaceBytes(T, m.p));
-    ws.poison(); // the counter must not live in (uninitialized) workspace
-    CP_ASSERT_SYNC();
-    cudaStream_t stream = nullptr;
-    CP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    BlockContext ctx;
-    ctx.stream = stream;
-    ctx.workspace = ws.get();
-    ctx.workspaceBytes = int64_t(ws.bytes());
-    auto setX = [&](int i) {
-      DeviceBuffer src = upload(xs[i], dt);
-      CP_ASSERT_CUDA(cudaMemcpyAsync(dx.get(), src.get(), dx.bytes(),
-                                     cudaMemcpyDeviceToDevice, stream));
-      CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
-    };
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    CP_ASSERT_CUDA(
-        cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    absl::Status enq = moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx);
-    CP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
-    CP_ASSERT_OK(enq);
-    CP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-    std::vector<std::vector<float>> graphOut(2);
-    for (int rep = 0; rep < 3; ++rep) {
-      const int i = rep % 2;
-      setX(i);
-      y.poison(); // legacy stream: finish it before the non-blocking one
-      CP_ASSERT_SYNC();
-      CP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
-      CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
-      std::vector<float> got = download(y.get(), T * c.H, dt);
-      EXPECT_LE(relErr(got, refs[i]), tolerance(dt)) << "replay " << rep;
-      if (rep < 2)
-        graphOut[i] = got;
-      else
-        EXPECT_EQ(got, graphOut[i]) << "replays of one input differ";
-    }
-    for (bool pdl : {true, false})
-      for (bool early : {true, false}) {
-        setPdlEnabled(pdl);
-        setEarlyPrefetchEnabled(early);
-        for (int i = 0; i < 2; ++i) {
-          setX(i);
-          y.poison();
-          CP_ASSERT_SYNC();
-          CP_ASSERT_OK(moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx));
-          CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
-          EXPECT_EQ(download(y.get(), T * c.H, dt), graphOut[i])
-              << "eager, pdl " << pdl << ", early " << early << ", input "
-              << i;
-        }
-      }
-    setPdlEnabled(true);
-    setEarlyPrefetchEnabled(true);
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    cudaStreamDestroy(stream);
+/// moe() of case `c` at T rows on two inputs (model seed `seed`, inputs
+/// seed + 100 + 7i + T), captured once into a CUDA graph (with the switches
+/// in force when called) and replayed `replays` times alternating the inputs:
+/// each replay within the tolerance of the CPU, repeats of an input
+/// bit-identical. Then `eager(run, graphOut)`: run(i) runs moe() eagerly on
+/// input i (with the switches in force then) and returns its output.
+using EagerRun = std::function<std::vector<float>(int)>;
+void replayThenEager(const MoeCase &c, DType dt, uint32_t seed, int64_t T,
+                     int replays,
+                     const std::function<void(
+                         const EagerRun &,
+                         const std::vector<std::vector<float>> &)> &eager) {
+  SCOPED_TRACE(::testing::Message() << dtypeName(dt) << " T=" << T);
+  MoeModel m(c, dt, seed + T);
+  std::vector<std::vector<float>> xs, refs;
+  for (uint32_t i = 0; i < 2; ++i) {
+    xs.push_back(
+        storageRound(randomVec(T * c.H, seed + 100 + 7 * i + T), dt));
+    refs.push_back(m.cpuMoe(xs.back(), T));
   }
+  DeviceBuffer dx(T * c.H * dtypeBytes(dt)), y(T * c.H * dtypeBytes(dt)),
+      ws(moeWorkspaceBytes(T, m.p));
+  ws.poison(); // the counters must not live in (uninitialized) workspace
+  CP_ASSERT_SYNC();
+  cudaStream_t stream = nullptr;
+  CP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  BlockContext ctx;
+  ctx.stream = stream;
+  ctx.workspace = ws.get();
+  ctx.workspaceBytes = int64_t(ws.bytes());
+  auto setX = [&](int i) {
+    DeviceBuffer src = upload(xs[i], dt);
+    EXPECT_EQ(cudaMemcpyAsync(dx.get(), src.get(), dx.bytes(),
+                              cudaMemcpyDeviceToDevice, stream),
+              cudaSuccess);
+    EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    y.poison(); // legacy stream: finish it before the non-blocking one
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  };
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  CP_ASSERT_CUDA(
+      cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  absl::Status enq = moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx);
+  CP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
+  CP_ASSERT_OK(enq);
+  CP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  std::vector<std::vector<float>> graphOut(2);
+  for (int rep = 0; rep < replays; ++rep) {
+    const int i = rep % 2;
+    setX(i);
+    CP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
+    CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
+    std::vector<float> got = download(y.get(), T * c.H, dt);
+    EXPECT_LE(relErr(got, refs[i]), tolerance(dt)) << "replay " << rep;
+    if (rep < 2)
+      graphOut[i] = got;
+    else
+      EXPECT_EQ(got, graphOut[i]) << "replays of one input differ";
+  }
+  eager(
+      [&](int i) {
+        setX(i);
+        EXPECT_TRUE(moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx).ok());
+        EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+        return download(y.get(), T * c.H, dt);
+      },
+      graphOut);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+TEST_P(MoeCudaTest, FusedGraphReplaysResetTheCounter) {
+  for (int64_t T : {1, 3})
+    replayThenEager(
+        MoeCase{16, 4, 128, 64, true, 96, true}, GetParam(), 1200, T, 3,
+        [](const EagerRun &run, const std::vector<std::vector<float>> &out) {
+          for (bool pdl : {true, false})
+            for (bool early : {true, false}) {
+              setPdlEnabled(pdl);
+              setEarlyPrefetchEnabled(early);
+              for (int i = 0; i < 2; ++i)
+                EXPECT_EQ(run(i), out[i]) << "eager, pdl " << pdl
+                                          << ", early " << early
+                                          << ", input " << i;
+            }
+          setPdlEnabled(true);
+          setEarlyPrefetchEnabled(true);
+        });
 }
 
 // The persistent small-T kernel (bf16, no shared expert, H >= 1024 for its
@@ -416,73 +436,21 @@ TEST_P(MoeCudaTest, FusedGraphReplaysResetTheCounter) {
 // launches give the CPU's results and the same bits as the two-kernel fused
 // path.
 TEST_P(MoeCudaTest, PersistentKernelMatchesTheFusedPath) {
-  const DType dt = GetParam();
   struct Restore {
     ~Restore() { setMoePersistentEnabled(false); }
   } restore;
   for (int64_t T : {1, 4}) {
-    SCOPED_TRACE(::testing::Message() << dtypeName(dt) << " T=" << T);
-    const MoeCase c{64, 8, 1024, 128, true, 0, false};
-    MoeModel m(c, dt, uint32_t(1500 + T));
-    std::vector<std::vector<float>> xs, refs;
-    for (uint32_t i = 0; i < 2; ++i) {
-      xs.push_back(storageRound(randomVec(T * c.H, 1600 + 7 * i + T), dt));
-      refs.push_back(m.cpuMoe(xs.back(), T));
-    }
-    DeviceBuffer dx(T * c.H * dtypeBytes(dt)), y(T * c.H * dtypeBytes(dt)),
-        ws(moeWorkspaceBytes(T, m.p));
-    ws.poison();
-    CP_ASSERT_SYNC();
-    cudaStream_t stream = nullptr;
-    CP_ASSERT_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    BlockContext ctx;
-    ctx.stream = stream;
-    ctx.workspace = ws.get();
-    ctx.workspaceBytes = int64_t(ws.bytes());
-    auto setX = [&](int i) {
-      DeviceBuffer src = upload(xs[i], dt);
-      CP_ASSERT_CUDA(cudaMemcpyAsync(dx.get(), src.get(), dx.bytes(),
-                                     cudaMemcpyDeviceToDevice, stream));
-      CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
-    };
     setMoePersistentEnabled(true);
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    CP_ASSERT_CUDA(
-        cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    absl::Status enq = moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx);
-    CP_ASSERT_CUDA(cudaStreamEndCapture(stream, &graph));
-    CP_ASSERT_OK(enq);
-    CP_ASSERT_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-    std::vector<std::vector<float>> graphOut(2);
-    for (int rep = 0; rep < 4; ++rep) {
-      const int i = rep % 2;
-      setX(i);
-      y.poison();
-      CP_ASSERT_SYNC();
-      CP_ASSERT_CUDA(cudaGraphLaunch(exec, stream));
-      CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
-      std::vector<float> got = download(y.get(), T * c.H, dt);
-      EXPECT_LE(relErr(got, refs[i]), tolerance(dt)) << "replay " << rep;
-      if (rep < 2)
-        graphOut[i] = got;
-      else
-        EXPECT_EQ(got, graphOut[i]) << "replays of one input differ";
-    }
-    for (bool persistent : {true, false})
-      for (int i = 0; i < 2; ++i) {
-        setMoePersistentEnabled(persistent);
-        setX(i);
-        y.poison();
-        CP_ASSERT_SYNC();
-        CP_ASSERT_OK(moe(dx.get(), T, m.w, m.p, y.get(), dt, ctx));
-        CP_ASSERT_CUDA(cudaStreamSynchronize(stream));
-        EXPECT_EQ(download(y.get(), T * c.H, dt), graphOut[i])
-            << "eager, persistent " << persistent << ", input " << i;
-      }
-    cudaGraphExecDestroy(exec);
-    cudaGraphDestroy(graph);
-    cudaStreamDestroy(stream);
+    replayThenEager(
+        MoeCase{64, 8, 1024, 128, true, 0, false}, GetParam(), 1500, T, 4,
+        [](const EagerRun &run, const std::vector<std::vector<float>> &out) {
+          for (bool persistent : {true, false}) {
+            setMoePersistentEnabled(persistent);
+            for (int i = 0; i < 2; ++i)
+              EXPECT_EQ(run(i), out[i])
+                  << "eager, persistent " << persistent << ", input " << i;
+          }
+        });
   }
 }
 
