@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <unordered_map>
 
 namespace crosspool::runtime::cuda {
 
@@ -593,12 +592,14 @@ absl::Status CudaExecutor::run(const CudaStep &step,
   const bool graphStep = useGraphs_ && T <= kGraphMaxRows;
   // Decode rows (leading rows of sequences with no other row in the step;
   // the serving engine puts them first) get an attend pass of their own.
-  std::unordered_map<int32_t, int32_t> rowsOfSeq;
+  std::vector<int32_t> rowsOfSeq(size_t(numSeqs), 0); // s < numSeqs
   for (int32_t s : step.rowSeq)
-    ++rowsOfSeq[s];
+    if (s >= 0)
+      ++rowsOfSeq[size_t(s)];
   int64_t decodeRows = 0;
   int32_t decodeContext = 1, promptContext = 1;
-  while (decodeRows < T && rowsOfSeq[step.rowSeq[decodeRows]] == 1)
+  while (decodeRows < T && step.rowSeq[decodeRows] >= 0 &&
+         rowsOfSeq[size_t(step.rowSeq[decodeRows])] == 1)
     decodeContext = std::max(decodeContext, step.rowPos[decodeRows++] + 1);
   for (int64_t r = decodeRows; r < T; ++r)
     promptContext = std::max(promptContext, step.rowPos[r] + 1);
