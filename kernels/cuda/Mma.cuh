@@ -22,7 +22,6 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
-#include <type_traits>
 
 namespace crosspool::kernels::cuda::detail {
 
@@ -60,22 +59,18 @@ __device__ __forceinline__ uint4 ld8(const __nv_bfloat16 *p, bool al) {
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
-/// 8 floats at `p` rounded to bf16 (16-byte aligned when `al`). CG: load
-/// through L2 (ld.global.cg) instead of the read-only path, for data written
-/// earlier in the same kernel by other blocks.
-template <bool CG = false>
+/// 8 floats at `p` rounded to bf16 (16-byte aligned when `al`).
 __device__ __forceinline__ uint4 ld8(const float *p, bool al) {
   float f[8];
   if (al) {
-    const float4 *q = reinterpret_cast<const float4 *>(p);
-    float4 a = CG ? __ldcg(q) : __ldg(q);
-    float4 b = CG ? __ldcg(q + 1) : __ldg(q + 1);
+    float4 a = __ldg(reinterpret_cast<const float4 *>(p));
+    float4 b = __ldg(reinterpret_cast<const float4 *>(p) + 1);
     f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w;
     f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
   } else {
 #pragma unroll
     for (int i = 0; i < 8; ++i)
-      f[i] = CG ? __ldcg(p + i) : __ldg(p + i);
+      f[i] = __ldg(p + i);
   }
   return make_uint4(packBf16(f[0], f[1]), packBf16(f[2], f[3]),
                     packBf16(f[4], f[5]), packBf16(f[6], f[7]));
@@ -89,16 +84,6 @@ __device__ __forceinline__ uint4 ld8(const float *p, bool al) {
 #define CROSSPOOL_KERNELS_CUDA_MMA_TILE_DOTS
 namespace crosspool::kernels::cuda::detail {
 
-/// ld8 of an activation chunk (CG only exists for fp32 activations).
-template <bool CG>
-__device__ __forceinline__ uint4 ldx(const __nv_bfloat16 *p, bool al) {
-  return ld8(p, al);
-}
-template <bool CG>
-__device__ __forceinline__ uint4 ldx(const float *p, bool al) {
-  return ld8<CG>(p, al);
-}
-
 /// One warp's share of C[16 rows of X x 8 rows of W_i] += X W_i^T over the
 /// 64-element chunks warp, warp + W, ... of `chunks`, for NW weight matrices
 /// sharing the activations. `xg` / `xh`: X rows g and g + 8, `w[i]`: row g of
@@ -106,13 +91,11 @@ __device__ __forceinline__ uint4 ldx(const float *p, bool al) {
 /// loads elements [16t, 16t + 16) of each chunk (two 16-byte loads), so a
 /// row's four lanes cover a whole 128-byte line at once; mma step s takes its
 /// words 2s, 2s + 1 (a permutation of k shared by both operands). All loads
-/// of a batch of U chunks are issued before the first mma. XCG: fp32
-/// activations written earlier in the same kernel (loaded through L2).
-template <int NW, int W, typename TX, bool XCG = false>
+/// of a batch of U chunks are issued before the first mma.
+template <int NW, int W, typename TX>
 __device__ __forceinline__ void
 tileDots(const TX *xg, const TX *xh, const __nv_bfloat16 *const (&w)[NW],
          bool wal, bool xal, int chunks, int warp, float (&c)[NW][4]) {
-  static_assert(!XCG || std::is_same_v<TX, float>, "XCG: fp32 activations");
   constexpr int U = NW == 1 ? 4 : 2;
   const uint4 z = make_uint4(0, 0, 0, 0);
   for (int base = warp; base < chunks; base += W * U) {
@@ -127,8 +110,8 @@ tileDots(const TX *xg, const TX *xh, const __nv_bfloat16 *const (&w)[NW],
         for (int i = 0; i < NW; ++i)
           wv[i][u][h] =
               ok && w[i] ? ld8(w[i] + int64_t(ch) * 64 + 8 * h, wal) : z;
-        xa[u][h] = ok && xg ? ldx<XCG>(xg + int64_t(ch) * 64 + 8 * h, xal) : z;
-        xb[u][h] = ok && xh ? ldx<XCG>(xh + int64_t(ch) * 64 + 8 * h, xal) : z;
+        xa[u][h] = ok && xg ? ld8(xg + int64_t(ch) * 64 + 8 * h, xal) : z;
+        xb[u][h] = ok && xh ? ld8(xh + int64_t(ch) * 64 + 8 * h, xal) : z;
       }
     }
 #pragma unroll

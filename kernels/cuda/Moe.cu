@@ -429,20 +429,34 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
   }
 }
 
-/// The work of one gateUpMmaKernel block after its PDL wait: rows
-/// [n0, n0 + 8) of gate and up for grid slot `slot`, into hbuf. `red`:
-/// shared [2][W][4][32] floats. Block-uniform (returns for an empty slot).
+/// gateUpKernel on tensor cores (bf16, H % 64 == 0): 8 rows of gate and of
+/// up per block, W warps over H. HALF: every group has at most 8 rows (the
+/// launch's T <= 8), so the mma's rows g + 8 are constant zeros: the
+/// compiler drops their loads and registers (118 -> under 85 per thread), and
+/// three 256-thread blocks fit an SM instead of two (50 % more weight bytes
+/// in flight per SM, 768 blocks of a decode step in two waves, not three).
 template <int W, bool HALF>
-__device__ __forceinline__ void gateUpMmaTile(const bf16 *__restrict__ x,
-                                              int64_t H, int64_t I,
-                                              const GroupArgs &g,
-                                              float *__restrict__ hbuf,
-                                              int64_t n0, int slot,
-                                              float *red) {
+__global__ void __launch_bounds__(W * 32, HALF ? 768 / (W * 32) : 1)
+    gateUpMmaKernel(const bf16 *__restrict__ x, int64_t H, int64_t I,
+                    GroupArgs g, float *__restrict__ hbuf) {
+  __shared__ float red[2 * W * 4 * 32];
+  const int64_t n0 = int64_t(blockIdx.x) * 8;
+  // Request the block's weight rows as early as they are known: the shared
+  // expert's (g.experts == null) before the PDL wait, as a GEMV's; a routed
+  // expert's once its slot is read, while the token rows are still being
+  // looked up (rowsOf -> x is two more dependent loads).
   const int64_t pfBytes = n0 < I ? (I - n0 < 8 ? I - n0 : 8) * H * 2 : 0;
+  if (!g.experts && blockIdx.y == 0 && pfBytes > 0 && g.single.gate &&
+      g.single.up) {
+    detail::prefetchL2(static_cast<const bf16 *>(g.single.gate) + n0 * H,
+                       pfBytes);
+    detail::prefetchL2(static_cast<const bf16 *>(g.single.up) + n0 * H,
+                       pfBytes);
+  }
+  detail::pdlEnter();
   ExpertPtrs e;
   int64_t n, base;
-  if (!groupOf(g, slot, e, n, base) || !e.gate || !e.up)
+  if (!groupOf(g, blockIdx.y, e, n, base) || !e.gate || !e.up)
     return;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gq = lane >> 2, t = lane & 3;
@@ -476,34 +490,6 @@ __device__ __forceinline__ void gateUpMmaTile(const bf16 *__restrict__ x,
           hbuf[(base + j) * I + i] = gs / (1.0f + expf(-gs)) * us;
       }
   }
-}
-
-/// gateUpKernel on tensor cores (bf16, H % 64 == 0): 8 rows of gate and of
-/// up per block, W warps over H. HALF: every group has at most 8 rows (the
-/// launch's T <= 8), so the mma's rows g + 8 are constant zeros: the
-/// compiler drops their loads and registers (118 -> under 85 per thread), and
-/// three 256-thread blocks fit an SM instead of two (50 % more weight bytes
-/// in flight per SM, 768 blocks of a decode step in two waves, not three).
-template <int W, bool HALF>
-__global__ void __launch_bounds__(W * 32, HALF ? 768 / (W * 32) : 1)
-    gateUpMmaKernel(const bf16 *__restrict__ x, int64_t H, int64_t I,
-                    GroupArgs g, float *__restrict__ hbuf) {
-  __shared__ float red[2 * W * 4 * 32];
-  const int64_t n0 = int64_t(blockIdx.x) * 8;
-  // Request the block's weight rows as early as they are known: the shared
-  // expert's (g.experts == null) before the PDL wait, as a GEMV's; a routed
-  // expert's once its slot is read (in the tile), while the token rows are
-  // still being looked up (rowsOf -> x is two more dependent loads).
-  const int64_t pfBytes = n0 < I ? (I - n0 < 8 ? I - n0 : 8) * H * 2 : 0;
-  if (!g.experts && blockIdx.y == 0 && pfBytes > 0 && g.single.gate &&
-      g.single.up) {
-    detail::prefetchL2(static_cast<const bf16 *>(g.single.gate) + n0 * H,
-                       pfBytes);
-    detail::prefetchL2(static_cast<const bf16 *>(g.single.up) + n0 * H,
-                       pfBytes);
-  }
-  detail::pdlEnter();
-  gateUpMmaTile<W, HALF>(x, H, I, g, hbuf, n0, int(blockIdx.y), red);
 }
 
 /// downKernel on tensor cores (bf16 weights, I % 64 == 0). (No HALF variant
@@ -825,15 +811,21 @@ __device__ __forceinline__ void prefetchDownEarly(const DownCombineArgs &a,
   }
 }
 
-/// The work of one downCombineMmaKernel block after its PDL wait: output
-/// rows [n0, n0 + 8). `part` / `sp`: shared [kFusedMaxPairs][8] floats and
-/// kFusedMaxPairs PairDescs. XCG: hbuf was written earlier in the same
-/// kernel (read through L2).
-template <int W, bool XCG = false>
-__device__ __forceinline__ void downCombineMmaTile(const DownCombineArgs &a,
-                                                   int64_t n0,
-                                                   float (*part)[8],
-                                                   PairDesc *sp) {
+/// y[t, o] = sum over t's pairs in combine order of w * (down_e[o] . h_pair)
+/// (+ sigmoid(gate) * shared[t, o]): the down projection and combineKernel
+/// in one launch, for bf16 down weights with I % 64 == 0. A block owns 8
+/// output rows; warp w takes pairs w, w + W, ... over all of I on the tensor
+/// cores (so all pairs' loads are in flight at once), and the per-pair
+/// results are summed in the fixed pair order: deterministic.
+template <int W>
+__global__ void __launch_bounds__(W * 32)
+    downCombineMmaKernel(DownCombineArgs a) {
+  __shared__ float part[kFusedMaxPairs][8];
+  __shared__ PairDesc sp[kFusedMaxPairs];
+  const int64_t n0 = int64_t(blockIdx.x) * 8;
+  if (a.early)
+    prefetchDownEarly(a, n0, 2);
+  detail::pdlEnter();
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int gq = lane >> 2, t = lane & 3;
   const int P = a.T * a.K;
@@ -849,8 +841,8 @@ __device__ __forceinline__ void downCombineMmaTile(const DownCombineArgs &a,
     const float *xg =
         dw && gq == 0 ? a.hbuf + int64_t(d.pos) * a.I + t * 16 : nullptr;
     float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
-    detail::tileDots<1, 1, float, XCG>(xg, nullptr, wr, al16(dw), xal,
-                                       int(a.I / 64), 0, c);
+    detail::tileDots<1, 1, float>(xg, nullptr, wr, al16(dw), xal, int(a.I / 64),
+                                  0, c);
     if (gq == 0) { // C row 0 (the pair's activation), columns 2t, 2t + 1
       part[p][2 * t] = c[0][0];
       part[p][2 * t + 1] = c[0][1];
@@ -874,103 +866,6 @@ __device__ __forceinline__ void downCombineMmaTile(const DownCombineArgs &a,
       static_cast<bf16 *>(a.y)[tt * a.H + o] = fromF<bf16>(acc);
     }
   }
-  __syncthreads(); // part / sp may be reused by the caller's next tile
-}
-
-/// y[t, o] = sum over t's pairs in combine order of w * (down_e[o] . h_pair)
-/// (+ sigmoid(gate) * shared[t, o]): the down projection and combineKernel
-/// in one launch, for bf16 down weights with I % 64 == 0. A block owns 8
-/// output rows; warp w takes pairs w, w + W, ... over all of I on the tensor
-/// cores (so all pairs' loads are in flight at once), and the per-pair
-/// results are summed in the fixed pair order: deterministic.
-template <int W>
-__global__ void __launch_bounds__(W * 32)
-    downCombineMmaKernel(DownCombineArgs a) {
-  __shared__ float part[kFusedMaxPairs][8];
-  __shared__ PairDesc sp[kFusedMaxPairs];
-  const int64_t n0 = int64_t(blockIdx.x) * 8;
-  if (a.early)
-    prefetchDownEarly(a, n0, 2);
-  detail::pdlEnter();
-  downCombineMmaTile<W>(a, n0, part, sp);
-}
-
-/// Grid barriers of moeExpertsPersistentKernel, one per workspace (the
-/// routeFusedKernel counter slot): an arrival count that the last block
-/// resets and a generation it bumps. Zero at module load and left so by
-/// every launch, so graph replays need no reset.
-__device__ unsigned int gMoeBarrierCount[kRouteCounters];
-__device__ unsigned int gMoeBarrierGen[kRouteCounters];
-
-/// All gridDim.x blocks (co-resident by the launch's sizing) wait here until
-/// every block arrived; each block's global writes before it are visible to
-/// every block after it.
-__device__ __forceinline__ void gridBarrier(int slot) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    volatile unsigned int *gen = &gMoeBarrierGen[slot];
-    const unsigned int g0 = *gen;
-    __threadfence(); // this block's writes, then the arrival
-    if (atomicAdd(&gMoeBarrierCount[slot], 1u) == gridDim.x - 1) {
-      atomicExch(&gMoeBarrierCount[slot], 0u);
-      __threadfence();
-      atomicAdd(&gMoeBarrierGen[slot], 1u);
-    } else {
-      while (*gen == g0)
-        __nanosleep(64);
-    }
-    __threadfence();
-  }
-  __syncthreads();
-}
-
-struct MoePersistentArgs {
-  const bf16 *x;
-  int64_t H, I;
-  GroupArgs g;       ///< the routed experts' slots (fused path)
-  float *hbuf;       ///< the gate/up output (d.hbuf)
-  DownCombineArgs d; ///< the down/combine of the same pairs
-  int32_t slots;     ///< gate/up grid slots
-  int32_t barrier;   ///< gridBarrier slot
-};
-
-/// The fused small-T path's gate/up and down/combine in one persistent
-/// launch (no shared expert): after the PDL wait (routing done), each block
-/// requests the gate/up rows of all its phase-A tiles at once, computes
-/// them (gateUpMmaTile, tiles b, b + grid, ...), prefetches the down rows of
-/// its phase-B tiles while other blocks finish, and after a grid barrier
-/// computes its down/combine tiles (downCombineMmaTile, hbuf through L2).
-/// Same tiles and sums as the two kernels: the same bits. The expert bytes
-/// then stream without the gap between the two launches, and the down
-/// rows arrive during phase A's tail.
-template <int W>
-__global__ void __launch_bounds__(W * 32, 2)
-    moeExpertsPersistentKernel(MoePersistentArgs a) {
-  __shared__ float red[2 * W * 4 * 32];
-  __shared__ float part[kFusedMaxPairs][8];
-  __shared__ PairDesc sp[kFusedMaxPairs];
-  detail::pdlEnter();
-  const int64_t tilesI = (a.I + 7) / 8;
-  const int64_t itemsA = int64_t(a.slots) * tilesI;
-  const int64_t itemsB = (a.H + 7) / 8;
-  for (int64_t w = blockIdx.x; w < itemsA; w += gridDim.x) {
-    ExpertPtrs e;
-    int64_t n, base;
-    const int64_t n0 = (w % tilesI) * 8;
-    if (!groupOf(a.g, int(w / tilesI), e, n, base) || !e.gate || !e.up)
-      continue;
-    const int64_t bytes = (a.I - n0 < 8 ? a.I - n0 : 8) * a.H * 2;
-    detail::prefetchL2(static_cast<const bf16 *>(e.gate) + n0 * a.H, bytes);
-    detail::prefetchL2(static_cast<const bf16 *>(e.up) + n0 * a.H, bytes);
-  }
-  for (int64_t w = blockIdx.x; w < itemsA; w += gridDim.x)
-    gateUpMmaTile<W, true>(a.x, a.H, a.I, a.g, a.hbuf, (w % tilesI) * 8,
-                           int(w / tilesI), red);
-  for (int64_t w = blockIdx.x; w < itemsB; w += gridDim.x)
-    prefetchDownEarly(a.d, w * 8, 2);
-  gridBarrier(a.barrier);
-  for (int64_t w = blockIdx.x; w < itemsB; w += gridDim.x)
-    downCombineMmaTile<W, true>(a.d, w * 8, part, sp);
 }
 
 /// The same with FMA warp dots (fp32, or bf16 off the tensor-core shapes):
@@ -1195,32 +1090,6 @@ int routeCounterSlot(const void *workspace) {
   return slot;
 }
 
-/// Blocks of moeExpertsPersistentKernel<8> that can all be resident at once
-/// on the current device (its grid barrier needs every block running; the
-/// device's own multiprocessor count, never a caller's guess). Assumes no
-/// other grid-barrier kernel runs concurrently (MoE blocks of one executor
-/// are ordered on one stream; the serving engine steps one model at a time).
-absl::StatusOr<int64_t> persistentGrid() {
-  static std::mutex mu;
-  static std::unordered_map<int, int64_t> blocks; // device -> resident blocks
-  int dev = 0;
-  CP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&dev));
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = blocks.find(dev);
-  if (it == blocks.end()) {
-    int perSm = 0, sms = 0;
-    CP_CUDA_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &perSm, moeExpertsPersistentKernel<8>, 256, 0));
-    CP_CUDA_RETURN_IF_ERROR(
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    it = blocks.emplace(dev, int64_t(perSm) * sms).first;
-  }
-  if (it->second <= 0)
-    return absl::InternalError(
-        "moeExpertsPersistentKernel cannot be resident on this device");
-  return it->second;
-}
-
 /// The fused small-T MoE block: routeFusedKernel, gate/up of the selected
 /// experts, the shared expert's two kernels (when there is one), and
 /// downCombine: 3 launches instead of 6 (5 + the router GEMV).
@@ -1264,6 +1133,15 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
 
   GroupArgs g{w.experts, ExpertPtrs{}, nullptr,    nullptr, nullptr,
               nullptr,   s.rowsOf,     int32_t(K), Tn,      s.slots};
+  CP_CUDA_RETURN_IF_ERROR(launchGateUp<T>(x, H, I, g, s.hbuf, slots, mma, st));
+  if (hasShared) {
+    const int64_t Is = p.sharedIntermediate;
+    GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
+                 nullptr, nullptr,  1,       Tn};
+    CP_RETURN_IF_ERROR(launchExperts<T>(x, H, Is, gs, s.hbufShared, nullptr,
+                                        s.sharedOut, 1, mma && Is % 64 == 0,
+                                        st));
+  }
   DownCombineArgs da{};
   da.hbuf = s.hbuf;
   da.pairs = s.pairs;
@@ -1276,38 +1154,8 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
   da.K = int32_t(K);
   da.early = pdlEnabled() && earlyPrefetchEnabled();
   bool downMma = false;
-  if constexpr (std::is_same_v<T, bf16>) {
+  if constexpr (std::is_same_v<T, bf16>)
     downMma = mma && I % 64 == 0;
-    if (downMma && !hasShared && mmaWarps(H) == 8 && moePersistentEnabled()) {
-      // gate/up and down/combine in one persistent launch.
-      MoePersistentArgs pa{};
-      pa.x = x;
-      pa.H = H;
-      pa.I = I;
-      pa.g = g;
-      pa.hbuf = s.hbuf;
-      pa.d = da;
-      pa.slots = int32_t(slots);
-      pa.barrier = counter;
-      CP_ASSIGN_OR_RETURN(const int64_t grid, persistentGrid());
-      const int64_t work = std::max<int64_t>(int64_t(slots) * ((I + 7) / 8),
-                                             (H + 7) / 8);
-      CP_CUDA_RETURN_IF_ERROR(detail::launch(
-          moeExpertsPersistentKernel<8>,
-          dim3(unsigned(std::min<int64_t>(grid, work))), dim3(256), 0, st,
-          pa));
-      return absl::OkStatus();
-    }
-  }
-  CP_CUDA_RETURN_IF_ERROR(launchGateUp<T>(x, H, I, g, s.hbuf, slots, mma, st));
-  if (hasShared) {
-    const int64_t Is = p.sharedIntermediate;
-    GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
-                 nullptr, nullptr,  1,       Tn};
-    CP_RETURN_IF_ERROR(launchExperts<T>(x, H, Is, gs, s.hbufShared, nullptr,
-                                        s.sharedOut, 1, mma && Is % 64 == 0,
-                                        st));
-  }
   if (downMma)
     CP_CUDA_RETURN_IF_ERROR(detail::launch(downCombineMmaKernel<8>,
                                            dim3(unsigned((H + 7) / 8)),

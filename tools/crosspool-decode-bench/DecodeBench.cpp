@@ -24,14 +24,12 @@
 //          [--batches 1,8,32] [--contexts 1024,32768] [--reps N]
 //          [--json FILE] [--seed S] [--pdl on|off|both]
 //          [--moe-fused on|off|both] [--early on|off|both]
-//          [--moe-persistent on|off|both]
 //
 // --pdl / --moe-fused / --early run every point with programmatic dependent
 // launch, the fused small-T MoE path and the early (before the PDL wait)
 // prefetch of routed down weights on, off, or both ways (same process, same
-// weights; default: on), one table row per variant ("PDL off" / "MoE
-// grouped" / "early off" in the notes). --moe-persistent: the experimental
-// persistent small-T MoE kernel (default off; "MoE persistent").
+// weights; default: PDL and fused on, early off, as the library), one table
+// row per variant ("PDL off" / "MoE grouped" / "early on" in the notes).
 //
 //===----------------------------------------------------------------------===//
 
@@ -155,7 +153,7 @@ double copyBandwidth() {
 struct Result {
   std::string model;
   int B, C;
-  bool pdl = true, moeFused = true, early = true, persistent = false;
+  bool pdl = true, moeFused = true, early = false;
   double attnMs, moeMs, headMs, attnFloorMs, moeFloorMs, headFloorMs;
   double eagerMs, graphMs, bytes, weightBytes, kvBytes, distinctFormula,
       distinctMeasured, floorMs;
@@ -445,13 +443,13 @@ constexpr const char *kUsage =
     "crosspool-decode-bench [--model qwen3-30b-a3b|olmoe-1b-7b|all] "
     "[--batches 1,8,32] [--contexts 1024,32768] [--reps N] [--json FILE] "
     "[--seed S] [--pdl on|off|both] [--moe-fused on|off|both] "
-    "[--early on|off|both] [--moe-persistent on|off|both]";
+    "[--early on|off|both]";
 
 int main(int argc, char **argv) {
   std::string which = "all", jsonPath;
   std::vector<int> batches = {1, 8, 32}, contexts = {1024, 32768};
   std::vector<bool> pdlModes = {true}, fusedModes = {true},
-                    earlyModes = {true}, persistentModes = {false};
+                    earlyModes = {false};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     bool hasValue = i + 1 < argc;
@@ -475,14 +473,12 @@ int main(int argc, char **argv) {
       gSeed = std::strtoull(argv[++i], nullptr, 10);
     } else if (a == "--json" && hasValue) {
       jsonPath = argv[++i];
-    } else if ((a == "--pdl" || a == "--moe-fused" || a == "--early" ||
-                a == "--moe-persistent") &&
+    } else if ((a == "--pdl" || a == "--moe-fused" || a == "--early") &&
                hasValue) {
       std::string v = argv[++i];
       std::vector<bool> *dst = a == "--pdl"         ? &pdlModes
                                : a == "--moe-fused" ? &fusedModes
-                               : a == "--early"     ? &earlyModes
-                                                    : &persistentModes;
+                                                    : &earlyModes;
       if (v == "on")
         *dst = {true};
       else if (v == "off")
@@ -574,32 +570,27 @@ int main(int argc, char **argv) {
       for (int B : batches)
         for (bool fused : fusedModes)
           for (bool early : earlyModes)
-            for (bool persistent : persistentModes)
-              for (bool pdl : pdlModes) {
-                cudak::setPdlEnabled(pdl);
-                cudak::setMoeFusedEnabled(fused);
-                cudak::setEarlyPrefetchEnabled(early);
-                cudak::setMoePersistentEnabled(persistent);
-                Result r = runPoint(m, B, C, kvPool, kvPages, blas,
-                                    prop.multiProcessorCount, bw);
-                r.pdl = pdl;
-                r.moeFused = fused;
-                r.early = early;
-                r.persistent = persistent;
-                std::fprintf(stderr,
-                             "  B=%2d C=%5d pdl %-3s moe %-7s early %-3s "
-                             "persistent %-3s: graph %.3f ms eager %.3f ms "
-                             "floor %.3f ms (%.0f%%)\n",
-                             B, C, pdl ? "on" : "off",
-                             fused ? "fused" : "grouped", early ? "on" : "off",
-                             persistent ? "on" : "off", r.graphMs, r.eagerMs,
-                             r.floorMs, 100 * r.floorMs / r.graphMs);
-                results.push_back(r);
-              }
+            for (bool pdl : pdlModes) {
+              cudak::setPdlEnabled(pdl);
+              cudak::setMoeFusedEnabled(fused);
+              cudak::setEarlyPrefetchEnabled(early);
+              Result r = runPoint(m, B, C, kvPool, kvPages, blas,
+                                  prop.multiProcessorCount, bw);
+              r.pdl = pdl;
+              r.moeFused = fused;
+              r.early = early;
+              std::fprintf(stderr,
+                           "  B=%2d C=%5d pdl %-3s moe %-7s early %-3s: graph "
+                           "%.3f ms eager %.3f ms floor %.3f ms (%.0f%%)\n",
+                           B, C, pdl ? "on" : "off",
+                           fused ? "fused" : "grouped", early ? "on" : "off",
+                           r.graphMs, r.eagerMs, r.floorMs,
+                           100 * r.floorMs / r.graphMs);
+              results.push_back(r);
+            }
     cudak::setPdlEnabled(true);
     cudak::setMoeFusedEnabled(true);
-    cudak::setEarlyPrefetchEnabled(true);
-    cudak::setMoePersistentEnabled(false);
+    cudak::setEarlyPrefetchEnabled(false);
     // Free this model (and everything else) before the next one.
     cublasDestroy(blas);
     DB_CHECK(cudaDeviceReset());
@@ -629,10 +620,8 @@ int main(int argc, char **argv) {
       notes += "PDL off; ";
     if (!r.moeFused)
       notes += "MoE grouped; ";
-    if (!r.early)
-      notes += "early off; ";
-    if (r.persistent)
-      notes += "MoE persistent; ";
+    if (r.early)
+      notes += "early on; ";
     std::printf("| %s | %d | %d | %.3f | %.3f | %.3f | %.1f / %.1f | %.3f | "
                 "%.0f%% | %s |\n",
                 r.model.c_str(), r.B, r.C, r.graphMs, r.eagerMs, r.bytes / 1e9,
@@ -674,8 +663,7 @@ int main(int argc, char **argv) {
           "\"kv_pages_wrap\": %s, \"attention_ms\": %.4f, \"moe_ms\": %.4f, "
           "\"head_ms\": %.4f, \"attention_floor_ms\": %.4f, "
           "\"moe_floor_ms\": %.4f, \"head_floor_ms\": %.4f, \"pdl\": %s, "
-          "\"moe_fused\": %s, \"early_prefetch\": %s, \"moe_persistent\": "
-          "%s}%s\n",
+          "\"moe_fused\": %s, \"early_prefetch\": %s}%s\n",
           r.model.c_str(), r.B, r.C, r.graphMs, r.eagerMs,
           r.graphOk ? "true" : "false", r.bytes, r.weightBytes, r.kvBytes,
           r.distinctFormula, r.distinctMeasured, r.floorMs,
@@ -683,7 +671,7 @@ int main(int argc, char **argv) {
           r.kvAliased ? "true" : "false", r.attnMs, r.moeMs, r.headMs,
           r.attnFloorMs, r.moeFloorMs, r.headFloorMs, r.pdl ? "true" : "false",
           r.moeFused ? "true" : "false", r.early ? "true" : "false",
-          r.persistent ? "true" : "false", i + 1 < results.size() ? "," : "");
+          i + 1 < results.size() ? "," : "");
     }
     std::fprintf(f, "]}\n");
     std::fclose(f);
