@@ -223,46 +223,7 @@ struct AttendArgs {
   int32_t nh, nkv, hd, G, window;
   float scale;
   int32_t rowsPerBlock, numSplits, splitLen;
-  /// Prefetch the block's K/V rows before the PDL wait (prefetchKvEarly).
-  bool early;
 };
-
-/// Before the PDL wait of a decode-attention block: the K and V rows of its
-/// key range (row t, KV head kvh, split blockIdx.x) into L2, so the page
-/// lookups and the first DRAM round trip overlap the previous kernel. The
-/// row positions and page tables were uploaded before the step, many
-/// launches back, and are read through L2 (Common.cuh); a prefetch is only a
-/// hint, so the row the previous kernel is writing is harmless.
-__device__ __forceinline__ void prefetchKvEarly(const AttendArgs &a, int64_t t,
-                                                int kvh, int hdBytes) {
-  const int32_t pos = __ldcg(a.rowPos + t), seq = __ldcg(a.rowSeq + t);
-  if (seq < 0 || seq >= a.kv.numSeqs || pos < 0)
-    return;
-  const int lo = a.window > 0 ? max(0, pos - a.window + 1) : 0;
-  const int splitBegin = int(blockIdx.x) * a.splitLen;
-  const int splitEnd = int(blockIdx.x) == a.numSplits - 1
-                           ? INT_MAX
-                           : splitBegin + a.splitLen;
-  const int begin = max(lo, splitBegin), end = min(pos + 1, splitEnd);
-  const int64_t rowBytes = int64_t(a.nkv) * hdBytes;
-  const int64_t vOff = int64_t(a.kv.tpp) * rowBytes;
-  const char *base = a.kv.base + int64_t(kvh) * hdBytes;
-  for (int k = begin + int(threadIdx.x); k < end; k += int(blockDim.x)) {
-    const int32_t pi = k / a.kv.tpp;
-    if (pi >= a.kv.maxPages)
-      break;
-    const int32_t id =
-        __ldcg(a.kv.pageTable + int64_t(seq) * a.kv.maxPages + pi);
-    if (id < 0)
-      continue;
-    const char *row = base + int64_t(id) * a.kv.stride +
-                      int64_t(k % a.kv.tpp) * rowBytes;
-    for (int off = 0; off < hdBytes; off += 128) {
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(row + off));
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(row + vOff + off));
-    }
-  }
-}
 
 /// Shared-memory floats of attendKernel besides the int row table.
 int64_t attendSmemBytes(int32_t rowsPerBlock, int32_t G, int32_t hd) {
@@ -640,8 +601,6 @@ __global__ void __launch_bounds__(kAttnThreads)
   constexpr int NW = kAttnThreads / 32;
   __shared__ float accW[NW][16][HD];
   __shared__ float mW[NW][16], lW[NW][16];
-  if (a.early)
-    prefetchKvEarly(a, blockIdx.z, blockIdx.y, HD * 2);
   detail::pdlEnter();
 
   const int split = blockIdx.x, kvh = blockIdx.y;
@@ -1299,7 +1258,6 @@ absl::Status attend(const void *q, int64_t T, const AttentionParams &p,
   a.rowsPerBlock = c.rowsPerBlock;
   a.numSplits = c.numSplits;
   a.splitLen = c.splitLen;
-  a.early = pdlEnabled() && earlyPrefetchEnabled();
   const int64_t tiles = (T + c.rowsPerBlock - 1) / c.rowsPerBlock;
   if (tiles > 65535)
     return invalid(absl::StrCat("attend: ", tiles,

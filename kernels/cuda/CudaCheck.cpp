@@ -17,13 +17,17 @@ namespace {
 /// -1: not decided yet (read the environment on first use), else 0 / 1.
 std::atomic<int> gPdl{-1}, gMoeFused{-1}, gEarlyPrefetch{-1};
 
-/// The switch's value; on unless `envName` is "0" or "off".
-bool switchValue(std::atomic<int> &sw, const char *envName) {
+/// The switch's value: `dflt` unless `envName` says otherwise ("0" / "off"
+/// or "1" / "on").
+bool switchValue(std::atomic<int> &sw, const char *envName, bool dflt = true) {
   int v = sw.load(std::memory_order_relaxed);
   if (v < 0) {
     const char *env = std::getenv(envName);
-    int fromEnv =
-        env && (!std::strcmp(env, "0") || !std::strcmp(env, "off")) ? 0 : 1;
+    int fromEnv = dflt ? 1 : 0;
+    if (env && (!std::strcmp(env, "0") || !std::strcmp(env, "off")))
+      fromEnv = 0;
+    else if (env && (!std::strcmp(env, "1") || !std::strcmp(env, "on")))
+      fromEnv = 1;
     // A setter racing with the first read wins.
     sw.compare_exchange_strong(v, fromEnv);
     v = sw.load(std::memory_order_relaxed);
@@ -37,44 +41,16 @@ void setPdlEnabled(bool on) { gPdl.store(on ? 1 : 0); }
 bool moeFusedEnabled() { return switchValue(gMoeFused, "CROSSPOOL_MOE_FUSED"); }
 void setMoeFusedEnabled(bool on) { gMoeFused.store(on ? 1 : 0); }
 bool earlyPrefetchEnabled() {
-  return switchValue(gEarlyPrefetch, "CROSSPOOL_EARLY_PREFETCH");
+  return switchValue(gEarlyPrefetch, "CROSSPOOL_EARLY_PREFETCH", false);
 }
 void setEarlyPrefetchEnabled(bool on) { gEarlyPrefetch.store(on ? 1 : 0); }
-
-namespace {
-std::atomic<int> gMoePersistent{-1};
-} // namespace
-
-bool moePersistentEnabled() {
-  // Off unless CROSSPOOL_MOE_PERSISTENT is "1" or "on".
-  int v = gMoePersistent.load(std::memory_order_relaxed);
-  if (v < 0) {
-    const char *env = std::getenv("CROSSPOOL_MOE_PERSISTENT");
-    const int fromEnv =
-        env && (!std::strcmp(env, "1") || !std::strcmp(env, "on")) ? 1 : 0;
-    gMoePersistent.compare_exchange_strong(v, fromEnv);
-    v = gMoePersistent.load(std::memory_order_relaxed);
-  }
-  return v == 1;
-}
-void setMoePersistentEnabled(bool on) { gMoePersistent.store(on ? 1 : 0); }
 
 namespace {
 std::atomic<int> gPrefillMma{-1};
 } // namespace
 
 bool prefillMmaEnabled() {
-  // Off unless CROSSPOOL_PREFILL_MMA is "1" or "on" (not yet verified on a
-  // GPU; docs/serving.md).
-  int v = gPrefillMma.load(std::memory_order_relaxed);
-  if (v < 0) {
-    const char *env = std::getenv("CROSSPOOL_PREFILL_MMA");
-    const int fromEnv =
-        env && (!std::strcmp(env, "1") || !std::strcmp(env, "on")) ? 1 : 0;
-    gPrefillMma.compare_exchange_strong(v, fromEnv);
-    v = gPrefillMma.load(std::memory_order_relaxed);
-  }
-  return v == 1;
+  return switchValue(gPrefillMma, "CROSSPOOL_PREFILL_MMA");
 }
 void setPrefillMmaEnabled(bool on) { gPrefillMma.store(on ? 1 : 0); }
 

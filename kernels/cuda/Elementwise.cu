@@ -258,6 +258,33 @@ int gridFor(int64_t n) {
   return int(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
 }
 
+/// Reads `chunks` 16-byte chunks grid-stride, kUnroll loads in flight per
+/// thread, and folds them into one word that is stored only if it equals a
+/// value no real input produces (so the loads cannot be dropped).
+constexpr int kProbeUnroll = 8;
+__global__ void streamReadKernel(const uint4 *__restrict__ p, int64_t chunks,
+                                 uint32_t *sink) {
+  detail::pdlEnter();
+  uint32_t acc = 0;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (; i + (kProbeUnroll - 1) * stride < chunks; i += kProbeUnroll * stride) {
+    uint4 v[kProbeUnroll];
+#pragma unroll
+    for (int u = 0; u < kProbeUnroll; ++u)
+      v[u] = __ldcs(p + i + u * stride);
+#pragma unroll
+    for (int u = 0; u < kProbeUnroll; ++u)
+      acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  for (; i < chunks; i += stride) {
+    const uint4 v = __ldcs(p + i);
+    acc ^= v.x ^ v.y ^ v.z ^ v.w;
+  }
+  if (acc == 0x9e3779b9u)
+    *sink = acc;
+}
+
 } // namespace
 
 const char *dtypeName(DType d) { return d == DType::kF32 ? "f32" : "bf16"; }
@@ -382,6 +409,23 @@ absl::Status argmaxRows(const float *logits, int64_t T, int64_t V, int32_t *out,
   detail::launch(argmaxKernel, dim3(unsigned(T)), dim3(1024), 0, stream, logits,
                  V, out);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("argmaxKernel");
+  return absl::OkStatus();
+}
+
+absl::Status streamRead(const void *p, int64_t bytes, int64_t blocks,
+                        uint32_t *sink, cudaStream_t stream) {
+  if (bytes < 0 || bytes % 16 != 0 || blocks <= 0)
+    return invalid("streamRead",
+                   absl::StrCat("expects bytes >= 0, a multiple of 16, and "
+                                "blocks > 0 but got ",
+                                bytes, " and ", blocks));
+  if (bytes == 0)
+    return absl::OkStatus();
+  if (!p || !sink || !detail::aligned16(p))
+    return invalid("streamRead", "null or unaligned operand");
+  detail::launch(streamReadKernel, dim3(unsigned(blocks)), dim3(kRowThreads),
+                 0, stream, static_cast<const uint4 *>(p), bytes / 16, sink);
+  CP_CUDA_RETURN_IF_LAUNCH_FAILED("streamReadKernel");
   return absl::OkStatus();
 }
 

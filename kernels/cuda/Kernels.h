@@ -83,28 +83,18 @@ int64_t moeGemmCalls();
 /// Early prefetch (needs PDL): a kernel whose weights depend on routing (the
 /// fused MoE down/combine) reads the routing, written two launches back,
 /// before its PDL wait and prefetches the selected weights into L2 while its
-/// predecessor still runs; the decode attention kernel likewise looks up its
-/// pages and prefetches the K/V rows of its key range. On by default; CROSSPOOL_EARLY_PREFETCH=0 (read
-/// once) or setEarlyPrefetchEnabled(false) turns it off for launches
-/// enqueued afterwards.
+/// predecessor still runs. Off by default: neutral at one token, 10 % slower
+/// at four (Qwen3-30B-A3B on an H100, docs/perf.md v7);
+/// CROSSPOOL_EARLY_PREFETCH=1 (read once) or setEarlyPrefetchEnabled(true)
+/// turns it on for launches enqueued afterwards.
 bool earlyPrefetchEnabled();
 void setEarlyPrefetchEnabled(bool on);
 
-/// The persistent small-T MoE kernel (bf16, no shared expert, T <= 4): the
-/// fused path's gate/up and down/combine in one launch with a grid barrier
-/// between them, every gate/up row requested as soon as routing is known and
-/// the down rows prefetched during the gate/up tail; the same tiles and sums
-/// (same bits). Off by default (experimental, see docs/perf.md);
-/// CROSSPOOL_MOE_PERSISTENT=1 (read once) or setMoePersistentEnabled(true)
-/// turns it on for launches enqueued afterwards.
-bool moePersistentEnabled();
-void setMoePersistentEnabled(bool on);
-
 /// Prompt attention on tensor cores (bf16 KV, head_dim 32/64/128, 16 % G ==
 /// 0): a warp per 16 (position, head) rows walking its keys with mma.sync,
-/// instead of the scalar shared-memory kernel. Off by default (experimental,
-/// not yet verified on a GPU); CROSSPOOL_PREFILL_MMA=1 (read once) or
-/// setPrefillMmaEnabled(true) turns it on for launches enqueued afterwards.
+/// instead of the scalar shared-memory kernel (20-25x faster on an H200 at 1024
+/// prompt rows, docs/perf.md). On by default; CROSSPOOL_PREFILL_MMA=0 (read
+/// once) or setPrefillMmaEnabled(false) keeps the scalar kernel.
 bool prefillMmaEnabled();
 void setPrefillMmaEnabled(bool on);
 
@@ -162,6 +152,13 @@ absl::Status swiglu(const void *gate, const void *up, void *out, int64_t n,
 /// lower index; NaN only when the whole row is NaN, then 0).
 absl::Status argmaxRows(const float *logits, int64_t T, int64_t V, int32_t *out,
                         cudaStream_t stream);
+
+/// Reads `bytes` (a multiple of 16, 16-byte aligned) with `blocks` blocks
+/// of 256 threads and writes nothing (`sink` is only a store target the
+/// compiler cannot prove dead): the best a pure streaming kernel of that size
+/// does, launch and ramp included (crosspool-kbench's floor rows).
+absl::Status streamRead(const void *p, int64_t bytes, int64_t blocks,
+                        uint32_t *sink, cudaStream_t stream);
 
 //===----------------------------------------------------------------------===//
 // Linear layers (Linear.cu)

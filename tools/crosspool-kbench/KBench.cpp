@@ -7,6 +7,10 @@
 // measured in the same run. Weights are rotated among enough copies to
 // exceed L2, so the numbers are DRAM numbers. Inputs are random, never zeros.
 //
+// The "read" rows are the streaming floor of a kernel of that many bytes: a
+// pure 16-byte-load read as one launch, so the difference between a kernel
+// and its read row is what the kernel loses beyond launch, ramp and tail.
+//
 // Two times per kernel: `stream_us` brackets one host call with events (a
 // short kernel's time then includes the host's launch latency, since the
 // device idles while the host enqueues), and `graph_us`, the per-call time
@@ -17,8 +21,9 @@
 // attribute, i.e. full serialization between consecutive calls), both
 // captured and replayed in the same process. The fractions use graph_us.
 // The MoE block is timed at T = 1, 4 (fused small-T path), 8, 32, at T = 1
-// on the grouped path ("grouped") and at T = 1 without the early prefetch of
-// the down rows ("noearly", CROSSPOOL_EARLY_PREFETCH=0) for comparison.
+// on the grouped path ("grouped") and at T = 1 and 4 with the early prefetch
+// of the down rows ("early", CROSSPOOL_EARLY_PREFETCH=1; off by default) for
+// comparison.
 //
 // --prefill adds prompt-sized rows: the MoE block at T = 128, 512, 2048 for
 // Qwen3-30B-A3B and for Qwen1.5-MoE-A2.7B (H 2048, 60 experts top-4, I 1408,
@@ -255,6 +260,42 @@ int main(int argc, char **argv) {
   KB_CHECK(cudaFree(dst));
   const double copyGBs = 2.0 * copyBytes / (copyMs * 1e-3) / 1e9;
 
+  // 1a. Streaming-read floor: the time a pure read of the bytes of one
+  // kernel takes as its own launch (ramp and tail included), at the sizes of
+  // the Qwen3 decode kernels, with 4 and 8 blocks of 256 threads per SM.
+  {
+    uint32_t *sink = nullptr;
+    KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&sink), 4));
+    struct Probe {
+      const char *what;
+      double mb;
+    };
+    for (const Probe &pr : {Probe{"KV 1K", 2.0}, Probe{"o_proj", 16.78},
+                            Probe{"qkv", 20.97}, Probe{"down x8", 25.17},
+                            Probe{"gate/up x8", 50.33},
+                            Probe{"experts x8", 75.5}}) {
+      const size_t bytes = size_t(pr.mb * 1e6) / 256 * 256;
+      const int n = rotations(double(bytes), l2);
+      std::vector<void *> bufs;
+      for (int i = 0; i < n; ++i)
+        bufs.push_back(randomBf16(bytes / 2, 300 + i, 1.0f));
+      for (int perSm : {4, 8}) {
+        double ms = medianMs([&](int r) {
+          KB_OK(cudak::streamRead(bufs[r % n], int64_t(bytes),
+                                  int64_t(perSm) * prop.multiProcessorCount,
+                                  sink, gStream));
+        });
+        char name[96];
+        std::snprintf(name, sizeof name, "read %.1f MB (%s) %dx256/SM", pr.mb,
+                      pr.what, perSm);
+        report(name, ms, double(bytes));
+      }
+      for (void *p : bufs)
+        KB_CHECK(cudaFree(p));
+    }
+    KB_CHECK(cudaFree(sink));
+  }
+
   // 2. bf16 GEMV at Qwen3-30B-A3B attention shapes (hidden 2048).
   struct Gemv {
     const char *name;
@@ -428,12 +469,12 @@ int main(int argc, char **argv) {
       std::snprintf(name, sizeof name, "%s T=%lld (%d exp)%s%s%s", sh.label,
                     (long long)T, int(distinct),
                     T <= 4 && !run.fused ? " grouped" : "",
-                    run.early ? "" : " noearly",
+                    run.early ? " early" : "",
                     run.gemm == 1   ? (tookGemm ? " gemm" : " gemm-NOT-TAKEN")
                     : run.gemm == 0 ? " nogemm"
                                     : "");
       cudak::setMoeFusedEnabled(true);
-      cudak::setEarlyPrefetchEnabled(true);
+      cudak::setEarlyPrefetchEnabled(false);
       cudak::setMoeGemmEnabled(gemmDefault);
       cudak::setMoeGemmMinPairsPerExpert(cudak::kMoeGemmMinPairsPerExpert);
       cudak::setMoeGemmMaxExperts(cudak::kMoeGemmMaxExperts);
@@ -456,22 +497,23 @@ int main(int argc, char **argv) {
     KB_CHECK(cudaFree(router));
   };
   const MoeShape qwen3{"moe E=128 k=8 I=768", 128, 8, 2048, 768, 0};
-  std::vector<MoeRun> qwen3Runs = {{1, true, true},  {1, true, false},
-                                   {1, false, true}, {4, true, true},
-                                   {8, true, true},  {32, true, true}};
+  std::vector<MoeRun> qwen3Runs = {{1, true, false},  {1, true, true},
+                                   {1, false, false}, {4, true, false},
+                                   {4, true, true},   {8, true, false},
+                                   {32, true, false}};
   // Prefill: the grouped path (graph-timed) and the GEMM path (stream-timed)
   // side by side at each T.
   if (prefill)
     for (int64_t T : {128, 512, 2048}) {
-      qwen3Runs.push_back({T, true, true, 0});
-      qwen3Runs.push_back({T, true, true, 1});
+      qwen3Runs.push_back({T, true, false, 0});
+      qwen3Runs.push_back({T, true, false, 1});
     }
   benchMoe(qwen3, qwen3Runs);
   if (prefill) {
-    std::vector<MoeRun> runs = {{1, true, true}, {1, true, false}};
+    std::vector<MoeRun> runs = {{1, true, false}, {1, true, true}};
     for (int64_t T : {128, 512, 2048}) {
-      runs.push_back({T, true, true, 0});
-      runs.push_back({T, true, true, 1});
+      runs.push_back({T, true, false, 0});
+      runs.push_back({T, true, false, 1});
     }
     benchMoe(MoeShape{"moe E=60 k=4 I=1408 +sh5632", 60, 4, 2048, 1408, 5632},
              runs);

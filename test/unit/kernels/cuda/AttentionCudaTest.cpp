@@ -404,7 +404,7 @@ TEST_P(AttentionCudaTest, DecodeRowsBesidePromptChunks) {
 TEST_P(AttentionCudaTest, LongPromptChunks) {
   const DType dt = GetParam();
   struct Restore {
-    ~Restore() { setPrefillMmaEnabled(false); }
+    ~Restore() { setPrefillMmaEnabled(true); }
   } restore;
   for (bool mma : {false, true}) {
     SCOPED_TRACE(::testing::Message() << "prefill mma " << mma);

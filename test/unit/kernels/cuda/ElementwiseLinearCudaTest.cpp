@@ -139,6 +139,46 @@ TEST(ElementwiseCudaArgsTest, RejectsBadArguments) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(argmaxRows(nullptr, 1, 0, nullptr, nullptr).code(),
             absl::StatusCode::kInvalidArgument);
+  uint32_t word = 0;
+  EXPECT_EQ(streamRead(&word, 24, 1, &word, nullptr).code(), // not 16 x n
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(streamRead(&word, 32, 0, &word, nullptr).code(), // no blocks
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(streamRead(nullptr, 32, 1, &word, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(streamRead(reinterpret_cast<char *>(&word) + 4, 32, 1, &word,
+                       nullptr)
+                .code(), // unaligned
+            absl::StatusCode::kInvalidArgument);
+}
+
+// streamRead reads every 16-byte chunk (grid-stride body and tail): a
+// chunk holding the probe's magic word among zeros is the only way the sink
+// gets written, wherever the chunk is.
+TEST(StreamReadCudaTest, ReadsEveryChunk) {
+  CP_SKIP_WITHOUT_GPU();
+  const uint32_t kMagic = 0x9e3779b9u;
+  const int64_t chunks = 100003; // not a multiple of any grid
+  for (int64_t at : {int64_t(0), chunks / 2, chunks - 1}) {
+    std::vector<int32_t> words(size_t(chunks) * 4, 0);
+    words[size_t(at) * 4 + 2] = int32_t(kMagic);
+    DeviceBuffer buf(words.size() * 4), sink(4);
+    CP_ASSERT_CUDA(cudaMemcpy(buf.get(), words.data(), buf.bytes(),
+                              cudaMemcpyHostToDevice));
+    CP_ASSERT_CUDA(cudaMemset(sink.get(), 0, 4));
+    CP_ASSERT_OK(streamRead(buf.get(), chunks * 16, 7, sink.as<uint32_t>(),
+                            nullptr));
+    CP_ASSERT_SYNC();
+    EXPECT_EQ(uint32_t(downloadInts(sink.get(), 1)[0]), kMagic)
+        << "magic chunk " << at;
+  }
+  DeviceBuffer zeros(int64_t(chunks) * 16), sink(4);
+  CP_ASSERT_CUDA(cudaMemset(zeros.get(), 0, zeros.bytes()));
+  CP_ASSERT_CUDA(cudaMemset(sink.get(), 0x5a, 4));
+  CP_ASSERT_OK(streamRead(zeros.get(), chunks * 16, 64, sink.as<uint32_t>(),
+                          nullptr));
+  CP_ASSERT_SYNC();
+  EXPECT_EQ(uint32_t(downloadInts(sink.get(), 1)[0]), 0x5a5a5a5au);
 }
 
 struct LinearCase {
