@@ -1133,7 +1133,12 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
 
   GroupArgs g{w.experts, ExpertPtrs{}, nullptr,    nullptr, nullptr,
               nullptr,   s.rowsOf,     int32_t(K), Tn,      s.slots};
-  CP_CUDA_RETURN_IF_ERROR(launchGateUp<T>(x, H, I, g, s.hbuf, slots, mma, st));
+  // One token: the FMA warp-per-row kernels (eight 16-byte loads in flight
+  // per lane, no zero mma rows) beat the tensor-core tiles by ~2 us per
+  // layer on an H100 (MoE T=1 48.0 -> 45.9 us); from two tokens on the
+  // tiles win (T=4: 130.6 vs 148.2 us; docs/perf.md v7).
+  const bool tiles = mma && Tn > 1;
+  CP_CUDA_RETURN_IF_ERROR(launchGateUp<T>(x, H, I, g, s.hbuf, slots, tiles, st));
   if (hasShared) {
     const int64_t Is = p.sharedIntermediate;
     GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
@@ -1155,7 +1160,7 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
   da.early = pdlEnabled() && earlyPrefetchEnabled();
   bool downMma = false;
   if constexpr (std::is_same_v<T, bf16>)
-    downMma = mma && I % 64 == 0;
+    downMma = tiles && I % 64 == 0;
   if (downMma)
     CP_CUDA_RETURN_IF_ERROR(detail::launch(downCombineMmaKernel<8>,
                                            dim3(unsigned((H + 7) / 8)),
