@@ -29,6 +29,12 @@
 // merged through shared memory at the end. Rows beyond the G query heads
 // of the KV head are zero (m16 tiles; G <= 16).
 //
+// attendPrefillMmaKernel: the prompt case (bf16 KV, head_dim 32/64/128,
+// 16 % G == 0) on the same per-16-key tensor-core step (mmaKeyStep): a warp
+// per m16 tile of (position, head) rows, each row masked to its own causal
+// / sliding-window range. The default for prompt rows (prefillMmaEnabled);
+// attendKernel keeps fp32 and the other shapes.
+//
 //===----------------------------------------------------------------------===//
 
 #include "kernels/cpu/ParamChecks.h"
