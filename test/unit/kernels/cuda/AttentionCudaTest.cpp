@@ -380,6 +380,17 @@ TEST_P(AttentionCudaTest, LongContextSplitsAcrossBlocks) {
   AttentionHarness h(g, dt, 4242);
   h.run(decodeStep({5000}), std::nullopt, blas_);
   h.run(decodeStep({4999, 3000, 17}), std::nullopt, blas_);
+  // Forced decode splits from 2 to 33 (the 17-position row leaves most of
+  // them empty, max -inf), each twice in a row.
+  for (int32_t splits : {2, 17, 32, 33}) {
+    const int32_t len = (5000 / splits + 1 + 31) / 32 * 32;
+    for (int rep = 0; rep < 2; ++rep) {
+      SCOPED_TRACE(::testing::Message()
+                   << splits << " splits, run " << rep);
+      h.run(decodeStep({4999, 3000, 17}), AttendConfig{1, splits, len},
+            blas_);
+    }
+  }
 }
 
 // Decode rows of other sequences riding in a prompt chunk's step: their own
