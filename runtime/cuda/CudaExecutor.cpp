@@ -9,7 +9,10 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 
 namespace crosspool::runtime::cuda {
 
@@ -22,6 +25,13 @@ struct CudaExecutor::Instr : DecodedInstr {
   std::vector<const void *> w;
   cudak::AttentionWeights attnWeights;
   cudak::MoeWeights moeWeights;
+  /// An Add that also runs the next instruction's RmsNorm (one addRmsNorm
+  /// launch): its weight, epsilon and output slot; -1 = plain Add.
+  const void *normW = nullptr;
+  float normEps = 0;
+  int32_t normOut = -1;
+  /// The RmsNorm folded into the Add before it: nothing to launch.
+  bool folded = false;
 };
 
 struct CudaExecutor::Pool {
@@ -150,6 +160,16 @@ CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
         in.moeWeights.experts = static_cast<const cudak::ExpertPtrs *>(table);
       }
       instrs.push_back(std::move(in));
+    }
+    if (fuseAddRmsNormEnabled()) {
+      std::vector<DecodedInstr> view(instrs.begin(), instrs.end());
+      for (size_t i : addRmsNormPairs(view)) {
+        Instr &norm = instrs[i + 1];
+        instrs[i].normW = norm.w[0];
+        instrs[i].normEps = norm.eps;
+        instrs[i].normOut = norm.out;
+        norm.folded = true;
+      }
     }
   }
   if (ex->pools_.empty())
@@ -373,6 +393,26 @@ absl::Status CudaExecutor::ensureCapacity(int64_t T, int32_t maxContext,
   return absl::OkStatus();
 }
 
+namespace {
+std::atomic<int> gFuseAddNorm{-1};
+} // namespace
+
+bool CudaExecutor::fuseAddRmsNormEnabled() {
+  int v = gFuseAddNorm.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char *env = std::getenv("CROSSPOOL_FUSE_ADD_NORM");
+    const int fromEnv =
+        env && (!std::strcmp(env, "1") || !std::strcmp(env, "on")) ? 1 : 0;
+    gFuseAddNorm.compare_exchange_strong(v, fromEnv);
+    v = gFuseAddNorm.load(std::memory_order_relaxed);
+  }
+  return v == 1;
+}
+
+void CudaExecutor::setFuseAddRmsNormEnabled(bool on) {
+  gFuseAddNorm.store(on ? 1 : 0);
+}
+
 absl::Status CudaExecutor::runTask(const Instr &in, Pool &pool, int64_t T,
                                    int32_t maxContext) {
   void *y = slotPtr_[in.out];
@@ -385,6 +425,10 @@ absl::Status CudaExecutor::runTask(const Instr &in, Pool &pool, int64_t T,
   case fb::Kernel::RmsNorm:
     return cudak::rmsNorm(x, in.w[0], in.eps, T, in.width, y, dt_, pool.stream);
   case fb::Kernel::Add:
+    if (in.normOut >= 0) // h = the input that is also the output
+      return cudak::addRmsNorm(
+          y, slotPtr_[in.out == in.in0 ? in.in1 : in.in0], in.normW,
+          in.normEps, T, in.width, slotPtr_[in.normOut], dt_, pool.stream);
     return cudak::add(x, slotPtr_[in.in1], y, T * in.width, dt_, pool.stream);
   case fb::Kernel::LmHead:
     if (gatherOut_) {
@@ -453,7 +497,8 @@ absl::Status CudaExecutor::enqueueStep(int64_t T, int32_t maxContext) {
           break;
         absl::Status status;
         if (in.op == fb::Opcode::Task) {
-          status = runTask(in, pool, T, maxContext);
+          if (!in.folded)
+            status = runTask(in, pool, T, maxContext);
         } else {
           int32_t msg = eventBase_[in.channel] + in.seq - 1;
           status = [&]() -> absl::Status {

@@ -8,6 +8,10 @@
 // it and copies the slot device to device (the device-local hand-off; the
 // host never sees hidden states).
 //
+// Plan Add -> RmsNorm pairs (runtime::addRmsNormPairs) can run as one
+// kernels::cuda::addRmsNorm launch, the same bits in one launch instead of
+// two (fuseAddRmsNormEnabled; off until verified on a GPU).
+//
 // The host walks the streams in plan order, switching to the other stream
 // when it reaches a Recv whose Send it has not enqueued yet (the same
 // simulation as the static stream check), so it only enqueues: one step is
@@ -71,6 +75,14 @@ public:
          std::vector<kernels::cuda::KvCacheView> kvLayers,
          kernels::cuda::DType dt, std::string name = "model",
          bool useGraphs = true);
+  /// Runs each plan Add that feeds the next instruction's RmsNorm
+  /// (runtime::addRmsNormPairs) as one addRmsNorm launch: the same bits
+  /// (addRmsNorm rounds h + delta to the storage type before the norm, as
+  /// add then rmsNorm do), two launches fewer per layer. Read by create();
+  /// off by default until verified on a GPU; CROSSPOOL_FUSE_ADD_NORM=1
+  /// (read once) or setFuseAddRmsNormEnabled(true) turns it on.
+  static bool fuseAddRmsNormEnabled();
+  static void setFuseAddRmsNormEnabled(bool on);
   static constexpr int64_t kGraphMaxRows = 64;
   static constexpr size_t kMaxGraphs = 256;
   ~CudaExecutor();

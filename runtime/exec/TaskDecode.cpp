@@ -161,4 +161,19 @@ absl::Status checkStepRows(size_t numTokens, size_t numRowSeqs,
   return absl::OkStatus();
 }
 
+std::vector<size_t> addRmsNormPairs(const std::vector<DecodedInstr> &instrs) {
+  std::vector<size_t> pairs;
+  for (size_t i = 0; i + 1 < instrs.size(); ++i) {
+    const DecodedInstr &add = instrs[i], &norm = instrs[i + 1];
+    if (add.op != fb::Opcode::Task || add.kernel != fb::Kernel::Add ||
+        norm.op != fb::Opcode::Task || norm.kernel != fb::Kernel::RmsNorm)
+      continue;
+    const int32_t a = add.in0, b = add.in1, c = add.out, y = norm.out;
+    if ((c == a || c == b) && norm.in0 == c && y != a && y != b && y != c &&
+        norm.width == add.width)
+      pairs.push_back(i);
+  }
+  return pairs;
+}
+
 } // namespace crosspool::runtime

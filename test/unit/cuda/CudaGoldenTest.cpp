@@ -25,6 +25,7 @@
 #include "test/unit/cuda/CudaTestEnv.h"
 
 #include "kernels/cpu/Linear.h"
+#include "runtime/cuda/CudaExecutor.h"
 #include "runtime/engine/Runtime.h"
 
 #include <algorithm>
@@ -367,6 +368,47 @@ TEST(CudaGraphs, ReplayedStepsMatchEagerSteps) {
   ASSERT_EQ(logits[0].size(), logits[1].size());
   for (size_t n = 0; n < logits[0].size(); ++n)
     EXPECT_EQ(logits[0][n], logits[1][n]) << "decode step " << n;
+}
+
+// Plan Add -> RmsNorm pairs run as one addRmsNorm launch
+// (CudaExecutor::setFuseAddRmsNormEnabled): every checkpoint's prompt logits
+// and greedy decode give the same bits as the two launches, in fp32 and
+// bf16, eager and graph-replayed.
+TEST(CudaFusedAddNorm, SameBitsAsAddThenRmsNorm) {
+  CP_SKIP_WITHOUT_CUDA();
+  struct Restore {
+    bool was = runtime::cuda::CudaExecutor::fuseAddRmsNormEnabled();
+    ~Restore() { runtime::cuda::CudaExecutor::setFuseAddRmsNormEnabled(was); }
+  } restore;
+  for (const std::string &model : kModels)
+    for (cudak::DType dt : {cudak::DType::kF32, cudak::DType::kBF16}) {
+      SCOPED_TRACE(model + " " + cudak::dtypeName(dt));
+      auto goldens = tc::loadGoldens(model);
+      ASSERT_FALSE(goldens.empty());
+      std::vector<std::vector<float>> out[2];
+      for (int fused = 0; fused < 2; ++fused) {
+        runtime::cuda::CudaExecutor::setFuseAddRmsNormEnabled(fused == 1);
+        auto rt = Runtime::create(tc::cudaOptions(dt));
+        ASSERT_TRUE(rt.ok()) << rt.status();
+        auto id = (*rt)->loadModel(tc::planPath(model), tc::loadOptions(model));
+        ASSERT_TRUE(id.ok()) << id.status();
+        auto seq = (*rt)->startSequence(*id);
+        ASSERT_TRUE(seq.ok());
+        auto l = (*rt)->prefill(*seq, goldens[0].promptIds);
+        ASSERT_TRUE(l.ok()) << l.status();
+        out[fused].push_back(*l);
+        int32_t next = 3;
+        for (int n = 0; n < 6; ++n) { // decode steps are graph replays
+          auto d = (*rt)->decode({*seq}, {next});
+          ASSERT_TRUE(d.ok()) << d.status();
+          out[fused].push_back(*d);
+          next = int32_t(std::max_element(d->begin(), d->end()) - d->begin());
+        }
+      }
+      ASSERT_EQ(out[0].size(), out[1].size());
+      for (size_t n = 0; n < out[0].size(); ++n)
+        EXPECT_EQ(out[0][n], out[1][n]) << "step " << n;
+    }
 }
 
 TEST(CudaBadRequests, ClearErrorsAndNothingLeaks) {

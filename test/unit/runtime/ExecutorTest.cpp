@@ -1,5 +1,6 @@
 //===- ExecutorTest.cpp - Two-pool stream executor on the CPU -------------===//
 #include "runtime/exec/Executor.h"
+#include "runtime/exec/TaskDecode.h"
 
 #include "runtime/format/PlanFile.h"
 #include "runtime/pools/KvCache.h"
@@ -213,6 +214,67 @@ TEST(ExecutorTest, DestructorJoinsIdleWorkers) {
       ASSERT_TRUE(h.step({0}, {1, 2}, {0, 0}, {0, 1}, &logits).ok());
     }
   }
+}
+
+// The CUDA executor's add + RMSNorm fusion finds its pairs here: in the
+// tiny two-layer plan, each layer's attention Add feeding the post-attention
+// norm and its FFN Add feeding the next layer's (or the final) norm.
+TEST(TaskDecodeTest, AddRmsNormPairsOfATwoLayerPlan) {
+  TinyModel model(7);
+  auto p = PlanFile::fromBytes(model.plan().serialize(), "tiny.cpplan");
+  ASSERT_TRUE(p.ok()) << p.status();
+  auto streams = decodePlanStreams((*p)->plan(), "tiny");
+  ASSERT_TRUE(streams.ok()) << streams.status();
+  ASSERT_EQ(streams->size(), 2u);
+  for (const DecodedStream &st : *streams) {
+    const std::vector<size_t> pairs = addRmsNormPairs(st.instrs);
+    if (st.pool == plan::Pool::Weights) {
+      EXPECT_TRUE(pairs.empty());
+      continue;
+    }
+    ASSERT_EQ(pairs.size(), 4u);
+    for (size_t i : pairs) {
+      EXPECT_EQ(st.instrs[i].kernel, plan::Kernel::Add) << st.instrs[i].where;
+      EXPECT_EQ(st.instrs[i + 1].kernel, plan::Kernel::RmsNorm);
+      EXPECT_EQ(st.instrs[i + 1].in0, st.instrs[i].out);
+    }
+    EXPECT_EQ(st.instrs[pairs.back() + 2].kernel, plan::Kernel::LmHead)
+        << "the last pair feeds the final norm";
+  }
+}
+
+TEST(TaskDecodeTest, AddRmsNormPairsNeedAnInPlaceAddAndAnotherOutput) {
+  auto task = [](plan::Kernel k, int32_t a, int32_t b, int32_t c,
+                 int64_t width = 8) {
+    DecodedInstr d;
+    d.kernel = k;
+    d.in0 = a;
+    d.in1 = b;
+    d.out = c;
+    d.width = width;
+    return d;
+  };
+  const plan::Kernel add = plan::Kernel::Add, norm = plan::Kernel::RmsNorm;
+  struct Case {
+    const char *what;
+    std::vector<DecodedInstr> instrs;
+    size_t pairs;
+  };
+  DecodedInstr send = task(plan::Kernel::None, 1, -1, -1);
+  send.op = plan::Opcode::Send;
+  const Case cases[] = {
+      {"h += a; x = norm(h)", {task(add, 1, 2, 1), task(norm, 1, -1, 3)}, 1},
+      {"h = a + h", {task(add, 2, 1, 1), task(norm, 1, -1, 3)}, 1},
+      {"sum into a third slot", {task(add, 1, 2, 4), task(norm, 4, -1, 3)}, 0},
+      {"norm in place", {task(add, 1, 2, 1), task(norm, 1, -1, 1)}, 0},
+      {"norm into the delta", {task(add, 1, 2, 1), task(norm, 1, -1, 2)}, 0},
+      {"norm of another slot", {task(add, 1, 2, 1), task(norm, 2, -1, 3)}, 0},
+      {"other width", {task(add, 1, 2, 1), task(norm, 1, -1, 3, 16)}, 0},
+      {"not adjacent", {task(add, 1, 2, 1), send, task(norm, 1, -1, 3)}, 0},
+      {"norm first", {task(norm, 1, -1, 3), task(add, 1, 2, 1)}, 0},
+  };
+  for (const Case &c : cases)
+    EXPECT_EQ(addRmsNormPairs(c.instrs).size(), c.pairs) << c.what;
 }
 
 } // namespace
