@@ -16,10 +16,9 @@ namespace crosspool::kernels::cuda {
 namespace {
 /// -1: not decided yet (read the environment on first use), else 0 / 1.
 std::atomic<int> gPdl{-1}, gMoeFused{-1}, gEarlyPrefetch{-1};
+} // namespace
 
-/// The switch's value: `dflt` unless `envName` says otherwise ("0" / "off"
-/// or "1" / "on").
-bool switchValue(std::atomic<int> &sw, const char *envName, bool dflt = true) {
+bool switchValue(std::atomic<int> &sw, const char *envName, bool dflt) {
   int v = sw.load(std::memory_order_relaxed);
   if (v < 0) {
     const char *env = std::getenv(envName);
@@ -34,7 +33,6 @@ bool switchValue(std::atomic<int> &sw, const char *envName, bool dflt = true) {
   }
   return v == 1;
 }
-} // namespace
 
 bool pdlEnabled() { return switchValue(gPdl, "CROSSPOOL_PDL"); }
 void setPdlEnabled(bool on) { gPdl.store(on ? 1 : 0); }

@@ -13,6 +13,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <atomic>
+
 namespace crosspool::kernels::cuda {
 
 /// "FILE:LINE: CALL failed: cudaErrorName (description)"; out-of-memory maps
@@ -24,6 +26,11 @@ absl::Status cudaErrorStatus(cudaError_t err, const char *call,
 /// The same for cuBLAS status codes.
 absl::Status cublasErrorStatus(cublasStatus_t st, const char *call,
                                const char *file, int line);
+
+/// A process-wide on/off switch: `sw` holds -1 until first read, then 0 or
+/// 1; the first read takes `envName` ("0"/"off" or "1"/"on"), else `dflt`.
+/// A setter storing 0/1 before or during the first read wins.
+bool switchValue(std::atomic<int> &sw, const char *envName, bool dflt = true);
 
 } // namespace crosspool::kernels::cuda
 

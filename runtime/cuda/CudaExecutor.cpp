@@ -11,8 +11,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 
 namespace crosspool::runtime::cuda {
 
@@ -398,15 +396,7 @@ std::atomic<int> gFuseAddNorm{-1};
 } // namespace
 
 bool CudaExecutor::fuseAddRmsNormEnabled() {
-  int v = gFuseAddNorm.load(std::memory_order_relaxed);
-  if (v < 0) {
-    const char *env = std::getenv("CROSSPOOL_FUSE_ADD_NORM");
-    const int fromEnv =
-        env && (!std::strcmp(env, "1") || !std::strcmp(env, "on")) ? 1 : 0;
-    gFuseAddNorm.compare_exchange_strong(v, fromEnv);
-    v = gFuseAddNorm.load(std::memory_order_relaxed);
-  }
-  return v == 1;
+  return cudak::switchValue(gFuseAddNorm, "CROSSPOOL_FUSE_ADD_NORM", false);
 }
 
 void CudaExecutor::setFuseAddRmsNormEnabled(bool on) {
