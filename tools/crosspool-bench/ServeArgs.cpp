@@ -66,6 +66,81 @@ absl::Status parseRange(const std::string &flag, const std::string &v,
   return absl::OkStatus();
 }
 
+using Handler = std::function<absl::Status(const std::string &)>;
+
+/// Walks argv: `switches` take no value, `flags` take the next argument (or
+/// --flag=value), anything else not starting with "--" is positional.
+absl::Status parseFlagList(const std::vector<std::string> &argv,
+                           const std::map<std::string, Handler> &flags,
+                           const std::map<std::string, bool *> &switches,
+                           std::vector<std::string> *positional) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string &arg = argv[i];
+    if (auto sw = switches.find(arg); sw != switches.end()) {
+      *sw->second = true;
+      continue;
+    }
+    if (!absl::StartsWith(arg, "--")) {
+      positional->push_back(arg);
+      continue;
+    }
+    std::string name = arg, value;
+    bool inlineValue = false;
+    if (size_t eq = arg.find('='); eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      inlineValue = true;
+    }
+    auto it = flags.find(name);
+    if (it == flags.end())
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag '", name, "'"));
+    if (!inlineValue) {
+      if (i + 1 >= argv.size())
+        return absl::InvalidArgumentError(
+            absl::StrCat(name, " expects a value"));
+      value = argv[++i];
+    }
+    CP_RETURN_IF_ERROR(it->second(value));
+  }
+  return absl::OkStatus();
+}
+
+/// A comma-separated list of integers >= min.
+absl::Status parseIntList(const std::string &flag, const std::string &v,
+                          int64_t min, std::vector<int64_t> *out) {
+  out->clear();
+  for (absl::string_view part : absl::StrSplit(v, ',')) {
+    int64_t x = 0;
+    if (!absl::SimpleAtoi(part, &x) || x < min)
+      return bad(flag, absl::StrCat("a comma-separated list of integers >= ",
+                                    min),
+                 v);
+    out->push_back(x);
+  }
+  return absl::OkStatus();
+}
+
+Handler deviceFlag(Device *out) {
+  return [out](const std::string &v) -> absl::Status {
+    absl::StatusOr<Device> d = parseDevice(v);
+    if (!d.ok())
+      return bad("--device", "cpu or cuda", v);
+    *out = *d;
+    return absl::OkStatus();
+  };
+}
+
+Handler precisionFlag(Precision *out) {
+  return [out](const std::string &v) -> absl::Status {
+    absl::StatusOr<Precision> p = parsePrecision(v);
+    if (!p.ok())
+      return bad("--precision", "fp32 or bf16", v);
+    *out = *p;
+    return absl::OkStatus();
+  };
+}
+
 } // namespace
 
 absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
@@ -76,7 +151,6 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
        haveReserve = false;
   double gpuMemGb = 0;
   int64_t i64 = 0;
-  using Handler = std::function<absl::Status(const std::string &)>;
   std::map<std::string, Handler> flags = {
       {"--mode",
        [&](const std::string &v) -> absl::Status {
@@ -191,22 +265,8 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
          a.kvPageBytes = size_t(i64);
          return absl::OkStatus();
        }},
-      {"--device",
-       [&](const std::string &v) -> absl::Status {
-         absl::StatusOr<Device> d = parseDevice(v);
-         if (!d.ok())
-           return bad("--device", "cpu or cuda", v);
-         a.device = *d;
-         return absl::OkStatus();
-       }},
-      {"--precision",
-       [&](const std::string &v) -> absl::Status {
-         absl::StatusOr<Precision> p = parsePrecision(v);
-         if (!p.ok())
-           return bad("--precision", "fp32 or bf16", v);
-         a.precision = *p;
-         return absl::OkStatus();
-       }},
+      {"--device", deviceFlag(&a.device)},
+      {"--precision", precisionFlag(&a.precision)},
       {"--max-step-tokens",
        [&](const std::string &v) {
          return parseInt("--max-step-tokens", v, 1, &a.engine.maxStepTokens);
@@ -302,35 +362,8 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
          return absl::OkStatus();
        }},
   };
-  for (size_t i = 0; i < argv.size(); ++i) {
-    const std::string &arg = argv[i];
-    if (arg == "--quiet") {
-      a.quiet = true;
-      continue;
-    }
-    if (!absl::StartsWith(arg, "--")) {
-      a.plans.push_back(arg);
-      continue;
-    }
-    std::string name = arg, value;
-    bool inlineValue = false;
-    if (size_t eq = arg.find('='); eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      inlineValue = true;
-    }
-    auto it = flags.find(name);
-    if (it == flags.end())
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag '", name, "'"));
-    if (!inlineValue) {
-      if (i + 1 >= argv.size())
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, " expects a value"));
-      value = argv[++i];
-    }
-    CP_RETURN_IF_ERROR(it->second(value));
-  }
+  CP_RETURN_IF_ERROR(
+      parseFlagList(argv, flags, {{"--quiet", &a.quiet}}, &a.plans));
   if (a.plans.empty())
     return absl::InvalidArgumentError("expects at least one MODEL.cpplan");
   if (!a.trace.empty() && haveCv)
@@ -361,6 +394,46 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv) {
   a.cluster.gpuMemoryBytes = size_t(a.gpuMemMb * 1024 * 1024);
   if (a.warmReplays < 0)
     a.warmReplays = a.device == Device::kCuda ? 1 : 0;
+  return a;
+}
+
+const char *kDecodeUsage =
+    "usage: crosspool-bench decode MODEL.cpplan [--batches 1,8,32] "
+    "[--contexts 1024,...] [--steps N] [--device cpu|cuda] "
+    "[--precision fp32|bf16] [--json-out FILE]";
+
+absl::StatusOr<DecodeArgs>
+parseDecodeArgs(const std::vector<std::string> &argv) {
+  DecodeArgs a;
+  std::vector<std::string> plans;
+  std::map<std::string, Handler> flags = {
+      {"--batches",
+       [&](const std::string &v) {
+         return parseIntList("--batches", v, 1, &a.batches);
+       }},
+      {"--contexts",
+       [&](const std::string &v) {
+         return parseIntList("--contexts", v, 1, &a.contexts);
+       }},
+      {"--steps",
+       [&](const std::string &v) {
+         return parseInt("--steps", v, 1, &a.steps);
+       }},
+      {"--device", deviceFlag(&a.device)},
+      {"--precision", precisionFlag(&a.precision)},
+      {"--json-out",
+       [&](const std::string &v) {
+         a.jsonOut = v;
+         return absl::OkStatus();
+       }},
+  };
+  CP_RETURN_IF_ERROR(parseFlagList(argv, flags, {}, &plans));
+  if (plans.size() != 1)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expects one MODEL.cpplan but got ", plans.size()));
+  a.plan = plans[0];
+  if (a.precision == Precision::kBf16 && a.device != Device::kCuda)
+    return absl::InvalidArgumentError("--precision bf16 needs --device cuda");
   return a;
 }
 

@@ -68,6 +68,23 @@ absl::StatusOr<ServeArgs> parseServeArgs(const std::vector<std::string> &argv);
 
 extern const char *kServeUsage;
 
+/// `crosspool-bench decode`: decode steps of one plan through the Runtime
+/// (the executor path every user request takes), B sequences at context C.
+struct DecodeArgs {
+  std::string plan;
+  std::vector<int64_t> batches = {1, 8, 32};
+  std::vector<int64_t> contexts = {1024};
+  int64_t steps = 20; ///< timed decode steps per point (after 2 warm-ups)
+  runtime::Device device = runtime::Device::kCpu;
+  runtime::Precision precision = runtime::Precision::kFp32;
+  std::string jsonOut;
+};
+
+absl::StatusOr<DecodeArgs>
+parseDecodeArgs(const std::vector<std::string> &argv);
+
+extern const char *kDecodeUsage;
+
 } // namespace crosspool::bench
 
 #endif // CROSSPOOL_TOOLS_CROSSPOOL_BENCH_SERVEARGS_H

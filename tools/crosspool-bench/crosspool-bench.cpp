@@ -9,6 +9,16 @@
 // model TTFT / TBT / end-to-end percentiles, throughput, preemptions,
 // failures and KV pages; optionally searches the highest request rate that
 // meets a TBT SLO, and writes everything as JSON for tools/plot_serving.py.
+//
+//   crosspool-bench decode MODEL.cpplan [--batches 1,8,32] [--contexts 1024]
+//
+// Times decode steps of one plan through the Runtime, the path every served
+// token takes (executor, page tables, CUDA graphs, device argmax): B fresh
+// sequences are prefilled to C tokens, then each timed step appends one
+// greedy token to all of them (host wall time per step, synchronous; median
+// and P90 of --steps after 2 warm-ups). crosspool-decode-bench times the
+// kernels' step alone against the bandwidth floor (docs/perf.md).
+//
 // Any bad flag, trace or plan: one line on stderr, exit status 1.
 //
 //===----------------------------------------------------------------------===//
@@ -36,7 +46,8 @@ using namespace crosspool::bench;
 namespace {
 
 const char *kUsage = "usage: crosspool-bench serve MODEL.cpplan ... [flags] "
-                     "(crosspool-bench serve --help lists them)";
+                     "| decode MODEL.cpplan [flags] (crosspool-bench serve "
+                     "--help / decode --help list them)";
 
 /// One request of the workload, independent of the memory mode.
 struct WorkItem {
@@ -617,6 +628,131 @@ absl::Status runServe(const ServeArgs &args) {
   return absl::OkStatus();
 }
 
+/// Median and P90 of `v` (not empty).
+std::pair<double, double> medianP90(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v[std::min(v.size() - 1, v.size() * 9 / 10)]};
+}
+
+absl::Status runDecode(const DecodeArgs &args) {
+  const bool cuda = args.device == Device::kCuda;
+  const int64_t maxB = *std::max_element(args.batches.begin(), args.batches.end());
+  const int64_t maxC = *std::max_element(args.contexts.begin(), args.contexts.end());
+  const int64_t tokens = maxC + args.steps + 4; // per sequence, at most
+  RuntimeOptions ro;
+  ro.device = args.device;
+  ro.precision = args.precision;
+  if (cuda) {
+    ro.kvChunks = 64; // grown below once the model's page size is known
+    ro.kvMaxChunks = 1 << 17;
+  }
+  CP_ASSIGN_OR_RETURN(std::unique_ptr<Runtime> rt, Runtime::create(ro));
+  CP_ASSIGN_OR_RETURN(ModelId model, rt->loadModel(args.plan));
+  CP_ASSIGN_OR_RETURN(const ModelInfo *info, rt->modelInfo(model));
+  if (info->maxPositionEmbeddings > 0 && tokens > info->maxPositionEmbeddings)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--contexts ", maxC, " plus ", args.steps + 4,
+        " decode tokens exceed the model's ", info->maxPositionEmbeddings,
+        " positions"));
+  const int64_t pagesPerSeq = rt->kvPagesFor(model, tokens);
+  if (cuda) {
+    // Room for the largest point: maxB sequences of `tokens` tokens, plus a
+    // partly used chunk per sequence.
+    const int64_t perChunk = std::max<int64_t>(
+        1, int64_t(rt->kvChunkBytes() / std::max<size_t>(1, rt->kvPageBytes())));
+    const int64_t chunks = (maxB * pagesPerSeq + perChunk - 1) / perChunk + maxB;
+    if (chunks > rt->kvChunksTotal())
+      CP_RETURN_IF_ERROR(rt->growKvPool(chunks));
+  } else if (maxB * pagesPerSeq > rt->kvPagesTotal()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        maxB, " sequences of ", tokens, " tokens need ", maxB * pagesPerSeq,
+        " KV pages; the CPU pool has ", rt->kvPagesTotal()));
+  }
+  std::printf("model %s (%s, %s): decode steps through the Runtime\n",
+              info->name.c_str(), cuda ? "cuda" : "cpu",
+              args.precision == Precision::kBf16 ? "bf16" : "fp32");
+  std::printf("| batch | context | step ms (median) | step ms (P90) | tokens/s |\n"
+              "|---:|---:|---:|---:|---:|\n");
+  nlohmann::json points = nlohmann::json::array();
+  for (int64_t C : args.contexts)
+    for (int64_t B : args.batches) {
+      std::vector<SequenceId> seqs;
+      auto releaseAll = [&] {
+        for (SequenceId s : seqs)
+          (void)rt->release(s);
+        seqs.clear();
+      };
+      std::vector<std::vector<int32_t>> chunks;
+      // Prefill: each sequence's C tokens, at most 2048 per step.
+      for (int64_t b = 0; b < B; ++b) {
+        absl::StatusOr<SequenceId> seq = rt->startSequence(model);
+        if (!seq.ok()) {
+          releaseAll();
+          return seq.status();
+        }
+        seqs.push_back(*seq);
+        for (int64_t at = 0; at < C; at += 2048) {
+          std::vector<int32_t> ids;
+          for (int64_t i = at; i < std::min(C, at + 2048); ++i)
+            ids.push_back(int32_t((i * 7919 + b * 31 + 1) % info->vocabSize));
+          absl::StatusOr<std::vector<int32_t>> g =
+              rt->stepGreedy({*seq}, {ids});
+          if (!g.ok()) {
+            releaseAll();
+            return g.status();
+          }
+        }
+      }
+      std::vector<int32_t> next(size_t(B), 1);
+      std::vector<double> ms;
+      for (int64_t n = 0; n < args.steps + 2; ++n) {
+        chunks.assign(size_t(B), {});
+        for (int64_t b = 0; b < B; ++b)
+          chunks[size_t(b)] = {next[size_t(b)]};
+        auto start = std::chrono::steady_clock::now();
+        absl::StatusOr<std::vector<int32_t>> g = rt->stepGreedy(seqs, chunks);
+        const double t = std::chrono::duration<double, std::milli>(
+                             std::chrono::steady_clock::now() - start)
+                             .count();
+        if (!g.ok()) {
+          releaseAll();
+          return g.status();
+        }
+        next = *g;
+        if (n >= 2) // warm-ups: graph capture, first page maps
+          ms.push_back(t);
+      }
+      releaseAll();
+      const auto [med, p90] = medianP90(ms);
+      std::printf("| %lld | %lld | %.3f | %.3f | %.1f |\n", (long long)B,
+                  (long long)C, med, p90, double(B) * 1e3 / med);
+      std::fflush(stdout);
+      points.push_back({{"batch", B},
+                        {"context", C},
+                        {"step_ms_median", med},
+                        {"step_ms_p90", p90},
+                        {"step_ms", ms}});
+    }
+  if (!args.jsonOut.empty()) {
+    std::ofstream out(args.jsonOut);
+    out << nlohmann::json{{"model", info->name},
+                          {"plan", args.plan},
+                          {"device", cuda ? "cuda" : "cpu"},
+                          {"precision", args.precision == Precision::kBf16
+                                            ? "bf16"
+                                            : "fp32"},
+                          {"steps", args.steps},
+                          {"points", points}}
+               .dump(1)
+        << "\n";
+    if (!out)
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot write --json-out '", args.jsonOut, "'"));
+    std::printf("wrote %s\n", args.jsonOut.c_str());
+  }
+  return absl::OkStatus();
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -626,10 +762,24 @@ int main(int argc, char **argv) {
                  kUsage);
     return 1;
   }
+  if (rest[0] == "decode") {
+    rest.erase(rest.begin());
+    if (std::count(rest.begin(), rest.end(), "--help")) {
+      std::printf("%s\n", kDecodeUsage);
+      return 0;
+    }
+    absl::StatusOr<DecodeArgs> args = parseDecodeArgs(rest);
+    absl::Status status = args.ok() ? runDecode(*args) : args.status();
+    if (!status.ok()) {
+      crosspool::tools::printToolError("crosspool-bench decode", status);
+      return 1;
+    }
+    return 0;
+  }
   if (rest[0] != "serve") {
     std::fprintf(stderr,
                  "crosspool-bench: error: unknown subcommand '%s' (expects "
-                 "serve); %s\n",
+                 "serve or decode); %s\n",
                  rest[0].c_str(), kUsage);
     return 1;
   }

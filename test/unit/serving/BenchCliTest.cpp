@@ -23,18 +23,44 @@ void expectError(const std::string &args, const std::string &line) {
 const std::string kServeError = "crosspool-bench serve: error: ";
 
 TEST(BenchCliTest, SubcommandErrors) {
-  expectError("", "crosspool-bench: error: missing subcommand; usage: "
-                  "crosspool-bench serve MODEL.cpplan ... [flags] "
-                  "(crosspool-bench serve --help lists them)");
+  const std::string usage =
+      "usage: crosspool-bench serve MODEL.cpplan ... [flags] | decode "
+      "MODEL.cpplan [flags] (crosspool-bench serve --help / decode --help "
+      "list them)";
+  expectError("", "crosspool-bench: error: missing subcommand; " + usage);
   expectError("replay", "crosspool-bench: error: unknown subcommand 'replay' "
-                        "(expects serve); usage: crosspool-bench serve "
-                        "MODEL.cpplan ... [flags] (crosspool-bench serve "
-                        "--help lists them)");
+                        "(expects serve or decode); " +
+                            usage);
+  crosspool::testing::CliResult dhelp = runBench("decode --help");
+  EXPECT_EQ(dhelp.exitCode, 0);
+  EXPECT_NE(dhelp.out.find("[--batches 1,8,32] [--contexts 1024,...]"),
+            std::string::npos);
   crosspool::testing::CliResult help = runBench("serve --help");
   EXPECT_EQ(help.exitCode, 0);
   EXPECT_NE(help.out.find("--search-rate LO:HI[:ITERS]"), std::string::npos);
   EXPECT_NE(help.out.find("[--tbt-target-ms MS] [--min-prefill-chunk N]"),
             std::string::npos);
+}
+
+TEST(BenchCliTest, BadDecodeFlags) {
+  const std::string e = "crosspool-bench decode: error: ";
+  expectError("decode", e + "expects one MODEL.cpplan but got 0");
+  expectError("decode a.cpplan b.cpplan",
+              e + "expects one MODEL.cpplan but got 2");
+  expectError("decode a.cpplan --batches 1,0",
+              e + "--batches expects a comma-separated list of integers >= 1 "
+                  "but got '1,0'");
+  expectError("decode a.cpplan --contexts 1k",
+              e + "--contexts expects a comma-separated list of integers >= "
+                  "1 but got '1k'");
+  expectError("decode a.cpplan --steps 0",
+              e + "--steps expects an integer >= 1 but got '0'");
+  expectError("decode a.cpplan --device tpu",
+              e + "--device expects cpu or cuda but got 'tpu'");
+  expectError("decode a.cpplan --precision bf16",
+              e + "--precision bf16 needs --device cuda");
+  expectError("decode a.cpplan --steps", e + "--steps expects a value");
+  expectError("decode a.cpplan --mode all", e + "unknown flag '--mode'");
 }
 
 TEST(BenchCliTest, BadFlags) {

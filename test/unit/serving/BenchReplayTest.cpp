@@ -385,4 +385,45 @@ TEST(BenchReplayTest, MissingPlanIsOneLine) {
   EXPECT_NE(r.err.find("/nonexistent/x.cpplan"), std::string::npos);
 }
 
+// crosspool-bench decode on the CPU: a table row and a JSON point per
+// (context, batch), every timed step recorded; a plan that does not exist
+// and a context beyond the model's positions are one-line errors.
+TEST(BenchDecodeTest, StepsThroughTheRuntime) {
+  const std::string plan =
+      std::string(CROSSPOOL_BINARY_DIR) + "/plans/qwen3_moe_tiny.cpplan";
+  const std::string json = ::testing::TempDir() + "/decode.json";
+  crosspool::testing::CliResult r =
+      runBench("decode " + plan +
+               " --batches 1,3 --contexts 5,40 --steps 4 --json-out " + json);
+  ASSERT_EQ(r.exitCode, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("| batch | context | step ms (median)"),
+            std::string::npos);
+  EXPECT_NE(r.out.find("| 3 | 40 | "), std::string::npos) << r.out;
+  nlohmann::json j = nlohmann::json::parse(readFile(json));
+  EXPECT_EQ(j["device"], "cpu");
+  ASSERT_EQ(j["points"].size(), 4u);
+  std::vector<std::pair<int, int>> order;
+  for (const nlohmann::json &p : j["points"]) {
+    order.emplace_back(p["context"].get<int>(), p["batch"].get<int>());
+    EXPECT_EQ(p["step_ms"].size(), 4u);
+    EXPECT_GT(p["step_ms_median"].get<double>(), 0.0);
+    EXPECT_LE(p["step_ms_median"].get<double>(),
+              p["step_ms_p90"].get<double>());
+  }
+  EXPECT_EQ(order, (std::vector<std::pair<int, int>>{
+                       {5, 1}, {5, 3}, {40, 1}, {40, 3}}));
+
+  crosspool::testing::CliResult missing =
+      runBench("decode /nonexistent/x.cpplan --steps 1");
+  EXPECT_EQ(missing.exitCode, 1);
+  EXPECT_NE(missing.err.find("crosspool-bench decode: error: "),
+            std::string::npos);
+  EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1);
+  crosspool::testing::CliResult tooLong =
+      runBench("decode " + plan + " --contexts 100000 --steps 1");
+  EXPECT_EQ(tooLong.exitCode, 1);
+  EXPECT_NE(tooLong.err.find("exceed the model's"), std::string::npos)
+      << tooLong.err;
+}
+
 } // namespace
