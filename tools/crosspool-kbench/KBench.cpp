@@ -270,10 +270,10 @@ int main(int argc, char **argv) {
       const char *what;
       double mb;
     };
-    for (const Probe &pr : {Probe{"KV 1K", 2.0}, Probe{"o_proj", 16.78},
-                            Probe{"qkv", 20.97}, Probe{"down x8", 25.17},
-                            Probe{"gate/up x8", 50.33},
-                            Probe{"experts x8", 75.5}}) {
+    for (const Probe &pr :
+         {Probe{"KV 1K", 2.0}, Probe{"o_proj", 16.78}, Probe{"qkv", 20.97},
+          Probe{"down x8", 25.17}, Probe{"gate/up x8", 50.33},
+          Probe{"experts x8", 75.5}}) {
       const size_t bytes = size_t(pr.mb * 1e6) / 256 * 256;
       const int n = rotations(double(bytes), l2);
       std::vector<void *> bufs;
@@ -301,13 +301,13 @@ int main(int argc, char **argv) {
     const char *name;
     int64_t in, out, T;
   };
-  std::vector<Gemv> gemvs = {Gemv{"gemv q_proj 2048->4096 T=1", 2048, 4096, 1},
-                             Gemv{"gemv k_proj 2048->512 T=1", 2048, 512, 1},
-                             Gemv{"gemv router 2048->128 T=1", 2048, 128, 1},
-                             Gemv{"gemv o_proj 4096->2048 T=1", 4096, 2048, 1},
-                             Gemv{"gemv q_proj 2048->4096 T=8", 2048, 4096, 8},
-                             Gemv{"gemv q_proj 2048->4096 T=16", 2048, 4096,
-                                  16}};
+  std::vector<Gemv> gemvs = {
+      Gemv{"gemv q_proj 2048->4096 T=1", 2048, 4096, 1},
+      Gemv{"gemv k_proj 2048->512 T=1", 2048, 512, 1},
+      Gemv{"gemv router 2048->128 T=1", 2048, 128, 1},
+      Gemv{"gemv o_proj 4096->2048 T=1", 4096, 2048, 1},
+      Gemv{"gemv q_proj 2048->4096 T=8", 2048, 4096, 8},
+      Gemv{"gemv q_proj 2048->4096 T=16", 2048, 4096, 16}};
   if (prefill) {
     gemvs.push_back(Gemv{"linear q_proj 2048->4096 T=512", 2048, 4096, 512});
     gemvs.push_back(Gemv{"linear o_proj 4096->2048 T=512", 4096, 2048, 512});
@@ -321,10 +321,10 @@ int main(int argc, char **argv) {
     void *x = randomBf16(size_t(g.T * g.in), 9, 1.0f), *y = nullptr;
     KB_CHECK(cudaMalloc(&y, size_t(g.T * g.out * 2)));
     double ms = medianMs([&](int r) {
-      KB_OK(cudak::linear(x, ws2[r % n], nullptr, g.T, g.in, g.out, y,
-                          cudak::DType::kBF16, ctx,
-                          g.T <= cudak::kGemvMaxRows ? cudak::LinearAlgo::kGemv
-                                                     : cudak::LinearAlgo::kAuto));
+      KB_OK(cudak::linear(
+          x, ws2[r % n], nullptr, g.T, g.in, g.out, y, cudak::DType::kBF16, ctx,
+          g.T <= cudak::kGemvMaxRows ? cudak::LinearAlgo::kGemv
+                                     : cudak::LinearAlgo::kAuto));
     });
     report(g.name, ms, wBytes + 2.0 * g.T * (g.in + g.out),
            g.T > cudak::kGemvMaxRows ? 2.0 * g.T * g.in * g.out : 0.0);
@@ -497,10 +497,9 @@ int main(int argc, char **argv) {
     KB_CHECK(cudaFree(router));
   };
   const MoeShape qwen3{"moe E=128 k=8 I=768", 128, 8, 2048, 768, 0};
-  std::vector<MoeRun> qwen3Runs = {{1, true, false},  {1, true, true},
-                                   {1, false, false}, {4, true, false},
-                                   {4, true, true},   {8, true, false},
-                                   {32, true, false}};
+  std::vector<MoeRun> qwen3Runs = {
+      {1, true, false}, {1, true, true},  {1, false, false}, {4, true, false},
+      {4, true, true},  {8, true, false}, {32, true, false}};
   // Prefill: the grouped path (graph-timed) and the GEMM path (stream-timed)
   // side by side at each T.
   if (prefill)
@@ -562,15 +561,13 @@ int main(int argc, char **argv) {
         KB_OK(cudak::attend(q, T, p, dSeq, dPos, kv, c, out, ctx));
       });
       char name[96];
-      std::snprintf(name, sizeof name, "attend ctx=%d T=%d (%dx%d)",
-                    context, T, c.numSplits, c.splitLen);
+      std::snprintf(name, sizeof name, "attend ctx=%d T=%d (%dx%d)", context, T,
+                    c.numSplits, c.splitLen);
       report(name, ms, double(pages) * kv.pageStrideBytes + 4.0 * T * 32 * 128);
-      KB_CHECK(cudaFree(kv.base));
-      KB_CHECK(cudaFree(dTable));
-      KB_CHECK(cudaFree(dSeq));
-      KB_CHECK(cudaFree(dPos));
-      KB_CHECK(cudaFree(q));
-      KB_CHECK(cudaFree(out));
+      for (void *ptr :
+           {kv.base, static_cast<void *>(dTable), static_cast<void *>(dSeq),
+            static_cast<void *>(dPos), q, out})
+        KB_CHECK(cudaFree(ptr));
     }
 
   // 5. Prompt attention (--prefill): a 1024-row chunk at the end of a C-token
@@ -602,16 +599,14 @@ int main(int argc, char **argv) {
           std::vector<int32_t> seq(T, 0), pos(T);
           std::iota(pos.begin(), pos.end(), context - T);
           int32_t *dTable = nullptr, *dSeq = nullptr, *dPos = nullptr;
-          KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&dTable),
-                              table.size() * 4));
+          KB_CHECK(
+              cudaMalloc(reinterpret_cast<void **>(&dTable), table.size() * 4));
           KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&dSeq), T * 4));
           KB_CHECK(cudaMalloc(reinterpret_cast<void **>(&dPos), T * 4));
           KB_CHECK(cudaMemcpy(dTable, table.data(), table.size() * 4,
                               cudaMemcpyHostToDevice));
-          KB_CHECK(
-              cudaMemcpy(dSeq, seq.data(), T * 4, cudaMemcpyHostToDevice));
-          KB_CHECK(
-              cudaMemcpy(dPos, pos.data(), T * 4, cudaMemcpyHostToDevice));
+          KB_CHECK(cudaMemcpy(dSeq, seq.data(), T * 4, cudaMemcpyHostToDevice));
+          KB_CHECK(cudaMemcpy(dPos, pos.data(), T * 4, cudaMemcpyHostToDevice));
           kv.pageTable = dTable;
           kv.maxPagesPerSeq = pages;
           kv.numSeqs = 1;
@@ -633,12 +628,10 @@ int main(int argc, char **argv) {
           const double keys = double(T) * (context - T) + 0.5 * T * (T + 1);
           report(name, ms, double(pages) * kv.pageStrideBytes,
                  4.0 * keys * nh * 128);
-          KB_CHECK(cudaFree(kv.base));
-          KB_CHECK(cudaFree(dTable));
-          KB_CHECK(cudaFree(dSeq));
-          KB_CHECK(cudaFree(dPos));
-          KB_CHECK(cudaFree(q));
-          KB_CHECK(cudaFree(out));
+          for (void *ptr :
+               {kv.base, static_cast<void *>(dTable), static_cast<void *>(dSeq),
+                static_cast<void *>(dPos), q, out})
+            KB_CHECK(cudaFree(ptr));
         }
 
   std::printf("crosspool-kbench on %s (median of %d, device events)\n",
@@ -659,9 +652,8 @@ int main(int argc, char **argv) {
     if (prefill && r.flops > 0) {
       const double tflops = r.flops / (r.graphMs * 1e-3) / 1e12;
       std::printf(" %11.1f %11.1f %8.1f %5.0f%%",
-                  r.bytes / (copyGBs * 1e9) * 1e6,
-                  r.flops / kTcPeakFlops * 1e6, tflops,
-                  100.0 * tflops * 1e12 / kTcPeakFlops);
+                  r.bytes / (copyGBs * 1e9) * 1e6, r.flops / kTcPeakFlops * 1e6,
+                  tflops, 100.0 * tflops * 1e12 / kTcPeakFlops);
     }
     std::printf("\n");
   }
