@@ -45,31 +45,35 @@ __global__ void embedKernel(const int32_t *__restrict__ ids,
     dst[i] = src[i];
 }
 
-/// h += delta (when given), then y = h * r * w; r from the stored h.
+/// hOut = h + delta (when given; else hOut is h), then y = hOut * r * w; r
+/// from the stored hOut. Each element is read and written by one thread, so
+/// hOut may alias h or delta.
 template <typename T>
-__global__ void addRmsNormKernel(T *h, const T *__restrict__ delta,
+__global__ void addRmsNormKernel(const T *h, const T *delta,
                                  const T *__restrict__ w, float eps, int64_t H,
-                                 T *y) {
+                                 T *hOut, T *y) {
   __shared__ double scratch[32];
   detail::pdlEnter();
-  T *hr = h + blockIdx.x * H;
+  const T *hr = h + blockIdx.x * H;
+  T *hw = hOut + blockIdx.x * H;
   T *yr = y + blockIdx.x * H;
   double sumSq = 0;
   for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
     float v = toF(hr[i]);
     if (delta) {
       T stored = fromF<T>(v + toF(delta[blockIdx.x * H + i]));
-      hr[i] = stored;
+      hw[i] = stored;
       v = toF(stored);
     }
     sumSq += double(v) * double(v);
   }
   sumSq = detail::blockSumD(sumSq, scratch);
   // HF: fp32 mean of squares, rsqrt of (mean + eps), x * r, then w * that.
+  const T *nr = delta ? hw : hr;
   const float variance = float(sumSq / double(H));
   const float r = float(1.0 / sqrt(double(variance + eps)));
   for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
-    yr[i] = fromF<T>(toF(w[i]) * (toF(hr[i]) * r));
+    yr[i] = fromF<T>(toF(w[i]) * (toF(nr[i]) * r));
 }
 
 /// Packs 16 bytes' worth of floats in the storage type (round to nearest,
@@ -101,8 +105,8 @@ pack16(const float (&v)[detail::Vec16<T>::kN]) {
 /// double sum of squares, fp32 variance and scale.
 template <typename T, int C>
 __global__ void __launch_bounds__(kRowThreads)
-    addRmsNormVecKernel(T *h, const T *__restrict__ delta,
-                        const T *__restrict__ w, float eps, int64_t H, T *y) {
+    addRmsNormVecKernel(const T *h, const T *delta, const T *__restrict__ w,
+                        float eps, int64_t H, T *hOut, T *y) {
   constexpr int N = detail::Vec16<T>::kN;
   __shared__ double scratch[32];
   const int64_t chunks = H / N;
@@ -110,7 +114,8 @@ __global__ void __launch_bounds__(kRowThreads)
   // The norm weight is never written by a kernel: start it towards L2.
   detail::prefetchL2(w, H * int64_t(sizeof(T)));
   detail::pdlEnter();
-  uint4 *hr = reinterpret_cast<uint4 *>(h + blockIdx.x * H);
+  const uint4 *hr = reinterpret_cast<const uint4 *>(h + blockIdx.x * H);
+  uint4 *hw = reinterpret_cast<uint4 *>(hOut + blockIdx.x * H);
   const uint4 *dr =
       delta ? reinterpret_cast<const uint4 *>(delta + blockIdx.x * H) : nullptr;
   uint4 *yr = reinterpret_cast<uint4 *>(y + blockIdx.x * H);
@@ -136,7 +141,7 @@ __global__ void __launch_bounds__(kRowThreads)
       for (int j = 0; j < N; ++j)
         v[c][j] = toF(fromF<T>(v[c][j] + d[j]));
       if (i < chunks)
-        hr[i] = pack16<T>(v[c]);
+        hw[i] = pack16<T>(v[c]);
     }
     if (i < chunks)
 #pragma unroll
@@ -163,23 +168,25 @@ __global__ void __launch_bounds__(kRowThreads)
 /// Launches the register-row kernel when the row fits C <= 4 chunks per
 /// thread and everything is 16-byte aligned; false otherwise.
 template <typename T>
-bool launchAddRmsNormVec(T *h, const T *delta, const T *w, float eps,
-                         int64_t T_, int64_t H, T *y, cudaStream_t stream) {
+bool launchAddRmsNormVec(const T *h, const T *delta, const T *w, float eps,
+                         int64_t T_, int64_t H, T *hOut, T *y,
+                         cudaStream_t stream) {
   constexpr int N = detail::Vec16<T>::kN;
   if (H % N != 0 || !detail::aligned16(h) || !detail::aligned16(w) ||
-      !detail::aligned16(y) || (delta && !detail::aligned16(delta)))
+      !detail::aligned16(y) || (delta && !detail::aligned16(delta)) ||
+      !detail::aligned16(hOut))
     return false;
   const int64_t perThread = (H / N + kRowThreads - 1) / kRowThreads;
   const dim3 grid{unsigned(T_)}, block{unsigned(kRowThreads)};
   if (perThread <= 1)
     detail::launch(addRmsNormVecKernel<T, 1>, grid, block, 0, stream, h, delta,
-                   w, eps, H, y);
+                   w, eps, H, hOut, y);
   else if (perThread <= 2)
     detail::launch(addRmsNormVecKernel<T, 2>, grid, block, 0, stream, h, delta,
-                   w, eps, H, y);
+                   w, eps, H, hOut, y);
   else if (perThread <= 4)
     detail::launch(addRmsNormVecKernel<T, 4>, grid, block, 0, stream, h, delta,
-                   w, eps, H, y);
+                   w, eps, H, hOut, y);
   else
     return false;
   return true;
@@ -315,6 +322,12 @@ absl::Status embed(const int32_t *ids, int64_t T, const void *table, int64_t V,
 absl::Status addRmsNorm(void *h, const void *delta, const void *w, float eps,
                         int64_t T, int64_t H, void *y, DType dt,
                         cudaStream_t stream) {
+  return addRmsNormInto(h, delta, w, eps, T, H, h, y, dt, stream);
+}
+
+absl::Status addRmsNormInto(const void *h, const void *delta, const void *w,
+                            float eps, int64_t T, int64_t H, void *hOut,
+                            void *y, DType dt, cudaStream_t stream) {
   if (T < 0 || H <= 0)
     return invalid("rms_norm", absl::StrCat("expects T >= 0 and H > 0 but got ",
                                             T, ", ", H));
@@ -322,26 +335,30 @@ absl::Status addRmsNorm(void *h, const void *delta, const void *w, float eps,
     return invalid("rms_norm", absl::StrCat("expects eps >= 0 but got ", eps));
   if (T == 0)
     return absl::OkStatus();
-  if (!h || !w || !y)
+  if (!h || !w || !y || !hOut)
     return invalid("rms_norm", "null input, weight or output");
+  if (delta && (y == h || y == hOut || y == delta))
+    return invalid("rms_norm", "the norm's output aliases the residual row");
   if (dt == DType::kF32) {
-    if (!launchAddRmsNormVec(static_cast<float *>(h),
-                             static_cast<const float *>(delta),
-                             static_cast<const float *>(w), eps, T, H,
-                             static_cast<float *>(y), stream))
-      detail::launch(
-          addRmsNormKernel<float>, dim3(unsigned(T)), dim3(kRowThreads), 0,
-          stream, static_cast<float *>(h), static_cast<const float *>(delta),
-          static_cast<const float *>(w), eps, H, static_cast<float *>(y));
+    using F = float;
+    if (!launchAddRmsNormVec(
+            static_cast<const F *>(h), static_cast<const F *>(delta),
+            static_cast<const F *>(w), eps, T, H, static_cast<F *>(hOut),
+            static_cast<F *>(y), stream))
+      detail::launch(addRmsNormKernel<F>, dim3(unsigned(T)), dim3(kRowThreads),
+                     0, stream, static_cast<const F *>(h),
+                     static_cast<const F *>(delta), static_cast<const F *>(w),
+                     eps, H, static_cast<F *>(hOut), static_cast<F *>(y));
   } else {
-    if (!launchAddRmsNormVec(static_cast<bf16 *>(h),
-                             static_cast<const bf16 *>(delta),
-                             static_cast<const bf16 *>(w), eps, T, H,
-                             static_cast<bf16 *>(y), stream))
-      detail::launch(
-          addRmsNormKernel<bf16>, dim3(unsigned(T)), dim3(kRowThreads), 0,
-          stream, static_cast<bf16 *>(h), static_cast<const bf16 *>(delta),
-          static_cast<const bf16 *>(w), eps, H, static_cast<bf16 *>(y));
+    if (!launchAddRmsNormVec(
+            static_cast<const bf16 *>(h), static_cast<const bf16 *>(delta),
+            static_cast<const bf16 *>(w), eps, T, H, static_cast<bf16 *>(hOut),
+            static_cast<bf16 *>(y), stream))
+      detail::launch(addRmsNormKernel<bf16>, dim3(unsigned(T)),
+                     dim3(kRowThreads), 0, stream, static_cast<const bf16 *>(h),
+                     static_cast<const bf16 *>(delta),
+                     static_cast<const bf16 *>(w), eps, H,
+                     static_cast<bf16 *>(hOut), static_cast<bf16 *>(y));
   }
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("addRmsNormKernel");
   return absl::OkStatus();
@@ -423,8 +440,8 @@ absl::Status streamRead(const void *p, int64_t bytes, int64_t blocks,
     return absl::OkStatus();
   if (!p || !sink || !detail::aligned16(p))
     return invalid("streamRead", "null or unaligned operand");
-  detail::launch(streamReadKernel, dim3(unsigned(blocks)), dim3(kRowThreads),
-                 0, stream, static_cast<const uint4 *>(p), bytes / 16, sink);
+  detail::launch(streamReadKernel, dim3(unsigned(blocks)), dim3(kRowThreads), 0,
+                 stream, static_cast<const uint4 *>(p), bytes / 16, sink);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("streamReadKernel");
   return absl::OkStatus();
 }

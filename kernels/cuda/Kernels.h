@@ -139,6 +139,13 @@ absl::Status rmsNorm(const void *x, const void *w, float eps, int64_t T,
 absl::Status addRmsNorm(void *h, const void *delta, const void *w, float eps,
                         int64_t T, int64_t H, void *y, DType dt,
                         cudaStream_t stream);
+/// addRmsNorm with the sum stored elsewhere: hOut = h + delta (rounded),
+/// y = rmsNorm(hOut) * w, the same bits as add(h, delta, hOut) then
+/// rmsNorm(hOut, y). hOut may alias h or delta; with a delta, `y` aliasing
+/// h, delta or hOut is InvalidArgument.
+absl::Status addRmsNormInto(const void *h, const void *delta, const void *w,
+                            float eps, int64_t T, int64_t H, void *hOut,
+                            void *y, DType dt, cudaStream_t stream);
 
 /// c[i] = a[i] + b[i]; `c` may alias `a` or `b`.
 absl::Status add(const void *a, const void *b, void *c, int64_t n, DType dt,

@@ -117,11 +117,9 @@ CudaBackend::create(const RuntimeOptions &options) {
 
 CudaBackend::~CudaBackend() = default;
 
-absl::StatusOr<const void *> CudaBackend::placeWeight(ModelId model,
-                                                      fb::Pool pool,
-                                                      const void *src,
-                                                      DType dtype,
-                                                      size_t numel) {
+absl::StatusOr<const void *>
+CudaBackend::placeWeight(ModelId model, fb::Pool pool, const void *src,
+                         DType dtype, size_t numel) {
   CP_ASSIGN_OR_RETURN(void *data,
                       arenaFor(pool).upload(model, src, dtype, numel, dtype_,
                                             roundWeightsToBf16_));
@@ -135,6 +133,13 @@ CudaBackend::placeSyntheticWeight(ModelId model, fb::Pool pool,
   CP_ASSIGN_OR_RETURN(void *data,
                       arenaFor(pool).addSynthetic(model, init, numel, dtype_));
   return static_cast<const void *>(data);
+}
+
+absl::Status CudaBackend::reserveWeights(ModelId model, fb::Pool pool,
+                                         size_t numel, size_t tensors) {
+  return arenaFor(pool).reserve(
+      model,
+      DeviceWeightArena::bytesFor(numel * cudak::dtypeBytes(dtype_), tensors));
 }
 
 void CudaBackend::unloadWeights(ModelId model) {
@@ -223,6 +228,8 @@ BackendCounters CudaBackend::counters() const {
     c.graphLaunches += e.graphLaunches;
     c.graphCaptures += e.graphCaptures;
     c.graphCaptureS += e.graphCaptureS;
+    c.addNormFolds += e.addNormFolds;
+    c.zeroCopyRecvs += e.zeroCopyRecvs;
   }
   return c;
 }

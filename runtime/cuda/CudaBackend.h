@@ -51,6 +51,8 @@ public:
   placeSyntheticWeight(ModelId model, plan::Pool pool,
                        const synthetic::TensorInit &init,
                        size_t numel) override;
+  absl::Status reserveWeights(ModelId model, plan::Pool pool, size_t numel,
+                              size_t tensors) override;
   void unloadWeights(ModelId model) override;
   const PoolArena &arena(plan::Pool pool) const override;
   absl::StatusOr<std::unique_ptr<BackendModel>>

@@ -35,7 +35,10 @@ struct CudaExecutor::Instr : DecodedInstr {
 struct CudaExecutor::Pool {
   fb::Pool pool = fb::Pool::KV;
   std::vector<Instr> instrs;
+  /// Where this pool's work is enqueued: its own stream, or the first
+  /// pool's in one-stream mode (ownStream is then still created, unused).
   cudaStream_t stream = nullptr;
+  cudaStream_t ownStream = nullptr;
   cublasHandle_t blas = nullptr;
   void *workspace = nullptr;
   int64_t workspaceBytes = 0;
@@ -101,6 +104,7 @@ CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
   ex->inputSlot_ = plan.input_slot();
   ex->outputSlot_ = plan.output_slot();
   ex->kv_ = std::move(kvLayers);
+  ex->oneStream_ = oneStreamEnabled();
   int device = 0;
   CP_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   CP_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(
@@ -131,7 +135,9 @@ CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
     auto pool = std::make_unique<Pool>();
     pool->pool = stream.pool;
     CP_CUDA_RETURN_IF_ERROR(
-        cudaStreamCreateWithFlags(&pool->stream, cudaStreamNonBlocking));
+        cudaStreamCreateWithFlags(&pool->ownStream, cudaStreamNonBlocking));
+    pool->stream = ex->oneStream_ && !ex->pools_.empty() ? ex->pools_[0]->stream
+                                                         : pool->ownStream;
     CP_CUBLAS_RETURN_IF_ERROR(cublasCreate(&pool->blas));
     CP_CUBLAS_RETURN_IF_ERROR(cublasSetStream(pool->blas, pool->stream));
     CP_CUDA_RETURN_IF_ERROR(
@@ -167,6 +173,7 @@ CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
         instrs[i].normEps = norm.eps;
         instrs[i].normOut = norm.out;
         norm.folded = true;
+        ++ex->counters_.addNormFolds;
       }
     }
   }
@@ -178,7 +185,8 @@ CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
   bool otherUse = false;
   for (const auto &pool : ex->pools_)
     for (const Instr &in : pool->instrs) {
-      bool isHead = in.op == fb::Opcode::Task && in.kernel == fb::Kernel::LmHead;
+      bool isHead =
+          in.op == fb::Opcode::Task && in.kernel == fb::Kernel::LmHead;
       if (isHead && in.out == ex->outputSlot_) {
         ++lmHeads;
         ex->lmHeadWidth_ = in.width;
@@ -189,6 +197,44 @@ CudaExecutor::create(const fb::Plan &plan, std::vector<const void *> weights,
                   in.out == ex->outputSlot_;
     }
   ex->selectRows_ = lmHeads == 1 && !otherUse && ex->lmHeadWidth_ > 0;
+
+  // Zero-copy hand-off: a Recv slot that only the Recv writes, of a sent
+  // slot that only one instruction writes, is the sent slot's buffer (both
+  // pools are on this device). Neither is overwritten within a step, and
+  // steps end with a synchronize, so the receiver reads what was sent.
+  ex->slotAlias_.assign(ex->slotPtr_.size(), -1);
+  std::vector<int32_t> writers(ex->slotPtr_.size(), 0);
+  std::map<std::pair<int32_t, int32_t>, int32_t> sentSlot; // (channel, seq)
+  for (const auto &pool : ex->pools_)
+    for (const Instr &in : pool->instrs) {
+      if (in.out >= 0 && in.op != fb::Opcode::Send)
+        ++writers[size_t(in.out)];
+      if (in.op == fb::Opcode::Send)
+        sentSlot[{in.channel, in.seq}] = in.in0;
+    }
+  if (ex->inputSlot_ >= 0)
+    ++writers[size_t(ex->inputSlot_)]; // the staging copy
+  for (const auto &pool : ex->pools_)
+    for (const Instr &in : pool->instrs) {
+      if (in.op != fb::Opcode::Recv)
+        continue;
+      auto it = sentSlot.find({in.channel, in.seq});
+      if (it == sentSlot.end())
+        continue;
+      const int32_t src = it->second, dst = in.out;
+      if (writers[size_t(src)] == 1 && writers[size_t(dst)] == 1 &&
+          src != ex->inputSlot_ && dst != ex->outputSlot_ &&
+          src != ex->outputSlot_ &&
+          ex->slotWidth_[size_t(src)] == ex->slotWidth_[size_t(dst)] &&
+          ex->slotKind_[size_t(src)] == ex->slotKind_[size_t(dst)])
+        ex->slotAlias_[size_t(dst)] = src;
+    }
+  for (size_t s = 0; s < ex->slotAlias_.size(); ++s) // to the owning slot
+    while (ex->slotAlias_[s] >= 0 &&
+           ex->slotAlias_[size_t(ex->slotAlias_[s])] >= 0)
+      ex->slotAlias_[s] = ex->slotAlias_[size_t(ex->slotAlias_[s])];
+  for (int32_t a : ex->slotAlias_)
+    ex->counters_.zeroCopyRecvs += a >= 0;
   return ex;
 }
 
@@ -208,8 +254,9 @@ CudaExecutor::~CudaExecutor() {
     if (p->stream)
       cudaStreamSynchronize(p->stream);
   dropGraphs();
-  for (void *p : slotPtr_)
-    cudaFree(p);
+  for (size_t s = 0; s < slotPtr_.size(); ++s)
+    if (s >= slotAlias_.size() || slotAlias_[s] < 0)
+      cudaFree(slotPtr_[s]);
   for (void *p : expertTables_)
     cudaFree(p);
   for (cudaEvent_t e : events_)
@@ -221,8 +268,8 @@ CudaExecutor::~CudaExecutor() {
       cudaEventDestroy(p->inputsReady);
     if (p->blas)
       cublasDestroy(p->blas);
-    if (p->stream)
-      cudaStreamDestroy(p->stream);
+    if (p->ownStream)
+      cudaStreamDestroy(p->ownStream);
   }
   cudaFree(stagingDev_);
   cudaFreeHost(stagingHost_);
@@ -236,7 +283,7 @@ size_t CudaExecutor::scratchBytes() const {
   if (gatherBuf_)
     n += outCapacity_ * lmHeadWidth_ * cudak::dtypeBytes(dt_);
   for (size_t s = 0; s < slotPtr_.size(); ++s)
-    if (slotPtr_[s])
+    if (slotPtr_[s] && slotAlias_[s] < 0)
       n += (selectRows_ && int(s) == outputSlot_ ? outCapacity_ : slotRows_) *
            slotWidth_[s] *
            (slotKind_[s] == int(fb::SlotKind::Hidden) ? cudak::dtypeBytes(dt_)
@@ -299,6 +346,8 @@ absl::Status CudaExecutor::ensureCapacity(int64_t T, int32_t maxContext,
     for (size_t s = 0; s < slotPtr_.size(); ++s) {
       if (selectRows_ && int(s) == outputSlot_)
         continue; // sized by the rows through the LM head, below
+      if (slotAlias_[s] >= 0)
+        continue; // the sent slot's buffer, set below
       cudaFree(slotPtr_[s]);
       slotPtr_[s] = nullptr;
       if (int(s) == inputSlot_)
@@ -309,6 +358,9 @@ absl::Status CudaExecutor::ensureCapacity(int64_t T, int32_t maxContext,
       CP_CUDA_RETURN_IF_ERROR(
           cudaMalloc(&slotPtr_[s], size_t(rows * slotWidth_[s] * elem)));
     }
+    for (size_t s = 0; s < slotPtr_.size(); ++s)
+      if (slotAlias_[s] >= 0)
+        slotPtr_[s] = slotPtr_[size_t(slotAlias_[s])];
     slotRows_ = rows;
   }
   for (auto &p : pools_) {
@@ -395,8 +447,20 @@ namespace {
 std::atomic<int> gFuseAddNorm{-1};
 } // namespace
 
+namespace {
+std::atomic<int> gOneStream{-1};
+} // namespace
+
+bool CudaExecutor::oneStreamEnabled() {
+  return cudak::switchValue(gOneStream, "CROSSPOOL_ONE_STREAM", true);
+}
+
+void CudaExecutor::setOneStreamEnabled(bool on) {
+  gOneStream.store(on ? 1 : 0);
+}
+
 bool CudaExecutor::fuseAddRmsNormEnabled() {
-  return cudak::switchValue(gFuseAddNorm, "CROSSPOOL_FUSE_ADD_NORM", false);
+  return cudak::switchValue(gFuseAddNorm, "CROSSPOOL_FUSE_ADD_NORM", true);
 }
 
 void CudaExecutor::setFuseAddRmsNormEnabled(bool on) {
@@ -415,10 +479,10 @@ absl::Status CudaExecutor::runTask(const Instr &in, Pool &pool, int64_t T,
   case fb::Kernel::RmsNorm:
     return cudak::rmsNorm(x, in.w[0], in.eps, T, in.width, y, dt_, pool.stream);
   case fb::Kernel::Add:
-    if (in.normOut >= 0) // h = the input that is also the output
-      return cudak::addRmsNorm(
-          y, slotPtr_[in.out == in.in0 ? in.in1 : in.in0], in.normW,
-          in.normEps, T, in.width, slotPtr_[in.normOut], dt_, pool.stream);
+    if (in.normOut >= 0)
+      return cudak::addRmsNormInto(x, slotPtr_[in.in1], in.normW, in.normEps, T,
+                                   in.width, y, slotPtr_[in.normOut], dt_,
+                                   pool.stream);
     return cudak::add(x, slotPtr_[in.in1], y, T * in.width, dt_, pool.stream);
   case fb::Kernel::LmHead:
     if (gatherOut_) {
@@ -465,11 +529,15 @@ absl::Status CudaExecutor::runTask(const Instr &in, Pool &pool, int64_t T,
 absl::Status CudaExecutor::enqueueStep(int64_t T, int32_t maxContext) {
   // Fork: the other pools start after the inputs are on the device (inside a
   // capture this makes them join the graph).
+  // In one-stream mode every pool is enqueued on the first pool's stream in
+  // this walk's order, which already respects every channel: no events.
   Pool &first = *pools_[0];
-  CP_CUDA_RETURN_IF_ERROR(cudaEventRecord(first.inputsReady, first.stream));
-  for (size_t p = 1; p < pools_.size(); ++p)
-    CP_CUDA_RETURN_IF_ERROR(
-        cudaStreamWaitEvent(pools_[p]->stream, first.inputsReady, 0));
+  if (!oneStream_) {
+    CP_CUDA_RETURN_IF_ERROR(cudaEventRecord(first.inputsReady, first.stream));
+    for (size_t p = 1; p < pools_.size(); ++p)
+      CP_CUDA_RETURN_IF_ERROR(
+          cudaStreamWaitEvent(pools_[p]->stream, first.inputsReady, 0));
+  }
 
   // Enqueue both streams in an order that respects the channels.
   std::vector<char> sent(events_.size(), 0);
@@ -493,14 +561,18 @@ absl::Status CudaExecutor::enqueueStep(int64_t T, int32_t maxContext) {
           int32_t msg = eventBase_[in.channel] + in.seq - 1;
           status = [&]() -> absl::Status {
             if (in.op == fb::Opcode::Send) {
-              CP_CUDA_RETURN_IF_ERROR(
-                  cudaEventRecord(events_[msg], pool.stream));
+              if (!oneStream_)
+                CP_CUDA_RETURN_IF_ERROR(
+                    cudaEventRecord(events_[msg], pool.stream));
               sent[msg] = 1;
               sentSlot[msg] = in.in0;
               return absl::OkStatus();
             }
-            CP_CUDA_RETURN_IF_ERROR(
-                cudaStreamWaitEvent(pool.stream, events_[msg], 0));
+            if (!oneStream_)
+              CP_CUDA_RETURN_IF_ERROR(
+                  cudaStreamWaitEvent(pool.stream, events_[msg], 0));
+            if (slotAlias_[size_t(in.out)] >= 0)
+              return absl::OkStatus(); // the same buffer
             int64_t elem = slotKind_[in.out] == int(fb::SlotKind::Hidden)
                                ? cudak::dtypeBytes(dt_)
                                : 4;
@@ -524,7 +596,7 @@ absl::Status CudaExecutor::enqueueStep(int64_t T, int32_t maxContext) {
           absl::StrCat(name_, ": streams deadlocked at instruction ", pc[p],
                        " of stream ", p));
   // Join: the first stream ends after every other one.
-  for (size_t p = 1; p < pools_.size(); ++p) {
+  for (size_t p = 1; p < pools_.size() && !oneStream_; ++p) {
     CP_CUDA_RETURN_IF_ERROR(
         cudaEventRecord(pools_[p]->inputsReady, pools_[p]->stream));
     CP_CUDA_RETURN_IF_ERROR(
@@ -599,8 +671,7 @@ void CudaExecutor::dropGraphs() {
   graphUse_.clear();
 }
 
-absl::Status CudaExecutor::run(const CudaStep &step,
-                               std::vector<float> *logits,
+absl::Status CudaExecutor::run(const CudaStep &step, std::vector<float> *logits,
                                std::vector<int32_t> *greedyIds) {
   const Clock::time_point t0 = Clock::now();
   CP_RETURN_IF_ERROR(checkStep(step));
@@ -709,9 +780,8 @@ absl::Status CudaExecutor::run(const CudaStep &step,
   if (status.ok() && greedyIds) {
     status = cudak::argmaxRows(deviceLogits(), headRows, vocab_, idsDev_, s0);
     if (status.ok()) {
-      cudaError_t err =
-          cudaMemcpyAsync(idsHost_, idsDev_, size_t(headRows) * 4,
-                          cudaMemcpyDeviceToHost, s0);
+      cudaError_t err = cudaMemcpyAsync(idsHost_, idsDev_, size_t(headRows) * 4,
+                                        cudaMemcpyDeviceToHost, s0);
       if (err != cudaSuccess)
         status =
             cudak::cudaErrorStatus(err, "cudaMemcpyAsync", __FILE__, __LINE__);

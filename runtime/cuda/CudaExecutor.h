@@ -2,15 +2,20 @@
 //
 // Runs a verified plan's per-pool instruction streams with the CUDA kernels
 // (kernels/cuda) on one device that holds both pools. Each pool has its own
-// CUDA stream, cuBLAS handle, workspace and activation slots, so the two
-// halves are ordered only by the plan's channels: a Send records an event on
-// the sender's stream, the matching Recv makes the receiver's stream wait on
-// it and copies the slot device to device (the device-local hand-off; the
-// host never sees hidden states).
+// cuBLAS handle, workspace and activation slots. By default every pool is
+// enqueued on one CUDA stream in the host walk's order, which respects the
+// plan's channels, and a Recv slot shares the sent slot's buffer when
+// neither is written twice in a step: the device-local hand-off costs
+// nothing, and programmatic dependent launch chains across it. With a
+// stream per pool (oneStreamEnabled false) the halves are ordered only by
+// the channels: a Send records an event on the sender's stream, the matching
+// Recv makes the receiver's stream wait on it (and copies the slot device to
+// device unless it shares the buffer). The host never sees hidden states.
 //
 // Plan Add -> RmsNorm pairs (runtime::addRmsNormPairs) can run as one
 // kernels::cuda::addRmsNorm launch, the same bits in one launch instead of
-// two (fuseAddRmsNormEnabled; off until verified on a GPU).
+// two (fuseAddRmsNormEnabled; on by default, verified bit for bit on an
+// H100 by CudaFusedAddNorm.SameBitsAsAddThenRmsNorm).
 //
 // The host walks the streams in plan order, switching to the other stream
 // when it reaches a Recv whose Send it has not enqueued yet (the same
@@ -61,6 +66,9 @@ struct CudaStep {
 
 /// An executor's cumulative host-side step costs (BackendCounters' part).
 struct ExecutorCounters {
+  /// Plan Add -> RmsNorm pairs run as one launch, and Recv slots that are
+  /// the sent slot's buffer (no copy), per step (fixed at create).
+  int64_t addNormFolds = 0, zeroCopyRecvs = 0;
   int64_t steps = 0, graphLaunches = 0, graphCaptures = 0;
   double prepS = 0, launchS = 0, waitS = 0, copyS = 0, graphCaptureS = 0;
 };
@@ -79,10 +87,19 @@ public:
   /// (runtime::addRmsNormPairs) as one addRmsNorm launch: the same bits
   /// (addRmsNorm rounds h + delta to the storage type before the norm, as
   /// add then rmsNorm do), two launches fewer per layer. Read by create();
-  /// off by default until verified on a GPU; CROSSPOOL_FUSE_ADD_NORM=1
-  /// (read once) or setFuseAddRmsNormEnabled(true) turns it on.
+  /// on by default; CROSSPOOL_FUSE_ADD_NORM=0 (read once) or
+  /// setFuseAddRmsNormEnabled(false) turns it off.
   static bool fuseAddRmsNormEnabled();
   static void setFuseAddRmsNormEnabled(bool on);
+  /// Enqueues every pool's work on one CUDA stream, in the host walk's
+  /// order (which respects the channels), instead of one stream per pool
+  /// joined by events: a model's step is a chain (attention, hand-off, FFN,
+  /// hand-off, ...) with nothing to overlap, and cross-stream edges cost
+  /// a full kernel drain each and break programmatic dependent launch. Read
+  /// by create(); on by default; CROSSPOOL_ONE_STREAM=0 (read once) or
+  /// setOneStreamEnabled(false) restores a stream per pool.
+  static bool oneStreamEnabled();
+  static void setOneStreamEnabled(bool on);
   static constexpr int64_t kGraphMaxRows = 64;
   static constexpr size_t kMaxGraphs = 256;
   ~CudaExecutor();
@@ -135,6 +152,10 @@ private:
   std::vector<int> slotPool_;
   std::vector<int> slotKind_;
   std::vector<void *> slotPtr_;
+  /// slotAlias_[s] >= 0: slot s is a Recv slot sharing that sent slot's
+  /// buffer (set at create; no allocation, no copy).
+  std::vector<int32_t> slotAlias_;
+  bool oneStream_ = true;
   int64_t slotRows_ = 0;
   std::vector<int32_t> perStep_;
   std::vector<std::unique_ptr<Pool>> pools_; ///< one per stream

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -14,10 +15,48 @@ namespace crosspool::runtime::cuda {
 
 namespace cudak = crosspool::kernels::cuda;
 
+namespace {
+constexpr size_t kAlign = 256;               // every tensor's start
+constexpr size_t kGranule = size_t(2) << 20; // the driver's allocation unit
+constexpr size_t kMaxSlab = size_t(64) << 20;
+size_t roundUp(size_t v, size_t to) { return (v + to - 1) / to * to; }
+} // namespace
+
 DeviceWeightArena::~DeviceWeightArena() {
-  for (auto &entry : blocks_)
-    for (Block &b : entry.second)
-      cudaFree(b.ptr);
+  for (auto &entry : models_)
+    for (Slab &s : entry.second.slabs)
+      cudaFree(s.base);
+}
+
+size_t DeviceWeightArena::bytesFor(size_t bytes, size_t tensors) {
+  return bytes + tensors * kAlign;
+}
+
+absl::Status DeviceWeightArena::newSlab(int model, size_t cap) {
+  void *p = nullptr;
+  cudaError_t err = cudaMalloc(&p, cap);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    size_t freeB = 0, totalB = 0;
+    (void)cudaMemGetInfo(&freeB, &totalB);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        name_, ": cannot hold ", cap, " more bytes for model ", model, " (",
+        cudaGetErrorString(err), "; ", freeB, " of ", totalB,
+        " device bytes free, ", reserved_, " held by this arena)"));
+  }
+  models_[model].slabs.push_back({static_cast<char *>(p), cap, 0});
+  reserved_ += cap;
+  return absl::OkStatus();
+}
+
+absl::Status DeviceWeightArena::reserve(int model, size_t bytes) {
+  auto it = models_.find(model);
+  if (it != models_.end() && !it->second.slabs.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        name_, ": reserve for model ", model, " after its first tensor"));
+  if (bytes == 0 || (budget_ && used_ + bytes > budget_))
+    return absl::OkStatus(); // allocate() reports the budget per tensor
+  return newSlab(model, roundUp(bytes, kGranule));
 }
 
 absl::StatusOr<void *> DeviceWeightArena::allocate(int model, size_t bytes) {
@@ -25,16 +64,30 @@ absl::StatusOr<void *> DeviceWeightArena::allocate(int model, size_t bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         name_, ": budget of ", budget_, " bytes exceeded (", used_, " used, ",
         bytes, " more requested by model ", model, ")"));
-  void *p = nullptr;
-  absl::Status st = [&]() -> absl::Status {
-    CP_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, bytes ? bytes : 1));
-    return absl::OkStatus();
-  }();
-  if (!st.ok())
-    return absl::Status(st.code(), absl::StrCat(name_, ": ", st.message()));
-  blocks_[model].push_back({p, bytes});
+  ModelSlabs &m = models_[model];
+  const size_t need = roundUp(std::max<size_t>(bytes, 1), kAlign);
+  if (m.slabs.empty() || m.slabs.back().capacity - m.slabs.back().top < need) {
+    // A new slab: twice the last one up to kMaxSlab, at least this tensor;
+    // when the card cannot hold that, just this tensor.
+    const size_t exact = roundUp(need, kGranule);
+    const size_t grown = m.slabs.empty()
+                             ? kGranule
+                             : std::min(kMaxSlab, 2 * m.slabs.back().capacity);
+    absl::Status st = newSlab(model, std::max(exact, grown));
+    if (!st.ok() && grown > exact)
+      st = newSlab(model, exact);
+    if (!st.ok()) {
+      if (m.slabs.empty())
+        models_.erase(model);
+      return st;
+    }
+  }
+  Slab &s = m.slabs.back();
+  void *out = s.base + s.top;
+  s.top += need;
+  m.used += bytes;
   used_ += bytes;
-  return p;
+  return out;
 }
 
 absl::StatusOr<void *> DeviceWeightArena::upload(int model, const void *src,
@@ -88,23 +141,20 @@ DeviceWeightArena::addSynthetic(int model, const synthetic::TensorInit &init,
 }
 
 void DeviceWeightArena::unload(int model) {
-  auto it = blocks_.find(model);
-  if (it == blocks_.end())
+  auto it = models_.find(model);
+  if (it == models_.end())
     return;
-  for (Block &b : it->second) {
-    cudaFree(b.ptr);
-    used_ -= b.bytes;
+  for (Slab &s : it->second.slabs) {
+    cudaFree(s.base);
+    reserved_ -= s.capacity;
   }
-  blocks_.erase(it);
+  used_ -= it->second.used;
+  models_.erase(it);
 }
 
 size_t DeviceWeightArena::bytesUsed(int model) const {
-  auto it = blocks_.find(model);
-  size_t n = 0;
-  if (it != blocks_.end())
-    for (const Block &b : it->second)
-      n += b.bytes;
-  return n;
+  auto it = models_.find(model);
+  return it == models_.end() ? 0 : it->second.used;
 }
 
 } // namespace crosspool::runtime::cuda

@@ -3,9 +3,14 @@
 //
 // One pool's weights on the device: every tensor of every model loaded into
 // this pool, with a byte budget for the pool and per-model accounting, so a
-// model's weights are freed as a whole when it is unloaded. Uploads convert
-// the checkpoint's dtype (F32/F16/BF16, mmapped) to the storage type of the
-// precision mode (fp32 or bf16) on the host, then copy once.
+// model's weights are freed as a whole when it is unloaded. Tensors are
+// carved from per-model slabs rather than one cudaMalloc each: the driver
+// rounds every allocation up to 2 MiB, which for Qwen3-30B-A3B's 18,432
+// expert matrices of 3 MiB wasted 18 GiB and left an 80 GB card without room
+// for the model. The runtime announces each model's bytes first (reserve:
+// one slab); unannounced tensors go to slabs doubling from 2 to 64 MiB. Uploads
+// convert the checkpoint's dtype (F32/F16/BF16, mmapped) to the storage type of
+// the precision mode (fp32 or bf16) on the host, then copy once.
 //
 //===----------------------------------------------------------------------===//
 #ifndef CROSSPOOL_RUNTIME_CUDA_DEVICEWEIGHTARENA_H
@@ -34,6 +39,13 @@ public:
   DeviceWeightArena(const DeviceWeightArena &) = delete;
   DeviceWeightArena &operator=(const DeviceWeightArena &) = delete;
 
+  /// Device bytes that `tensors` tensors of `bytes` in all take, aligned.
+  static size_t bytesFor(size_t bytes, size_t tensors);
+  /// One slab of `bytes` for `model` (before its first allocation), so a
+  /// model announced up front (bytesFor its tensors) is one cudaMalloc with
+  /// under 2 MiB to spare. ResourceExhausted, naming the free memory, when
+  /// the card cannot hold it; past the budget it is left to allocate().
+  absl::Status reserve(int model, size_t bytes);
   /// `bytes` of uninitialized device memory owned by `model`.
   /// ResourceExhausted past the budget or when the device is full.
   absl::StatusOr<void *> allocate(int model, size_t bytes);
@@ -52,18 +64,25 @@ public:
   void unload(int model);
   size_t bytesUsed(int model) const override;
   size_t bytesUsed() const { return used_; }
+  /// Device bytes held in slabs (bytesUsed plus alignment and slab tails).
+  size_t bytesReserved() const { return reserved_; }
   size_t totalBytes() const override { return used_; }
   const std::string &name() const { return name_; }
 
 private:
   size_t budget_;
   std::string name_;
-  size_t used_ = 0;
-  struct Block {
-    void *ptr;
-    size_t bytes;
+  size_t used_ = 0, reserved_ = 0;
+  struct Slab {
+    char *base;
+    size_t capacity, top;
   };
-  std::map<int, std::vector<Block>> blocks_;
+  struct ModelSlabs {
+    std::vector<Slab> slabs;
+    size_t used = 0;
+  };
+  std::map<int, ModelSlabs> models_;
+  absl::Status newSlab(int model, size_t cap);
 };
 
 } // namespace crosspool::runtime::cuda

@@ -72,6 +72,9 @@ struct BackendCounters {
   double prepS = 0, launchS = 0, waitS = 0, copyS = 0;
   int64_t graphLaunches = 0, graphCaptures = 0;
   double graphCaptureS = 0;
+  /// Plan Add -> RmsNorm pairs the loaded models' executors run as one
+  /// launch each, and channel messages handed off without a copy (per step).
+  int64_t addNormFolds = 0, zeroCopyRecvs = 0;
 };
 
 /// One loaded model on a backend: its KV storage and its executor.
@@ -123,14 +126,21 @@ public:
   /// unloadWeights(model). ResourceExhausted past the pool's budget.
   virtual absl::StatusOr<const void *> placeWeight(ModelId model,
                                                    plan::Pool pool,
-                                                   const void *src,
-                                                   DType dtype,
+                                                   const void *src, DType dtype,
                                                    size_t numel) = 0;
   /// Places numel values of synthetic tensor `init` (SyntheticInit.h), made
   /// by the generator every backend shares; otherwise as placeWeight.
   virtual absl::StatusOr<const void *>
   placeSyntheticWeight(ModelId model, plan::Pool pool,
                        const synthetic::TensorInit &init, size_t numel) = 0;
+  /// Before the first placement: `model` will place `tensors` weights of
+  /// `numel` values in all into `pool`, so a backend can hold them in one
+  /// allocation. A hint; placements beyond it still work.
+  virtual absl::Status reserveWeights(ModelId model, plan::Pool pool,
+                                      size_t numel, size_t tensors) {
+    (void)model, (void)pool, (void)numel, (void)tensors;
+    return absl::OkStatus();
+  }
   /// Frees every weight of `model` in both pools.
   virtual void unloadWeights(ModelId model) = 0;
   virtual const PoolArena &arena(plan::Pool pool) const = 0;

@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <map>
 #include <set>
-#include <tuple>
 #include <sys/stat.h>
+#include <tuple>
 
 namespace crosspool::runtime {
 
@@ -159,6 +159,21 @@ Runtime::placeWeights(ModelId id, const std::string &planPath,
   std::map<std::tuple<fb::Pool, std::string, uint64_t>, const void *> placed;
   std::vector<const void *> weights;
   absl::Status status = [&]() -> absl::Status {
+    // Each pool's distinct tensors, announced so the backend can hold them
+    // in one allocation.
+    std::map<fb::Pool, std::pair<size_t, size_t>> perPool; // numel, tensors
+    std::set<std::tuple<fb::Pool, std::string, uint64_t>> seen;
+    for (const fb::Weight *w : *plan.weights())
+      if (seen.insert({w->pool(), w->name()->str(), w->offset()}).second) {
+        perPool[w->pool()].first += weightNumElements(*w);
+        perPool[w->pool()].second += 1;
+      }
+    for (const auto &[pool, total] : perPool) {
+      absl::Status reserved =
+          backend_->reserveWeights(id, pool, total.first, total.second);
+      if (!reserved.ok())
+        return prefixed(reserved, absl::StrCat(planPath, ": "));
+    }
     for (const fb::Weight *w : *plan.weights()) {
       auto key = std::make_tuple(w->pool(), w->name()->str(), w->offset());
       const std::string &name = std::get<1>(key);
@@ -439,8 +454,8 @@ Runtime::step(const std::vector<SequenceId> &seqs,
     return all; // the backend computed only the requested rows
   if (all.size() != T * size_t(V))
     return absl::InternalError(absl::StrCat(
-        "step: the backend returned ", all.size(), " logits for ", T,
-        " rows (", seqs.size(), " requested) of vocabulary ", V));
+        "step: the backend returned ", all.size(), " logits for ", T, " rows (",
+        seqs.size(), " requested) of vocabulary ", V));
   std::vector<float> logits(seqs.size() * V);
   for (size_t i = 0; i < seqs.size(); ++i)
     std::copy(all.begin() + step.logitRows[i] * V,

@@ -169,8 +169,7 @@ std::vector<size_t> addRmsNormPairs(const std::vector<DecodedInstr> &instrs) {
         norm.op != fb::Opcode::Task || norm.kernel != fb::Kernel::RmsNorm)
       continue;
     const int32_t a = add.in0, b = add.in1, c = add.out, y = norm.out;
-    if ((c == a || c == b) && norm.in0 == c && y != a && y != b && y != c &&
-        norm.width == add.width)
+    if (norm.in0 == c && y != a && y != b && y != c && norm.width == add.width)
       pairs.push_back(i);
   }
   return pairs;

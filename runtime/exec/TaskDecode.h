@@ -54,11 +54,11 @@ absl::StatusOr<std::vector<DecodedStream>>
 decodePlanStreams(const plan::Plan &plan, const std::string &name);
 
 /// Adjacent Add -> RmsNorm pairs of one stream that one fused add + RMSNorm
-/// launch can run (kernels::cuda::addRmsNorm: h += delta, y = norm(h) * w):
-/// Task Add(a, b -> c) whose output is one of its inputs (the residual
-/// stream, updated in place), immediately followed by Task RmsNorm(c -> y)
-/// of the same width with y a slot other than a, b and c. Returns the index
-/// of each such Add; its RmsNorm is the next instruction.
+/// launch can run (kernels::cuda::addRmsNormInto: c = a + b, y = norm(c) *
+/// w): Task Add(a, b -> c), c any slot (in place or, as compiled plans
+/// write it, a new one), immediately followed by Task RmsNorm(c -> y) of the
+/// same width with y a slot other than a, b and c. Returns the index of each
+/// such Add; its RmsNorm is the next instruction.
 std::vector<size_t> addRmsNormPairs(const std::vector<DecodedInstr> &instrs);
 
 /// The row checks every backend makes on a step before it runs: at least one

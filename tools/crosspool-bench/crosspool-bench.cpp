@@ -35,9 +35,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <limits>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <unistd.h>
 
 using namespace crosspool::runtime;
@@ -93,11 +93,10 @@ absl::StatusOr<Models> loadModels(Runtime &rt, const ServeArgs &args) {
     m.pagesPerChunk.push_back(rt.kvPagesPerChunk(id));
     m.pageBytes.push_back(rt.kvPageBytes(id));
     if (!args.quiet)
-      std::fprintf(
-          stderr, "loaded %s in %.1f s\n", name.c_str(),
-          std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                        start)
-              .count());
+      std::fprintf(stderr, "loaded %s in %.1f s\n", name.c_str(),
+                   std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - start)
+                       .count());
   }
   return m;
 }
@@ -118,9 +117,9 @@ absl::Status warmUp(Runtime &rt, const Models &models, const ServeArgs &args) {
       st = rt.step({seq}, {randomPrompt(rng, 1, models.vocab[m])}).status();
     CP_RETURN_IF_ERROR(rt.release(seq));
     if (!st.ok())
-      return absl::Status(st.code(), absl::StrCat("warm-up of ",
-                                                  models.names[m], ": ",
-                                                  st.message()));
+      return absl::Status(
+          st.code(),
+          absl::StrCat("warm-up of ", models.names[m], ": ", st.message()));
   }
   return absl::OkStatus();
 }
@@ -167,8 +166,8 @@ absl::StatusOr<Workload> buildWorkload(const ServeArgs &args,
       continue;
     if (maxOutput > pos)
       return absl::InvalidArgumentError(
-          absl::StrCat("--max-output ", maxOutput, " exceeds ",
-                       models.names[m], "'s ", pos, " positions"));
+          absl::StrCat("--max-output ", maxOutput, " exceeds ", models.names[m],
+                       "'s ", pos, " positions"));
     int64_t fit = pos - maxOutput + 1;
     promptCap[m] = promptCap[m] > 0 ? std::min(promptCap[m], fit) : fit;
   }
@@ -265,9 +264,9 @@ absl::StatusOr<ServeReport> replay(Runtime &rt, const ServeArgs &args,
                                    double rate) {
   // Each replay starts from an empty pool: nothing left by the last one.
   if (rt.kvPagesInUse() != 0 || rt.kvChunksInUse() != 0)
-    return absl::InternalError(absl::StrCat(
-        "replay starts with ", rt.kvPagesInUse(), " KV pages in ",
-        rt.kvChunksInUse(), " chunks still held"));
+    return absl::InternalError(
+        absl::StrCat("replay starts with ", rt.kvPagesInUse(), " KV pages in ",
+                     rt.kvChunksInUse(), " chunks still held"));
   ServingEngine::Options opts = args.engine;
   opts.layout = layout;
   opts.kvSampleEvery = std::max<int64_t>(1, int64_t(w.items.size()) / 50);
@@ -301,8 +300,7 @@ absl::StatusOr<ServeReport> replay(Runtime &rt, const ServeArgs &args,
         for (const RequestRecord &r : engine->records()) {
           if (r.terminal())
             continue;
-          bool decoding =
-              r.state == RequestState::Running && !r.output.empty();
+          bool decoding = r.state == RequestState::Running && !r.output.empty();
           if (decoding && !hard)
             continue;
           CP_RETURN_IF_ERROR(engine->cancel(
@@ -376,9 +374,8 @@ absl::Status runServe(const ServeArgs &args) {
   const int n = static_cast<int>(models.names.size());
   std::vector<double> shares = popularityShares(args.popularity, n);
   nlohmann::json capsJson;
-  CP_ASSIGN_OR_RETURN(
-      Workload w, buildWorkload(args, std::move(trace), models, shares,
-                                &capsJson));
+  CP_ASSIGN_OR_RETURN(Workload w, buildWorkload(args, std::move(trace), models,
+                                                shares, &capsJson));
   size_t weightBytes = 0;
   for (const ModelFootprint &f : models.footprints)
     weightBytes += f.attentionWeightBytes + f.ffnWeightBytes;
@@ -417,9 +414,9 @@ absl::Status runServe(const ServeArgs &args) {
     deviceFree = mem.first;
     deviceTotal = mem.second;
     size_t reserve = size_t(args.gpuReserveMb * 1024 * 1024);
-    CP_ASSIGN_OR_RETURN(chunksAvailable,
-                        kvChunksForCard(deviceFree, reserve, chunkBytes,
-                                        rt->kvChunksTotal()));
+    CP_ASSIGN_OR_RETURN(
+        chunksAvailable,
+        kvChunksForCard(deviceFree, reserve, chunkBytes, rt->kvChunksTotal()));
     std::printf("device: %.2f GiB total, %.2f GiB free after %.2f GiB of "
                 "weights and the workspaces; %.0f MiB reserve -> %lld KV "
                 "chunks of %zu bytes (%.2f GiB) available\n",
@@ -440,12 +437,12 @@ absl::Status runServe(const ServeArgs &args) {
     if (!layout.ok())
       return absl::InvalidArgumentError(absl::StrCat(
           memoryModeName(mode), " mode: ", layout.status().message()));
-    std::printf("%s memory (%d GPUs x %.3f GiB, %zu-byte KV chunks):\n%s",
-                memoryModeName(mode), cluster.gpus,
-                cluster.gpuMemoryBytes / kGiB, chunkBytes,
-                layout->describe(models.footprints, chunkBytes,
-                                 models.pagesPerChunk)
-                    .c_str());
+    std::printf(
+        "%s memory (%d GPUs x %.3f GiB, %zu-byte KV chunks):\n%s",
+        memoryModeName(mode), cluster.gpus, cluster.gpuMemoryBytes / kGiB,
+        chunkBytes,
+        layout->describe(models.footprints, chunkBytes, models.pagesPerChunk)
+            .c_str());
     if (layout->totalChunks() > chunksAvailable)
       return absl::InvalidArgumentError(absl::StrFormat(
           "%s mode needs %d KV chunks (%.2f GiB) but %s has %d (%.2f GiB)",
@@ -480,9 +477,9 @@ absl::Status runServe(const ServeArgs &args) {
     auto start = std::chrono::steady_clock::now();
     CP_RETURN_IF_ERROR(
         replay(*rt, args, layouts[0], args.modes[0], w, models, 0).status());
-    warmS += std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                           start)
-                 .count();
+    warmS +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
   }
   if (args.warmReplays > 0)
     std::printf("warm-up: %lld replay(s) in %s mode, %.1f s, discarded\n",
@@ -510,8 +507,8 @@ absl::Status runServe(const ServeArgs &args) {
       double lo = args.searchLo, hi = args.searchHi, best = 0;
       nlohmann::json probes = nlohmann::json::array();
       auto probe = [&](double rate) -> absl::StatusOr<bool> {
-        bool reused = w.nominalRate > 0 &&
-                      std::abs(rate / w.nominalRate - 1) < 1e-9;
+        bool reused =
+            w.nominalRate > 0 && std::abs(rate / w.nominalRate - 1) < 1e-9;
         ServeReport r;
         if (reused) {
           r = report;
@@ -579,7 +576,8 @@ absl::Status runServe(const ServeArgs &args) {
       modelsJson.push_back(
           {{"name", models.names[m]},
            {"plan", args.plans[m]},
-           {"attention_weight_bytes", models.footprints[m].attentionWeightBytes},
+           {"attention_weight_bytes",
+            models.footprints[m].attentionWeightBytes},
            {"ffn_weight_bytes", models.footprints[m].ffnWeightBytes},
            {"kv_page_bytes", models.pageBytes[m]},
            {"kv_pages_per_chunk", models.pagesPerChunk[m]},
@@ -636,8 +634,10 @@ std::pair<double, double> medianP90(std::vector<double> v) {
 
 absl::Status runDecode(const DecodeArgs &args) {
   const bool cuda = args.device == Device::kCuda;
-  const int64_t maxB = *std::max_element(args.batches.begin(), args.batches.end());
-  const int64_t maxC = *std::max_element(args.contexts.begin(), args.contexts.end());
+  const int64_t maxB =
+      *std::max_element(args.batches.begin(), args.batches.end());
+  const int64_t maxC =
+      *std::max_element(args.contexts.begin(), args.contexts.end());
   const int64_t tokens = maxC + args.steps + 4; // per sequence, at most
   RuntimeOptions ro;
   ro.device = args.device;
@@ -650,17 +650,19 @@ absl::Status runDecode(const DecodeArgs &args) {
   CP_ASSIGN_OR_RETURN(ModelId model, rt->loadModel(args.plan));
   CP_ASSIGN_OR_RETURN(const ModelInfo *info, rt->modelInfo(model));
   if (info->maxPositionEmbeddings > 0 && tokens > info->maxPositionEmbeddings)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--contexts ", maxC, " plus ", args.steps + 4,
-        " decode tokens exceed the model's ", info->maxPositionEmbeddings,
-        " positions"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--contexts ", maxC, " plus ", args.steps + 4,
+                     " decode tokens exceed the model's ",
+                     info->maxPositionEmbeddings, " positions"));
   const int64_t pagesPerSeq = rt->kvPagesFor(model, tokens);
   if (cuda) {
     // Room for the largest point: maxB sequences of `tokens` tokens, plus a
     // partly used chunk per sequence.
-    const int64_t perChunk = std::max<int64_t>(
-        1, int64_t(rt->kvChunkBytes() / std::max<size_t>(1, rt->kvPageBytes())));
-    const int64_t chunks = (maxB * pagesPerSeq + perChunk - 1) / perChunk + maxB;
+    const int64_t perChunk =
+        std::max<int64_t>(1, int64_t(rt->kvChunkBytes() /
+                                     std::max<size_t>(1, rt->kvPageBytes())));
+    const int64_t chunks =
+        (maxB * pagesPerSeq + perChunk - 1) / perChunk + maxB;
     if (chunks > rt->kvChunksTotal())
       CP_RETURN_IF_ERROR(rt->growKvPool(chunks));
   } else if (maxB * pagesPerSeq > rt->kvPagesTotal()) {
@@ -668,11 +670,18 @@ absl::Status runDecode(const DecodeArgs &args) {
         maxB, " sequences of ", tokens, " tokens need ", maxB * pagesPerSeq,
         " KV pages; the CPU pool has ", rt->kvPagesTotal()));
   }
-  std::printf("model %s (%s, %s): decode steps through the Runtime\n",
+  std::printf("model %s (%s, %s): decode steps through the Runtime",
               info->name.c_str(), cuda ? "cuda" : "cpu",
               args.precision == Precision::kBf16 ? "bf16" : "fp32");
-  std::printf("| batch | context | step ms (median) | step ms (P90) | tokens/s |\n"
-              "|---:|---:|---:|---:|---:|\n");
+  if (cuda)
+    std::printf(", %lld add + RMSNorm pairs folded, %lld hand-offs without "
+                "a copy",
+                (long long)rt->backendCounters().addNormFolds,
+                (long long)rt->backendCounters().zeroCopyRecvs);
+  std::printf(
+      "\n| batch | context | step ms (median) | step ms (P90) | tokens/s "
+      "| host prep ms | launch ms | device wait ms |\n"
+      "|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   nlohmann::json points = nlohmann::json::array();
   for (int64_t C : args.contexts)
     for (int64_t B : args.batches) {
@@ -705,7 +714,10 @@ absl::Status runDecode(const DecodeArgs &args) {
       }
       std::vector<int32_t> next(size_t(B), 1);
       std::vector<double> ms;
+      BackendCounters c0;
       for (int64_t n = 0; n < args.steps + 2; ++n) {
+        if (n == 2)
+          c0 = rt->backendCounters();
         chunks.assign(size_t(B), {});
         for (int64_t b = 0; b < B; ++b)
           chunks[size_t(b)] = {next[size_t(b)]};
@@ -722,15 +734,29 @@ absl::Status runDecode(const DecodeArgs &args) {
         if (n >= 2) // warm-ups: graph capture, first page maps
           ms.push_back(t);
       }
+      // Host split of the timed steps (means): checks + page tables +
+      // staging, enqueueing (graph launch), waiting for the device.
+      const BackendCounters c1 = rt->backendCounters();
+      const double k = 1e3 / double(std::max<int64_t>(1, c1.steps - c0.steps));
+      const double prepMs = (c1.prepS - c0.prepS) * k,
+                   launchMs = (c1.launchS - c0.launchS) * k,
+                   waitMs = (c1.waitS - c0.waitS) * k;
       releaseAll();
       const auto [med, p90] = medianP90(ms);
-      std::printf("| %lld | %lld | %.3f | %.3f | %.1f |\n", (long long)B,
-                  (long long)C, med, p90, double(B) * 1e3 / med);
+      // The CPU backend does not split its steps.
+      const std::string split =
+          cuda ? absl::StrFormat("%.3f | %.3f | %.3f", prepMs, launchMs, waitMs)
+               : "- | - | -";
+      std::printf("| %lld | %lld | %.3f | %.3f | %.1f | %s |\n", (long long)B,
+                  (long long)C, med, p90, double(B) * 1e3 / med, split.c_str());
       std::fflush(stdout);
       points.push_back({{"batch", B},
                         {"context", C},
                         {"step_ms_median", med},
                         {"step_ms_p90", p90},
+                        {"host_prep_ms_mean", prepMs},
+                        {"launch_ms_mean", launchMs},
+                        {"device_wait_ms_mean", waitMs},
                         {"step_ms", ms}});
     }
   if (!args.jsonOut.empty()) {

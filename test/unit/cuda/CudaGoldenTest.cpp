@@ -1,7 +1,8 @@
 //===- CudaGoldenTest.cpp - CUDA backend vs Hugging Face goldens ----------===//
 //
-// Every bundled checkpoint's plan runs on the GPU through the Runtime's CUDA backend (both
-// pools on one device, VMM KV pool, device-local channel hand-off):
+// Every bundled checkpoint's plan runs on the GPU through the Runtime's CUDA
+// backend (both pools on one device, VMM KV pool, device-local channel
+// hand-off):
 // * fp32: prompt logits within 1e-4 of transformers' (max |diff| / max |HF|)
 //   and all 24 greedy tokens identical;
 // * bf16, the "bf16" set (checkpoints scaled like trained models, on which
@@ -27,6 +28,9 @@
 #include "kernels/cpu/Linear.h"
 #include "runtime/cuda/CudaExecutor.h"
 #include "runtime/engine/Runtime.h"
+#include "runtime/format/PlanFile.h"
+
+#include "absl/strings/str_cat.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -40,9 +44,9 @@ namespace tc = crosspool::test::cuda;
 namespace {
 
 const std::vector<std::string> kModels = {
-    "mixtral_tiny",   "qwen2_moe_tiny",    "qwen3_moe_tiny", "olmoe_tiny",
-    "mixtral_wide",   "qwen2_moe_sparse2", "qwen3_moe_wide", "olmoe_clip",
-    "mixtral_bf16",   "qwen2_moe_bf16",    "qwen3_moe_bf16", "olmoe_bf16"};
+    "mixtral_tiny", "qwen2_moe_tiny",    "qwen3_moe_tiny", "olmoe_tiny",
+    "mixtral_wide", "qwen2_moe_sparse2", "qwen3_moe_wide", "olmoe_clip",
+    "mixtral_bf16", "qwen2_moe_bf16",    "qwen3_moe_bf16", "olmoe_bf16"};
 
 /// Checkpoints scaled like trained models (tools/make_goldens.py, set "bf16").
 bool isTrainedScaled(const std::string &model) {
@@ -209,10 +213,12 @@ TEST_P(CudaGoldenBf16, WithinBf16ToleranceAndTokensUpToTheFirstNearTie) {
     const double limit =
         strict ? 3e-2 : std::max(0.2, 1.5 * hf[j].maxRelErrorVsFp32);
     const double medianLimit =
-        strict ? 3e-2
-               : std::max(3e-2, 1.5 * std::max(hf[j].maxRelErrorVsFp32, refErr));
+        strict
+            ? 3e-2
+            : std::max(3e-2, 1.5 * std::max(hf[j].maxRelErrorVsFp32, refErr));
     auto step = [&](size_t s) {
-      return s < g.generatedIds.size() ? std::to_string(s) : std::string("none");
+      return s < g.generatedIds.size() ? std::to_string(s)
+                                       : std::string("none");
     };
     std::printf(
         "[cuda bf16] %-18s prompt %zu (len %2zu): max rel logit error %.2e "
@@ -303,8 +309,8 @@ TEST(CudaMixedSteps, DecodeRowsBesideAPromptFollowTheirGoldens) {
   for (int s = 0; s < 2; ++s) {
     auto logits = (*rt)->prefill(seqs[s], goldens[s].promptIds);
     ASSERT_TRUE(logits.ok()) << logits.status();
-    chunks[s] = {int32_t(
-        kernels::cpu::argmax(logits->data() + logits->size() - V, V))};
+    chunks[s] = {
+        int32_t(kernels::cpu::argmax(logits->data() + logits->size() - V, V))};
   }
   chunks[2] = goldens[2].promptIds;
   for (size_t n = 0; n < goldens[0].generatedIds.size(); ++n) {
@@ -370,44 +376,60 @@ TEST(CudaGraphs, ReplayedStepsMatchEagerSteps) {
     EXPECT_EQ(logits[0][n], logits[1][n]) << "decode step " << n;
 }
 
-// Plan Add -> RmsNorm pairs run as one addRmsNorm launch
-// (CudaExecutor::setFuseAddRmsNormEnabled): every checkpoint's prompt logits
-// and greedy decode give the same bits as the two launches, in fp32 and
-// bf16, eager and graph-replayed.
-TEST(CudaFusedAddNorm, SameBitsAsAddThenRmsNorm) {
+// The executor's modes change launches, not math: Add -> RmsNorm pairs as
+// one addRmsNorm launch (setFuseAddRmsNormEnabled) and every pool on one
+// stream (setOneStreamEnabled) give the same bits as two launches on a
+// stream per pool, for every checkpoint's prompt logits and greedy decode,
+// fp32 and bf16, eager and graph-replayed. Compiled plans fold two pairs
+// and hand off two messages without a copy per layer.
+TEST(CudaExecutorModes, SameBitsInEveryMode) {
   CP_SKIP_WITHOUT_CUDA();
+  using runtime::cuda::CudaExecutor;
   struct Restore {
-    bool was = runtime::cuda::CudaExecutor::fuseAddRmsNormEnabled();
-    ~Restore() { runtime::cuda::CudaExecutor::setFuseAddRmsNormEnabled(was); }
+    bool fuse = CudaExecutor::fuseAddRmsNormEnabled();
+    bool one = CudaExecutor::oneStreamEnabled();
+    ~Restore() {
+      CudaExecutor::setFuseAddRmsNormEnabled(fuse);
+      CudaExecutor::setOneStreamEnabled(one);
+    }
   } restore;
   for (const std::string &model : kModels)
     for (cudak::DType dt : {cudak::DType::kF32, cudak::DType::kBF16}) {
       SCOPED_TRACE(model + " " + cudak::dtypeName(dt));
       auto goldens = tc::loadGoldens(model);
       ASSERT_FALSE(goldens.empty());
-      std::vector<std::vector<float>> out[2];
-      for (int fused = 0; fused < 2; ++fused) {
-        runtime::cuda::CudaExecutor::setFuseAddRmsNormEnabled(fused == 1);
+      auto file = runtime::PlanFile::load(tc::planPath(model));
+      ASSERT_TRUE(file.ok()) << file.status();
+      const int64_t layers = int64_t((*file)->plan().kv_layers()->size());
+      std::vector<std::vector<float>> out[4];
+      for (int mode = 0; mode < 4; ++mode) {
+        const bool fused = mode & 1, oneStream = mode & 2;
+        SCOPED_TRACE(absl::StrCat("fused ", fused, " one stream ", oneStream));
+        CudaExecutor::setFuseAddRmsNormEnabled(fused);
+        CudaExecutor::setOneStreamEnabled(oneStream);
         auto rt = Runtime::create(tc::cudaOptions(dt));
         ASSERT_TRUE(rt.ok()) << rt.status();
         auto id = (*rt)->loadModel(tc::planPath(model), tc::loadOptions(model));
         ASSERT_TRUE(id.ok()) << id.status();
+        const runtime::BackendCounters c = (*rt)->backendCounters();
+        EXPECT_EQ(c.addNormFolds, fused ? 2 * layers : 0);
+        EXPECT_EQ(c.zeroCopyRecvs, 2 * layers);
         auto seq = (*rt)->startSequence(*id);
         ASSERT_TRUE(seq.ok());
         auto l = (*rt)->prefill(*seq, goldens[0].promptIds);
         ASSERT_TRUE(l.ok()) << l.status();
-        out[fused].push_back(*l);
+        out[mode].push_back(*l);
         int32_t next = 3;
         for (int n = 0; n < 6; ++n) { // decode steps are graph replays
           auto d = (*rt)->decode({*seq}, {next});
           ASSERT_TRUE(d.ok()) << d.status();
-          out[fused].push_back(*d);
+          out[mode].push_back(*d);
           next = int32_t(std::max_element(d->begin(), d->end()) - d->begin());
         }
+        ASSERT_EQ(out[mode].size(), out[0].size());
+        for (size_t n = 0; n < out[0].size(); ++n)
+          EXPECT_EQ(out[mode][n], out[0][n]) << "step " << n;
       }
-      ASSERT_EQ(out[0].size(), out[1].size());
-      for (size_t n = 0; n < out[0].size(); ++n)
-        EXPECT_EQ(out[0][n], out[1][n]) << "step " << n;
     }
 }
 

@@ -1,5 +1,7 @@
 //===- EngineTest.cpp - Runtime: load plans, share KV pages, generate -----===//
 #include "runtime/engine/Runtime.h"
+#include "runtime/exec/TaskDecode.h"
+#include "runtime/format/PlanFile.h"
 
 #include "test/e2e/Goldens.h"
 #include "test/unit/runtime/TinyModel.h"
@@ -562,6 +564,31 @@ std::string compilePlan(const std::string &model, const std::string &dir) {
   std::string cmd = bin + " " + crosspool::test::modelsDir() + "/" + model +
                     " -o " + out + " > " + out + ".log 2>&1";
   return std::system(cmd.c_str()) == 0 ? out : "error: " + cmd;
+}
+
+// The CUDA executor folds each Add whose RmsNorm follows (addRmsNormPairs)
+// into one launch. Compiled plans write each sum to a new slot: every layer
+// must still give two folds (post-attention norm; the next layer's input
+// norm or the final norm), all in the KV-pool stream.
+TEST(EngineTest, CompiledPlansFoldEveryResidualAddIntoItsNorm) {
+  std::string dir = makeTempDir("folds");
+  for (const std::string model : {"qwen3_moe_tiny", "olmoe_tiny"}) {
+    std::string path = compilePlan(model, dir);
+    if (path.empty())
+      GTEST_SKIP() << "crosspool-compile not available";
+    ASSERT_EQ(path.rfind("error: ", 0), std::string::npos) << path;
+    auto file = PlanFile::load(path);
+    ASSERT_TRUE(file.ok()) << file.status();
+    auto streams = decodePlanStreams((*file)->plan(), model);
+    ASSERT_TRUE(streams.ok()) << streams.status();
+    size_t kvPairs = 0, weightsPairs = 0;
+    for (const DecodedStream &st : *streams)
+      (st.pool == plan::Pool::KV ? kvPairs : weightsPairs) +=
+          addRmsNormPairs(st.instrs).size();
+    const size_t layers = (*file)->plan().kv_layers()->size();
+    EXPECT_EQ(kvPairs, 2 * layers) << model;
+    EXPECT_EQ(weightsPairs, 0u) << model;
+  }
 }
 
 TEST(EngineTest, CompiledPlansShareThePoolAndMatchGoldens) {

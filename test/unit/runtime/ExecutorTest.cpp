@@ -243,7 +243,7 @@ TEST(TaskDecodeTest, AddRmsNormPairsOfATwoLayerPlan) {
   }
 }
 
-TEST(TaskDecodeTest, AddRmsNormPairsNeedAnInPlaceAddAndAnotherOutput) {
+TEST(TaskDecodeTest, AddRmsNormPairsNeedTheSumNormedIntoAnotherSlot) {
   auto task = [](plan::Kernel k, int32_t a, int32_t b, int32_t c,
                  int64_t width = 8) {
     DecodedInstr d;
@@ -265,7 +265,9 @@ TEST(TaskDecodeTest, AddRmsNormPairsNeedAnInPlaceAddAndAnotherOutput) {
   const Case cases[] = {
       {"h += a; x = norm(h)", {task(add, 1, 2, 1), task(norm, 1, -1, 3)}, 1},
       {"h = a + h", {task(add, 2, 1, 1), task(norm, 1, -1, 3)}, 1},
-      {"sum into a third slot", {task(add, 1, 2, 4), task(norm, 4, -1, 3)}, 0},
+      {"sum into a third slot", {task(add, 1, 2, 4), task(norm, 4, -1, 3)}, 1},
+      {"sum into the delta", {task(add, 1, 2, 2), task(norm, 2, -1, 3)}, 1},
+      {"norm into an input", {task(add, 1, 2, 4), task(norm, 4, -1, 1)}, 0},
       {"norm in place", {task(add, 1, 2, 1), task(norm, 1, -1, 1)}, 0},
       {"norm into the delta", {task(add, 1, 2, 1), task(norm, 1, -1, 2)}, 0},
       {"norm of another slot", {task(add, 1, 2, 1), task(norm, 2, -1, 3)}, 0},

@@ -73,6 +73,57 @@ TEST_P(ElementwiseCudaTest, AddRmsNormMatchesCpu) {
     }
 }
 
+// addRmsNormInto (the runtime's fold of a plan Add into a new slot and the
+// RmsNorm after it) gives the same bits as add then rmsNorm on the device,
+// with the sum in a third buffer and in the delta's; h stays as it was.
+TEST_P(ElementwiseCudaTest, AddRmsNormIntoIsAddThenNormBitForBit) {
+  const DType dt = GetParam();
+  const size_t e = size_t(dtypeBytes(dt));
+  auto bytesOf = [&](const DeviceBuffer &b, int64_t n) {
+    std::vector<uint8_t> v(size_t(n) * e);
+    cudaMemcpy(v.data(), b.get(), v.size(), cudaMemcpyDeviceToHost);
+    return v;
+  };
+  for (int64_t T : {1, 5})
+    for (int64_t H : {2048, 100, 12288}) {
+      const int64_t n = T * H;
+      uint32_t seed = uint32_t(T * 7 + H);
+      DeviceBuffer h = upload(randomVec(n, seed, 3.0f), dt);
+      DeviceBuffer w = upload(randomVec(H, seed + 2), dt);
+      const std::vector<float> dHost = randomVec(n, seed + 1);
+      DeviceBuffer d = upload(dHost, dt);
+      // Reference: two kernels.
+      DeviceBuffer sumRef(n * e), yRef(n * e);
+      CP_ASSERT_OK(add(h.get(), d.get(), sumRef.get(), n, dt, nullptr));
+      CP_ASSERT_OK(
+          rmsNorm(sumRef.get(), w.get(), 1e-6f, T, H, yRef.get(), dt, nullptr));
+      CP_ASSERT_SYNC();
+      const auto hBefore = bytesOf(h, n);
+      // Into a third buffer.
+      DeviceBuffer sum(n * e), y(n * e);
+      sum.poison();
+      y.poison();
+      CP_ASSERT_OK(addRmsNormInto(h.get(), d.get(), w.get(), 1e-6f, T, H,
+                                  sum.get(), y.get(), dt, nullptr));
+      CP_ASSERT_SYNC();
+      EXPECT_EQ(bytesOf(sum, n), bytesOf(sumRef, n)) << "T=" << T << " H=" << H;
+      EXPECT_EQ(bytesOf(y, n), bytesOf(yRef, n)) << "T=" << T << " H=" << H;
+      EXPECT_EQ(bytesOf(h, n), hBefore) << "h must not be written";
+      // Into the delta's buffer.
+      y.poison();
+      CP_ASSERT_OK(addRmsNormInto(h.get(), d.get(), w.get(), 1e-6f, T, H,
+                                  d.get(), y.get(), dt, nullptr));
+      CP_ASSERT_SYNC();
+      EXPECT_EQ(bytesOf(d, n), bytesOf(sumRef, n)) << "T=" << T << " H=" << H;
+      EXPECT_EQ(bytesOf(y, n), bytesOf(yRef, n)) << "T=" << T << " H=" << H;
+      // The norm's output may not alias the rows it reads.
+      EXPECT_EQ(addRmsNormInto(h.get(), d.get(), w.get(), 1e-6f, T, H,
+                               sum.get(), sum.get(), dt, nullptr)
+                    .code(),
+                absl::StatusCode::kInvalidArgument);
+    }
+}
+
 TEST_P(ElementwiseCudaTest, AddAndSwigluMatchCpu) {
   const DType dt = GetParam();
   const int64_t n = 10007;
@@ -166,8 +217,8 @@ TEST(StreamReadCudaTest, ReadsEveryChunk) {
     CP_ASSERT_CUDA(cudaMemcpy(buf.get(), words.data(), buf.bytes(),
                               cudaMemcpyHostToDevice));
     CP_ASSERT_CUDA(cudaMemset(sink.get(), 0, 4));
-    CP_ASSERT_OK(streamRead(buf.get(), chunks * 16, 7, sink.as<uint32_t>(),
-                            nullptr));
+    CP_ASSERT_OK(
+        streamRead(buf.get(), chunks * 16, 7, sink.as<uint32_t>(), nullptr));
     CP_ASSERT_SYNC();
     EXPECT_EQ(uint32_t(downloadInts(sink.get(), 1)[0]), kMagic)
         << "magic chunk " << at;
@@ -175,8 +226,8 @@ TEST(StreamReadCudaTest, ReadsEveryChunk) {
   DeviceBuffer zeros(int64_t(chunks) * 16), sink(4);
   CP_ASSERT_CUDA(cudaMemset(zeros.get(), 0, zeros.bytes()));
   CP_ASSERT_CUDA(cudaMemset(sink.get(), 0x5a, 4));
-  CP_ASSERT_OK(streamRead(zeros.get(), chunks * 16, 64, sink.as<uint32_t>(),
-                          nullptr));
+  CP_ASSERT_OK(
+      streamRead(zeros.get(), chunks * 16, 64, sink.as<uint32_t>(), nullptr));
   CP_ASSERT_SYNC();
   EXPECT_EQ(uint32_t(downloadInts(sink.get(), 1)[0]), 0x5a5a5a5au);
 }
