@@ -44,8 +44,8 @@
 #include "absl/strings/str_cat.h"
 
 #include <algorithm>
-#include <type_traits>
 #include <cmath>
+#include <type_traits>
 
 namespace crosspool::kernels::cuda {
 namespace {
@@ -216,6 +216,128 @@ __global__ void __launch_bounds__(kRowThreads)
     if (a.clip > 0)
       vv = fminf(fmaxf(vv, -a.clip), a.clip);
     vd[i] = fromF<T>(vv);
+  }
+}
+
+/// qkNormRopeKvWriteKernel for per-head (or no) qk-norm with one warp per
+/// (row, head) instead of one block per row: at decode the block version is
+/// one SM walking 36 heads through barriers, ~7 us of a Qwen3 layer in the
+/// step, where 36 warps on 9 SMs finish in one load round trip. Lane l holds
+/// elements l + 32j (j < NJ = hd / 32) of its head, the order the block
+/// kernel sums squares in; RoPE pairs (i, i + hd/2) sit in one lane (NJ
+/// even) or, for hd = 32, in lanes l and l ^ 16.
+template <typename T, int NJ>
+__global__ void __launch_bounds__(128)
+    qkHeadKernel(T *q, const T *__restrict__ k, const T *__restrict__ v,
+                 const T *__restrict__ qNorm, const T *__restrict__ kNorm,
+                 int64_t numRows, QkArgs a, RopeTable rope) {
+  detail::pdlEnter();
+  const int lane = threadIdx.x & 31;
+  const int heads = a.nh + a.nkv;
+  const int64_t gw =
+      int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (gw >= numRows * heads)
+    return;
+  const int64_t t = gw / heads;
+  const int hh = int(gw % heads), kh = hh - a.nh;
+  const bool isQ = hh < a.nh;
+  constexpr int hd = NJ * 32;
+  const int64_t qDim = int64_t(a.nh) * hd, kvDim = int64_t(a.nkv) * hd;
+  T *qr = q + t * qDim + int64_t(hh) * hd;
+  const T *src = isQ ? qr : k + t * kvDim + int64_t(kh) * hd;
+  float x[NJ];
+#pragma unroll
+  for (int j = 0; j < NJ; ++j)
+    x[j] = toF(src[lane + 32 * j]);
+  const int32_t pos = a.rowPos[t];
+  if (a.qkNorm == 1) {
+    const T *w = isQ ? qNorm : kNorm;
+    double sum = 0;
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+      sum += double(x[j]) * double(x[j]);
+    sum = detail::warpSumD(sum);
+    const float var = float(sum / double(hd));
+    const float r = float(1.0 / sqrt(double(var + a.eps)));
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+      x[j] = toF(w[lane + 32 * j]) * (x[j] * r);
+  }
+  if (a.clip > 0)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+      x[j] = fminf(fmaxf(x[j], -a.clip), a.clip);
+  if constexpr (NJ == 1) {
+    // hd 32: element i < 16 pairs with i + 16 in lane i ^ 16.
+    const float other = __shfl_xor_sync(0xffffffffu, x[0], 16);
+    const int i = lane & 15;
+    const float angle = rope.invFreq[i] * float(pos);
+    const float c = float(cos(double(angle))), sn = float(sin(double(angle)));
+    x[0] = lane < 16 ? x[0] * c + (-other) * sn : x[0] * c + other * sn;
+  } else {
+    constexpr int HJ = NJ / 2;
+#pragma unroll
+    for (int j = 0; j < HJ; ++j) {
+      const float angle = rope.invFreq[lane + 32 * j] * float(pos);
+      const float c = float(cos(double(angle)));
+      const float sn = float(sin(double(angle)));
+      const float x1 = x[j], x2 = x[j + HJ];
+      x[j] = x1 * c + (-x2) * sn;
+      x[j + HJ] = x2 * c + x1 * sn;
+    }
+  }
+  if (isQ) {
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+      qr[lane + 32 * j] = fromF<T>(x[j]);
+    return;
+  }
+  const int64_t off =
+      kvRowOffset(a.kv, a.rowSeq[t], pos, kvDim * int64_t(sizeof(T)));
+  if (off < 0)
+    return;
+  T *kd = reinterpret_cast<T *>(a.kv.base + off) + int64_t(kh) * hd;
+  T *vd = kd + int64_t(a.kv.tpp) * kvDim;
+  const T *vr = v + t * kvDim + int64_t(kh) * hd;
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) {
+    kd[lane + 32 * j] = fromF<T>(x[j]);
+    float vv = toF(vr[lane + 32 * j]);
+    if (a.clip > 0)
+      vv = fminf(fmaxf(vv, -a.clip), a.clip);
+    vd[lane + 32 * j] = fromF<T>(vv);
+  }
+}
+
+/// Launches qkHeadKernel when the geometry allows (qk-norm none or per
+/// head, hd in {32, 64, 128, 256}); false otherwise.
+template <typename T>
+bool launchQkHead(T *q, const T *k, const T *v, const T *qNorm, const T *kNorm,
+                  int64_t numRows, const QkArgs &a, const RopeTable &rope,
+                  cudaStream_t stream) {
+  if (a.qkNorm == 2)
+    return false;
+  const int64_t warps = numRows * (a.nh + a.nkv);
+  const dim3 grid{unsigned((warps + 3) / 4)}, block{128};
+  switch (a.hd) {
+  case 32:
+    detail::launch(qkHeadKernel<T, 1>, grid, block, 0, stream, q, k, v, qNorm,
+                   kNorm, numRows, a, rope);
+    return true;
+  case 64:
+    detail::launch(qkHeadKernel<T, 2>, grid, block, 0, stream, q, k, v, qNorm,
+                   kNorm, numRows, a, rope);
+    return true;
+  case 128:
+    detail::launch(qkHeadKernel<T, 4>, grid, block, 0, stream, q, k, v, qNorm,
+                   kNorm, numRows, a, rope);
+    return true;
+  case 256:
+    detail::launch(qkHeadKernel<T, 8>, grid, block, 0, stream, q, k, v, qNorm,
+                   kNorm, numRows, a, rope);
+    return true;
+  default:
+    return false;
   }
 }
 
@@ -554,7 +676,7 @@ mmaKeyStep(const uint4 (&qa)[HD / 32], const uint4 (&qb)[HD / 32],
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
   // Online softmax of one row: new max, rescale factor of the old terms,
   // this step's probabilities (all zero while the row has seen nothing).
-  auto online = [](float &m, float mx, const float (&x)[4], float (&p)[4],
+  auto online = [](float &m, float mx, const float(&x)[4], float(&p)[4],
                    float &al) {
     const float n = fmaxf(m, mx);
     al = 1.0f;
@@ -600,10 +722,10 @@ mmaKeyStep(const uint4 (&qa)[HD / 32], const uint4 (&qb)[HD / 32],
 template <int HD, bool R2>
 __global__ void __launch_bounds__(kAttnThreads)
     attendDecodeMmaKernel(AttendArgs a) {
-  constexpr int NC = HD / 32;             // 32-dim chunks of q and k
-  constexpr int DV = HD >= 64 ? 8 : 4;    // dims per lane and V load
-  constexpr int NG = HD / (8 * DV);       // V dim groups per lane
-  constexpr int NT = HD / 8;              // n-tiles of the output
+  constexpr int NC = HD / 32;          // 32-dim chunks of q and k
+  constexpr int DV = HD >= 64 ? 8 : 4; // dims per lane and V load
+  constexpr int NG = HD / (8 * DV);    // V dim groups per lane
+  constexpr int NT = HD / 8;           // n-tiles of the output
   constexpr int NW = kAttnThreads / 32;
   __shared__ float accW[NW][16][HD];
   __shared__ float mW[NW][16], lW[NW][16];
@@ -628,11 +750,9 @@ __global__ void __launch_bounds__(kAttnThreads)
   const bf16 *q = static_cast<const bf16 *>(a.q);
   const int64_t qStride = int64_t(a.nh) * HD;
   uint4 qa[NC], qb[NC];
-  qFragments(g < G ? q + t * qStride + int64_t(kvh * G + g) * HD : nullptr,
-             qa);
-  qFragments(R2 && g + 8 < G
-                 ? q + t * qStride + int64_t(kvh * G + g + 8) * HD
-                 : nullptr,
+  qFragments(g < G ? q + t * qStride + int64_t(kvh * G + g) * HD : nullptr, qa);
+  qFragments(R2 && g + 8 < G ? q + t * qStride + int64_t(kvh * G + g + 8) * HD
+                             : nullptr,
              qb);
 
   float acc[NT][4];
@@ -818,8 +938,7 @@ __global__ void __launch_bounds__(kAttnThreads)
           qa, qb, kvBase, vOff, scale, offNext,
           [&] {
             const int my = kb + 16 + (lane & 15);
-            return my < end ? kvRowOffset(a.kv, S, my, rowBytes)
-                            : int64_t(-1);
+            return my < end ? kvRowOffset(a.kv, S, my, rowBytes) : int64_t(-1);
           },
           [&](int i, int row) {
             // Key i of the lane: kb + 2tq (+1), kb + 8 + 2tq (+1).
@@ -995,8 +1114,8 @@ absl::Status checkParams(const AttentionParams &p) {
 }
 
 absl::Status checkKv(const AttentionParams &p, const KvCacheView &kv) {
-  if (absl::Status st = checkKvGeometry(p, kv.tokensPerPage, kv.numKvHeads,
-                                        kv.headDim);
+  if (absl::Status st =
+          checkKvGeometry(p, kv.tokensPerPage, kv.numKvHeads, kv.headDim);
       !st.ok())
     return st;
   if (!kv.base || !kv.pageTable || kv.numSeqs <= 0 || kv.maxPagesPerSeq <= 0)
@@ -1069,7 +1188,7 @@ template <typename T>
 absl::Status launchAttend(const AttendArgs &args, bool vec, int64_t smem,
                           dim3 grid, cudaStream_t stream) {
   const bool mmaOk = std::is_same_v<T, bf16> && vec &&
-                    detail::aligned16(args.q) && args.G <= 16;
+                     detail::aligned16(args.q) && args.G <= 16;
   const bool decodeMma =
       mmaOk && args.rowsPerBlock == 1 && launchDecodeMma(args, grid, stream);
   const bool prefillMma = !decodeMma && mmaOk && 16 % args.G == 0 &&
@@ -1136,6 +1255,20 @@ absl::Status qkNormRopeKvWrite(void *q, void *k, void *v, int64_t T,
            p.clipQkv,  rowSeq,       rowPos,    kvDev(kv), vec};
   int64_t smem = (int64_t(p.numHeads + p.numKvHeads) * p.headDim + p.headDim) *
                  int64_t(sizeof(float));
+  const bool perHead =
+      kv.dtype == DType::kF32
+          ? launchQkHead(static_cast<float *>(q), static_cast<const float *>(k),
+                         static_cast<const float *>(v),
+                         static_cast<const float *>(qNorm),
+                         static_cast<const float *>(kNorm), T, a, rope, stream)
+          : launchQkHead(static_cast<bf16 *>(q), static_cast<const bf16 *>(k),
+                         static_cast<const bf16 *>(v),
+                         static_cast<const bf16 *>(qNorm),
+                         static_cast<const bf16 *>(kNorm), T, a, rope, stream);
+  if (perHead) {
+    CP_CUDA_RETURN_IF_LAUNCH_FAILED("qkHeadKernel");
+    return absl::OkStatus();
+  }
   if (kv.dtype == DType::kF32) {
     auto kernel = qkNormRopeKvWriteKernel<float>;
     CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(

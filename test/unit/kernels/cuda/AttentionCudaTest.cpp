@@ -257,8 +257,8 @@ public:
       ctx.workspace = ws.get();
       ctx.workspaceBytes = int64_t(ws.bytes());
       CP_ASSERT_OK(attention(dx.get(), T, w, p_, dSeq.as<int32_t>(),
-                             dPos.as<int32_t>(), kv, maxContext, out.get(),
-                             ctx, rows));
+                             dPos.as<int32_t>(), kv, maxContext, out.get(), ctx,
+                             rows));
       CP_ASSERT_SYNC();
     } else {
       // The block by hand, with the forced tiling.
@@ -349,7 +349,9 @@ TEST_P(AttentionCudaTest, GqaRatiosAndQkNormModesDecodeAndPrefill) {
                      Geometry{8, 1, 64, 128, 1, 0.0f, 0, false},
                      Geometry{8, 2, 32, 64, 2, 1.0f, 0, false},
                      Geometry{4, 2, 32, 64, 0, 0.0f, 7, true},
-                     Geometry{6, 2, 30, 60, 1, 0.0f, 0, false}}) {
+                     Geometry{6, 2, 30, 60, 1, 0.0f, 0, false},
+                     Geometry{4, 2, 64, 64, 1, 1.0f, 0, false},
+                     Geometry{4, 2, 256, 64, 1, 0.0f, 0, false}}) {
     AttentionHarness h(g, dt, seed += 100);
     h.run(decodeStep({40}), std::nullopt, blas_);
     h.run(decodeStep(spreadPositions(8, seed + 1, 300)), std::nullopt, blas_);
@@ -385,10 +387,8 @@ TEST_P(AttentionCudaTest, LongContextSplitsAcrossBlocks) {
   for (int32_t splits : {2, 17, 32, 33}) {
     const int32_t len = (5000 / splits + 1 + 31) / 32 * 32;
     for (int rep = 0; rep < 2; ++rep) {
-      SCOPED_TRACE(::testing::Message()
-                   << splits << " splits, run " << rep);
-      h.run(decodeStep({4999, 3000, 17}), AttendConfig{1, splits, len},
-            blas_);
+      SCOPED_TRACE(::testing::Message() << splits << " splits, run " << rep);
+      h.run(decodeStep({4999, 3000, 17}), AttendConfig{1, splits, len}, blas_);
     }
   }
 }
