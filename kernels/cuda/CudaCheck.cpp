@@ -44,6 +44,15 @@ bool earlyPrefetchEnabled() {
 void setEarlyPrefetchEnabled(bool on) { gEarlyPrefetch.store(on ? 1 : 0); }
 
 namespace {
+std::atomic<int> gRouteBlock{-1};
+} // namespace
+
+bool routeBlockEnabled() {
+  return switchValue(gRouteBlock, "CROSSPOOL_ROUTE_BLOCK");
+}
+void setRouteBlockEnabled(bool on) { gRouteBlock.store(on ? 1 : 0); }
+
+namespace {
 std::atomic<int> gPrefillMma{-1};
 } // namespace
 

@@ -90,6 +90,14 @@ int64_t moeGemmCalls();
 bool earlyPrefetchEnabled();
 void setEarlyPrefetchEnabled(bool on);
 
+/// One-token routing on the fused path with the whole block (the double
+/// exps in parallel, top-k by rank) instead of one warp (eight exps per
+/// lane, K dependent argmax rounds); the same bits. On by default;
+/// CROSSPOOL_ROUTE_BLOCK=0 (read once) or setRouteBlockEnabled(false) keeps
+/// the one-warp version.
+bool routeBlockEnabled();
+void setRouteBlockEnabled(bool on);
+
 /// Prompt attention on tensor cores (bf16 KV, head_dim 32/64/128, 16 % G ==
 /// 0): a warp per 16 (position, head) rows walking its keys with mma.sync,
 /// instead of the scalar shared-memory kernel (20-25x faster on an H200 at 1024

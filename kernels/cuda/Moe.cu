@@ -48,8 +48,9 @@
 // setMoeFusedEnabled(false) / CROSSPOOL_MOE_FUSED=0 turns it off.
 //
 // Large T in bf16 (T * top_k >= moeGemmMinPairsPerExpert() * E, E <=
-// moeGemmMaxExperts(), stream not capturing) takes the prefill GEMM path instead: cuBLAS GEMMs per active
-// expert over its rows gathered in expert order (see "Prefill GEMM path").
+// moeGemmMaxExperts(), stream not capturing) takes the prefill GEMM path
+// instead: cuBLAS GEMMs per active expert over its rows gathered in expert
+// order (see "Prefill GEMM path").
 //
 //===----------------------------------------------------------------------===//
 
@@ -172,6 +173,103 @@ __device__ void softmaxTopK(float *probs, int32_t *taken, int32_t E, int32_t K,
       wtsOut[k] = wtsOut[k] / total;
 }
 
+/// softmaxTopK for one row by a whole block (blockDim.x threads, every one
+/// calling it): the E double exps in parallel (stored in `dx`, E doubles),
+/// summed by warp 0 in softmaxTopK's order, and the top K by rank (an
+/// element's rank is how many others have a higher probability, or an equal
+/// one at a lower index: the order softmaxTopK's repeated argmax picks in).
+/// The same bits as softmaxTopK; a row with a NaN takes softmaxTopK itself
+/// (on warp 0, from `logits`, the row before the softmax). One warp doing it
+/// all was ~7 us of every Qwen3 layer's routing at T = 1 (eight double exps
+/// per lane, then eight dependent argmax rounds).
+__device__ void softmaxTopKBlock(const float *logits, float *probs,
+                                 int32_t *taken, double *dx, int32_t E,
+                                 int32_t K, bool norm, int32_t *idxOut,
+                                 float *wtsOut, float *scratch) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  int32_t *nanFlag = reinterpret_cast<int32_t *>(scratch + 1);
+  if (warp == 0) {
+    float mx = -INFINITY;
+    for (int e = lane; e < E; e += 32)
+      mx = fmaxf(mx, probs[e]);
+    mx = detail::warpMax(mx);
+    if (lane == 0) {
+      scratch[0] = mx;
+      *nanFlag = 0;
+    }
+  }
+  __syncthreads();
+  const float mx = scratch[0];
+  for (int e = tid; e < E; e += blockDim.x)
+    dx[e] = exp(double(probs[e]) - double(mx));
+  __syncthreads();
+  __shared__ double sumShared;
+  if (warp == 0) {
+    double sum = 0;
+    for (int e = lane; e < E; e += 32)
+      sum += dx[e];
+    sum = detail::warpSumD(sum);
+    if (lane == 0)
+      sumShared = sum;
+  }
+  __syncthreads();
+  const double sum = sumShared;
+  for (int e = tid; e < E; e += blockDim.x) {
+    const float pe = float(dx[e] / sum);
+    probs[e] = pe;
+    if (pe != pe)
+      *nanFlag = 1;
+  }
+  __syncthreads();
+  if (*nanFlag) {
+    if (warp == 0) {
+      for (int e = lane; e < E; e += 32) {
+        probs[e] = __ldcg(logits + e);
+        taken[e] = 0;
+      }
+      __syncwarp();
+      softmaxTopK(probs, taken, E, K, norm, idxOut, wtsOut);
+    }
+    __syncthreads();
+    return;
+  }
+  const bool e4 = E % 4 == 0; // probs is 16-byte aligned (smem base)
+  for (int e = tid; e < E; e += blockDim.x) {
+    const float pe = probs[e];
+    int rank = 0;
+    if (e4) {
+      const float4 *p4 = reinterpret_cast<const float4 *>(probs);
+#pragma unroll 8
+      for (int j4 = 0; j4 < E / 4; ++j4) {
+        const float4 v = p4[j4];
+        const int j = 4 * j4;
+        rank += (v.x > pe || (v.x == pe && j < e)) +
+                (v.y > pe || (v.y == pe && j + 1 < e)) +
+                (v.z > pe || (v.z == pe && j + 2 < e)) +
+                (v.w > pe || (v.w == pe && j + 3 < e));
+      }
+    } else {
+      for (int j = 0; j < E; ++j) {
+        const float pj = probs[j];
+        rank += pj > pe || (pj == pe && j < e);
+      }
+    }
+    if (rank < K) {
+      idxOut[rank] = e;
+      wtsOut[rank] = pe;
+    }
+  }
+  __syncthreads();
+  if (norm && tid == 0) {
+    float total = 0.0f;
+    for (int k = 0; k < K; ++k) // softmaxTopK's order
+      total += wtsOut[k];
+    for (int k = 0; k < K; ++k)
+      wtsOut[k] = wtsOut[k] / total;
+  }
+  __syncthreads();
+}
+
 /// Run by one warp (lane 0..31) over the per-expert row counts sc[0, E):
 /// exclusive offsets into so[] (and offsets[] / counts[] when not null), the
 /// experts that have rows, ascending, into active[], and their number into
@@ -180,8 +278,7 @@ __device__ __forceinline__ void
 scanExpertCounts(const int32_t *sc, int E, int lane, int32_t *so,
                  int32_t *offsets, int32_t *counts, int32_t *active,
                  int32_t *numActive) {
-  const int per = (E + 31) / 32, lo = min(E, lane * per),
-            hi = min(E, lo + per);
+  const int per = (E + 31) / 32, lo = min(E, lane * per), hi = min(E, lo + per);
   int32_t sum = 0, act = 0;
   for (int e = lo; e < hi; ++e) {
     sum += sc[e];
@@ -472,8 +569,9 @@ __global__ void __launch_bounds__(W * 32, HALF ? 768 / (W * 32) : 1)
                        row < I ? uw + row * H + t * 16 : nullptr};
   const int K = g.experts ? g.K : 1;
   for (int64_t m0 = 0; m0 < n; m0 += 16) {
-    const bf16 *xg =
-        m0 + gq < n ? x + (flatRow(g, base, m0 + gq) / K) * H + t * 16 : nullptr;
+    const bf16 *xg = m0 + gq < n
+                         ? x + (flatRow(g, base, m0 + gq) / K) * H + t * 16
+                         : nullptr;
     const bf16 *xh = !HALF && m0 + gq + 8 < n
                          ? x + (flatRow(g, base, m0 + gq + 8) / K) * H + t * 16
                          : nullptr;
@@ -521,7 +619,8 @@ __global__ void __launch_bounds__(W * 32)
   const bf16 *wr[1] = {row < H ? dw + row * I + t * 16 : nullptr};
   const bool wal = al16(dw), xal = al16(hbuf);
   for (int64_t m0 = 0; m0 < n; m0 += 16) {
-    const float *xg = m0 + gq < n ? hbuf + (base + m0 + gq) * I + t * 16 : nullptr;
+    const float *xg =
+        m0 + gq < n ? hbuf + (base + m0 + gq) * I + t * 16 : nullptr;
     const float *xh =
         m0 + gq + 8 < n ? hbuf + (base + m0 + gq + 8) * I + t * 16 : nullptr;
     float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
@@ -610,12 +709,12 @@ struct RouteFusedArgs {
   SlotDesc *slots;
   PairDesc *pairs;
   int32_t counter;
+  bool blockTopK; ///< T == 1 routing by the whole block (routeBlockEnabled)
 };
 
 /// Float offset of the staged expert table in routeFusedKernel's dynamic
 /// shared memory (after 2TE + 3E + 3TK 4-byte words, 16-byte aligned).
-__host__ __device__ inline int64_t routeFusedExpertsOffset(int64_t T,
-                                                           int64_t E,
+__host__ __device__ inline int64_t routeFusedExpertsOffset(int64_t T, int64_t E,
                                                            int64_t K) {
   return (2 * T * E + 3 * E + 3 * T * K + 3) / 4 * 4;
 }
@@ -708,7 +807,7 @@ __global__ void __launch_bounds__(kFusedThreads)
   int32_t *sIdx = sAct + E, *sPos = sIdx + n;                  // n each
   float *sW = reinterpret_cast<float *>(sPos + n);             // n
   ExpertPtrs *sEx = reinterpret_cast<ExpertPtrs *>(
-      fsm + routeFusedExpertsOffset(T, E, K));                 // E
+      fsm + routeFusedExpertsOffset(T, E, K)); // E
   // The expert table (written once at load) comes in with the logits, so
   // the descriptors below need no dependent global load of their own.
   for (int e = tid; e < E; e += kFusedThreads)
@@ -718,10 +817,18 @@ __global__ void __launch_bounds__(kFusedThreads)
     taken[i] = 0;
   }
   __syncthreads();
-  if (warp < T)
-    softmaxTopK(probs + warp * E, taken + warp * E, E, K, a.norm,
-                sIdx + warp * K, sW + warp * K);
-  __syncthreads();
+  // One row: the whole block; more rows: a warp each (in parallel, which
+  // beats rows one after another through the block version).
+  if (T == 1 && a.blockTopK) {
+    double *dx = reinterpret_cast<double *>(sEx + E); // E
+    softmaxTopKBlock(a.logits, probs, taken, dx, E, K, a.norm, sIdx, sW,
+                     &red[0][0]);
+  } else {
+    if (warp < T)
+      softmaxTopK(probs + warp * E, taken + warp * E, E, K, a.norm,
+                  sIdx + warp * K, sW + warp * K);
+    __syncthreads();
+  }
   for (int f = tid; f < n; f += kFusedThreads) {
     a.idx[f] = sIdx[f];
     a.wts[f] = sW[f];
@@ -769,8 +876,11 @@ __global__ void __launch_bounds__(kFusedThreads)
 }
 
 /// Dynamic shared memory of routeFusedKernel's last block.
+static_assert(sizeof(ExpertPtrs) % 8 == 0, "doubles follow the table");
 int64_t routeFusedSmem(int64_t T, int64_t E, int64_t K) {
-  return routeFusedExpertsOffset(T, E, K) * 4 + E * int64_t(sizeof(ExpertPtrs));
+  // + E doubles of softmaxTopKBlock after the expert table.
+  return routeFusedExpertsOffset(T, E, K) * 4 +
+         E * int64_t(sizeof(ExpertPtrs)) + E * 8;
 }
 
 struct DownCombineArgs {
@@ -993,11 +1103,11 @@ absl::Status routeFromLogits(const void *x, const void *router, int64_t Tn,
   auto kernel = routeKernel<T>;
   CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
       kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  CP_CUDA_RETURN_IF_ERROR(detail::launch(
-      kernel, dim3(unsigned(Tn)), dim3(256), smem, ctx.stream,
-      static_cast<const T *>(x), static_cast<const T *>(router), H,
-      int32_t(E), int32_t(K), normTopkProb, false, s.idx, s.wts,
-      static_cast<const float *>(s.logits)));
+  CP_CUDA_RETURN_IF_ERROR(
+      detail::launch(kernel, dim3(unsigned(Tn)), dim3(256), smem, ctx.stream,
+                     static_cast<const T *>(x), static_cast<const T *>(router),
+                     H, int32_t(E), int32_t(K), normTopkProb, false, s.idx,
+                     s.wts, static_cast<const float *>(s.logits)));
   return absl::OkStatus();
 }
 
@@ -1020,8 +1130,8 @@ cudaError_t launchGateUp(const T *x, int64_t H, int64_t I, const GroupArgs &g,
                                      dim3(256), 0, st, x, H, I, g, hbuf);
       return half ? detail::launch(gateUpMmaKernel<4, true>, gridUp, dim3(128),
                                    0, st, x, H, I, g, hbuf)
-                  : detail::launch(gateUpMmaKernel<4, false>, gridUp,
-                                   dim3(128), 0, st, x, H, I, g, hbuf);
+                  : detail::launch(gateUpMmaKernel<4, false>, gridUp, dim3(128),
+                                   0, st, x, H, I, g, hbuf);
     }
   }
   cudaError_t err = cudaSuccess;
@@ -1126,6 +1236,7 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
   ra.slots = s.slots;
   ra.pairs = s.pairs;
   ra.counter = counter;
+  ra.blockTopK = routeBlockEnabled();
   const size_t smem = size_t(routeFusedSmem(Tn, E, K));
   CP_CUDA_RETURN_IF_ERROR(detail::launch(routeFusedKernel<T>,
                                          dim3(unsigned(E + (hasGate ? 1 : 0))),
@@ -1138,7 +1249,8 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
   // layer on an H100 (MoE T=1 48.0 -> 45.9 us); from two tokens on the
   // tiles win (T=4: 130.6 vs 148.2 us; docs/perf.md v7).
   const bool tiles = mma && Tn > 1;
-  CP_CUDA_RETURN_IF_ERROR(launchGateUp<T>(x, H, I, g, s.hbuf, slots, tiles, st));
+  CP_CUDA_RETURN_IF_ERROR(
+      launchGateUp<T>(x, H, I, g, s.hbuf, slots, tiles, st));
   if (hasShared) {
     const int64_t Is = p.sharedIntermediate;
     GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
@@ -1410,9 +1522,8 @@ absl::Status runMoeGemm(const bf16 *x, int64_t Tn, const MoeWeights &w,
 
   // 1. Routing: router logits (cuBLAS above kGemvMaxRows rows), softmax and
   // top-k, grouping.
-  CP_RETURN_IF_ERROR(routeFromLogits<bf16>(x, w.router, Tn, H, E, K,
-                                           p.normTopkProb, s, ctx,
-                                           LinearAlgo::kAuto));
+  CP_RETURN_IF_ERROR(routeFromLogits<bf16>(
+      x, w.router, Tn, H, E, K, p.normTopkProb, s, ctx, LinearAlgo::kAuto));
   const size_t groupSmem =
       (size_t(2) * E + (std::min<int64_t>(TK, kGroupStage) + 3) / 4 * 4) * 4;
   CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
@@ -1586,9 +1697,8 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
   }
   if (mma && detail::aligned16(w.router)) {
     // Router logits on the tensor-core GEMV, then softmax + top-k.
-    CP_RETURN_IF_ERROR(routeFromLogits<T>(x, w.router, Tn, H, E, K,
-                                        p.normTopkProb, s, ctx,
-                                        LinearAlgo::kGemv));
+    CP_RETURN_IF_ERROR(routeFromLogits<T>(
+        x, w.router, Tn, H, E, K, p.normTopkProb, s, ctx, LinearAlgo::kGemv));
   } else {
     CP_RETURN_IF_ERROR(route(x, w.router, Tn, H, p.numExperts, p.topK,
                              p.normTopkProb, s.idx, s.wts, dt, st));
@@ -1597,8 +1707,7 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
   // pairs (LDS.64), so an odd count would read 4 bytes past the allocation
   // (harmless on the hardware, an error under compute-sanitizer memcheck).
   const size_t groupSmem =
-      (size_t(2) * E +
-       (std::min<int64_t>(Tn * K, kGroupStage) + 3) / 4 * 4) *
+      (size_t(2) * E + (std::min<int64_t>(Tn * K, kGroupStage) + 3) / 4 * 4) *
       4;
   CP_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
       groupKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -7,6 +7,7 @@
 
 #include <cublas_v2.h>
 
+#include <cmath>
 #include <functional>
 #include <set>
 
@@ -242,6 +243,90 @@ TEST_P(MoeCudaTest, FusedSmallT) {
       check(MoeCase{8, 8, 64, 32, norm, 0, false}, T, seed + 300); // K = E
     }
   check(MoeCase{128, 8, 256, 64, true, 0, false}, 4, 990); // largest fused T
+  // One token at Qwen3's and OLMoE's intermediate sizes, and a gated shared
+  // expert beside it.
+  check(MoeCase{128, 8, 256, 768, true, 0, false}, 1, 991);
+  check(MoeCase{64, 8, 128, 1024, false, 0, false}, 1, 992);
+  check(MoeCase{8, 2, 128, 512, false, 160, true}, 1, 993);
+}
+
+// Routing ties and NaN on the fused path (block-parallel softmax + top-k by
+// rank at T = 1, or one warp's repeated argmax) against the CPU router and the
+// grouped path (one warp's repeated argmax): experts 7, 50 and 100 share the
+// highest logit and every other expert ties at zero, so the top 8 are 7, 50,
+// 100, then 0..4 (lower index first); a NaN input row routes as the grouped
+// path routes it.
+TEST_P(MoeCudaTest, FusedRoutingTiesAndNaN) {
+  const DType dt = GetParam();
+  const int32_t E = 128, K = 8;
+  const int64_t H = 64, I = 64;
+  struct Restore {
+    ~Restore() {
+      setMoeFusedEnabled(true);
+      setRouteBlockEnabled(true);
+    }
+  } restore;
+  std::vector<float> router(E * H, 0.0f), x;
+  for (int32_t e : {100, 7, 50})
+    for (int64_t i = 0; i < H; ++i)
+      router[e * H + i] = 0.25f;
+  std::vector<float> zeros(I * H, 0.0f);
+  DeviceBuffer dz = upload(zeros, dt), dRouter = upload(router, dt);
+  std::vector<ExpertPtrs> table(E, ExpertPtrs{dz.get(), dz.get(), dz.get()});
+  DeviceBuffer dTable(table.size() * sizeof(ExpertPtrs));
+  ASSERT_EQ(cudaMemcpy(dTable.get(), table.data(),
+                       table.size() * sizeof(ExpertPtrs),
+                       cudaMemcpyHostToDevice),
+            cudaSuccess);
+  MoeWeights w;
+  w.router = dRouter.get();
+  w.experts = dTable.as<ExpertPtrs>();
+  for (bool block : {true, false})
+    for (bool norm : {false, true})
+      for (int64_t T : {1, 3}) {
+        setRouteBlockEnabled(block);
+        MoeParams p;
+        p.hidden = H;
+        p.numExperts = E;
+        p.topK = K;
+        p.normTopkProb = norm;
+        p.intermediate = I;
+        auto routeOn = [&](const std::vector<float> &xs, bool fused) {
+          setMoeFusedEnabled(fused);
+          DeviceBuffer dx = upload(xs, dt), y(T * H * dtypeBytes(dt)),
+                       idx(T * K * 4), ws(moeWorkspaceBytes(T, p));
+          idx.poison();
+          BlockContext ctx;
+          ctx.blas = blas_;
+          ctx.workspace = ws.get();
+          ctx.workspaceBytes = int64_t(ws.bytes());
+          EXPECT_TRUE(
+              moe(dx.get(), T, w, p, y.get(), dt, ctx, idx.as<int32_t>()).ok());
+          EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          std::vector<int32_t> got(T * K);
+          cudaMemcpy(got.data(), idx.get(), got.size() * 4,
+                     cudaMemcpyDeviceToHost);
+          return got;
+        };
+        SCOPED_TRACE(::testing::Message()
+                     << dtypeName(dt) << " T=" << T << " norm=" << norm
+                     << " block=" << block);
+        std::vector<float> ones(T * H, 1.0f);
+        std::vector<int32_t> cpuIdx(T * K);
+        std::vector<float> cpuW(T * K);
+        cpu::route(ones.data(), router.data(), T, H, E, K, norm, cpuIdx.data(),
+                   cpuW.data());
+        const std::vector<int32_t> expect = {7, 50, 100, 0, 1, 2, 3, 4};
+        const std::vector<int32_t> fusedIdx = routeOn(ones, true);
+        for (int64_t t = 0; t < T; ++t)
+          for (int32_t k = 0; k < K; ++k) {
+            EXPECT_EQ(fusedIdx[t * K + k], expect[k]) << "row " << t;
+            EXPECT_EQ(cpuIdx[t * K + k], expect[k]) << "row " << t;
+          }
+        std::vector<float> withNaN = ones;
+        withNaN[0] = std::nanf("");
+        EXPECT_EQ(routeOn(withNaN, true), routeOn(withNaN, false));
+      }
 }
 
 TEST_P(MoeCudaTest, GroupedPathAtSmallT) {
@@ -346,17 +431,15 @@ struct MoeModel {
 /// bit-identical. Then `eager(run, graphOut)`: run(i) runs moe() eagerly on
 /// input i (with the switches in force then) and returns its output.
 using EagerRun = std::function<std::vector<float>(int)>;
-void replayThenEager(const MoeCase &c, DType dt, uint32_t seed, int64_t T,
-                     int replays,
-                     const std::function<void(
-                         const EagerRun &,
-                         const std::vector<std::vector<float>> &)> &eager) {
+void replayThenEager(
+    const MoeCase &c, DType dt, uint32_t seed, int64_t T, int replays,
+    const std::function<void(const EagerRun &,
+                             const std::vector<std::vector<float>> &)> &eager) {
   SCOPED_TRACE(::testing::Message() << dtypeName(dt) << " T=" << T);
   MoeModel m(c, dt, seed + T);
   std::vector<std::vector<float>> xs, refs;
   for (uint32_t i = 0; i < 2; ++i) {
-    xs.push_back(
-        storageRound(randomVec(T * c.H, seed + 100 + 7 * i + T), dt));
+    xs.push_back(storageRound(randomVec(T * c.H, seed + 100 + 7 * i + T), dt));
     refs.push_back(m.cpuMoe(xs.back(), T));
   }
   DeviceBuffer dx(T * c.H * dtypeBytes(dt)), y(T * c.H * dtypeBytes(dt)),
@@ -422,9 +505,8 @@ TEST_P(MoeCudaTest, FusedGraphReplaysResetTheCounter) {
               setPdlEnabled(pdl);
               setEarlyPrefetchEnabled(early);
               for (int i = 0; i < 2; ++i)
-                EXPECT_EQ(run(i), out[i]) << "eager, pdl " << pdl
-                                          << ", early " << early
-                                          << ", input " << i;
+                EXPECT_EQ(run(i), out[i]) << "eager, pdl " << pdl << ", early "
+                                          << early << ", input " << i;
             }
           setPdlEnabled(true);
           setEarlyPrefetchEnabled(false);
