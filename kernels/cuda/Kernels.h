@@ -92,7 +92,8 @@ void setEarlyPrefetchEnabled(bool on);
 
 /// One-token routing on the fused path with the whole block (the double
 /// exps in parallel, top-k by rank) instead of one warp (eight exps per
-/// lane, K dependent argmax rounds); the same bits. On by default;
+/// lane, K dependent argmax rounds), and its grouping in one phase (each
+/// expert has one row); the same bits. On by default;
 /// CROSSPOOL_ROUTE_BLOCK=0 (read once) or setRouteBlockEnabled(false) keeps
 /// the one-warp version.
 bool routeBlockEnabled();

@@ -829,6 +829,27 @@ __global__ void __launch_bounds__(kFusedThreads)
                   sIdx + warp * K, sW + warp * K);
     __syncthreads();
   }
+  if (T == 1 && a.blockTopK) {
+    // One row: each selected expert has one routed row, so the grouping is
+    // the K experts in ascending order, one phase instead of counts, scan
+    // and collection (the same descriptors as below).
+    for (int f = tid; f < K; f += kFusedThreads) {
+      const int e = sIdx[f];
+      int r = 0; // position of e among the row's (distinct) experts
+      for (int j = 0; j < K; ++j)
+        r += sIdx[j] < e;
+      a.idx[f] = e;
+      a.wts[f] = sW[f];
+      if (a.routedCopy)
+        a.routedCopy[f] = e;
+      a.rowsOf[r] = f;
+      a.slots[r] = SlotDesc{sEx[e], 1, r};
+      a.pairs[r] = PairDesc{sEx[e].down, sW[f], r};
+    }
+    for (int sl = K + tid; sl < a.numSlots; sl += kFusedThreads)
+      a.slots[sl] = SlotDesc{};
+    return;
+  }
   for (int f = tid; f < n; f += kFusedThreads) {
     a.idx[f] = sIdx[f];
     a.wts[f] = sW[f];
