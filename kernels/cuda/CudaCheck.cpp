@@ -53,6 +53,15 @@ bool routeBlockEnabled() {
 void setRouteBlockEnabled(bool on) { gRouteBlock.store(on ? 1 : 0); }
 
 namespace {
+std::atomic<int> gDownSplit{-1};
+} // namespace
+
+bool downSplitEnabled() {
+  return switchValue(gDownSplit, "CROSSPOOL_DOWN_SPLIT");
+}
+void setDownSplitEnabled(bool on) { gDownSplit.store(on ? 1 : 0); }
+
+namespace {
 std::atomic<int> gPrefillMma{-1};
 } // namespace
 

@@ -99,6 +99,14 @@ void setEarlyPrefetchEnabled(bool on);
 bool routeBlockEnabled();
 void setRouteBlockEnabled(bool on);
 
+/// The fused path's down/combine kernel with two warps per output row (each
+/// half of the row's pairs, summed in pair order: the same bits) instead of
+/// one: at one token the H rows are all the parallelism the kernel has. On
+/// by default; CROSSPOOL_DOWN_SPLIT=0 (read once) or
+/// setDownSplitEnabled(false) keeps one warp per row.
+bool downSplitEnabled();
+void setDownSplitEnabled(bool on);
+
 /// Prompt attention on tensor cores (bf16 KV, head_dim 32/64/128, 16 % G ==
 /// 0): a warp per 16 (position, head) rows walking its keys with mma.sync,
 /// instead of the scalar shared-memory kernel (20-25x faster on an H200 at 1024

@@ -1001,25 +1001,40 @@ __global__ void __launch_bounds__(W * 32)
 
 /// The same with FMA warp dots (fp32, or bf16 off the tensor-core shapes):
 /// a warp per output row, pairs in combine order.
-template <typename T>
+/// SPLIT warps share an output row, each taking a contiguous 1/SPLIT of its
+/// K pairs; the first adds the others' per-pair terms after its own, in pair
+/// order, so the sum is the one-warp kernel's. At one token the row count
+/// (H = 2048 warps) is all the parallelism there is: two warps a row double
+/// the loads in flight per SM without more registers per warp.
+constexpr int kDownMaxTerms = 16; ///< per warp and token with SPLIT > 1
+
+template <typename T, int SPLIT>
 __global__ void __launch_bounds__(kWarps * 32)
     downCombineKernel(DownCombineArgs a) {
+  constexpr int kRows = kWarps / SPLIT;
   __shared__ PairDesc sp[kFusedMaxPairs];
+  __shared__ float terms[SPLIT > 1 ? kWarps : 1][SPLIT > 1 ? kDownMaxTerms : 1];
+  __shared__ bool used[SPLIT > 1 ? kWarps : 1][SPLIT > 1 ? kDownMaxTerms : 1];
   if (a.early)
-    prefetchDownEarly(a, int64_t(blockIdx.x) * kWarps, int(sizeof(T)));
+    prefetchDownEarly(a, int64_t(blockIdx.x) * kRows, int(sizeof(T)));
   detail::pdlEnter();
-  const int tid = threadIdx.x, lane = tid & 31;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int P = a.T * a.K;
   for (int p = tid; p < P; p += kWarps * 32)
     sp[p] = a.pairs[p];
   __syncthreads();
-  const int64_t o = int64_t(blockIdx.x) * kWarps + (tid >> 5);
-  if (o >= a.H)
+  const int64_t o = int64_t(blockIdx.x) * kRows + warp / SPLIT;
+  const int part = warp % SPLIT;
+  const int per = (a.K + SPLIT - 1) / SPLIT;
+  const int k0 = part * per, k1 = min(a.K, k0 + per);
+  if (SPLIT == 1 && o >= a.H)
     return;
   for (int tt = 0; tt < a.T; ++tt) {
     float acc = 0.0f;
-    for (int k = 0; k < a.K; ++k) {
+    for (int k = k0; k < k1 && o < a.H; ++k) {
       const PairDesc d = sp[tt * a.K + k];
+      if (SPLIT > 1 && part > 0 && lane == 0)
+        used[warp][k - k0] = d.down != nullptr;
       if (!d.down)
         continue;
       const T *dw = static_cast<const T *>(d.down) + o * a.I;
@@ -1027,12 +1042,33 @@ __global__ void __launch_bounds__(kWarps * 32)
       const bool vec = a.I % Vec16<T>::kN == 0 && al16(dw) && al16(xr[0]);
       float s[1] = {0.0f};
       warpDots<T, float, 1>(dw, xr, 1, a.I, vec, s);
-      acc += detail::warpSum(s[0]) * d.w;
+      // Rounded product, then the add (no contraction): the same bits
+      // whichever warp adds the term.
+      const float term = __fmul_rn(detail::warpSum(s[0]), d.w);
+      if (SPLIT > 1 && part > 0) {
+        if (lane == 0)
+          terms[warp][k - k0] = term;
+      } else {
+        acc = __fadd_rn(acc, term);
+      }
+    }
+    if constexpr (SPLIT > 1) {
+      __syncthreads();
+      if (part == 0 && o < a.H && lane == 0)
+        for (int q = 1; q < SPLIT; ++q) {
+          const int q0 = q * per, q1 = min(a.K, q0 + per);
+          for (int k = q0; k < q1; ++k)
+            if (used[warp + q][k - q0])
+              acc = __fadd_rn(acc, terms[warp + q][k - q0]);
+        }
+      __syncthreads();
+      if (part != 0 || o >= a.H)
+        continue;
     }
     if (a.sharedOut) {
       const float f =
           a.gateLogit ? 1.0f / (1.0f + expf(-a.gateLogit[tt])) : 1.0f;
-      acc += f * a.sharedOut[tt * a.H + o];
+      acc = fmaf(f, a.sharedOut[tt * a.H + o], acc);
     }
     if (lane == 0)
       static_cast<T *>(a.y)[tt * a.H + o] = fromF<T>(acc);
@@ -1298,9 +1334,14 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
     CP_CUDA_RETURN_IF_ERROR(detail::launch(downCombineMmaKernel<8>,
                                            dim3(unsigned((H + 7) / 8)),
                                            dim3(256), 0, st, da));
+  else if (K <= 2 * kDownMaxTerms && downSplitEnabled())
+    CP_CUDA_RETURN_IF_ERROR(
+        detail::launch(downCombineKernel<T, 2>,
+                       dim3(unsigned((H + kWarps / 2 - 1) / (kWarps / 2))),
+                       dim3(kWarps * 32), 0, st, da));
   else
     CP_CUDA_RETURN_IF_ERROR(detail::launch(
-        downCombineKernel<T>, dim3(unsigned((H + kWarps - 1) / kWarps)),
+        downCombineKernel<T, 1>, dim3(unsigned((H + kWarps - 1) / kWarps)),
         dim3(kWarps * 32), 0, st, da));
   return absl::OkStatus();
 }

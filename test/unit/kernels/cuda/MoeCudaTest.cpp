@@ -164,6 +164,22 @@ protected:
       ASSERT_TRUE(std::isfinite(v)) << "unwritten output";
     EXPECT_LE(relErr(g2, r2), tolerance(GetParam()));
 
+    // On the fused path (T <= 4), the other down/combine layout (two warps
+    // a row or one) gives the same bits.
+    if (fused && T <= 4) {
+      const bool split = downSplitEnabled();
+      setDownSplitEnabled(!split);
+      DeviceBuffer y2(T * c.H * dtypeBytes(dt));
+      y2.poison();
+      CP_ASSERT_OK(moe(dx.get(), T, w, p, y2.get(), dt, ctx, nullptr));
+      CP_ASSERT_SYNC();
+      setDownSplitEnabled(split);
+      std::vector<uint8_t> b1(T * c.H * dtypeBytes(dt)), b2(b1.size());
+      cudaMemcpy(b1.data(), y.get(), b1.size(), cudaMemcpyDeviceToHost);
+      cudaMemcpy(b2.data(), y2.get(), b2.size(), cudaMemcpyDeviceToHost);
+      EXPECT_EQ(b1, b2) << "split " << split << " vs " << !split;
+    }
+
     // The router alone, with its weights.
     DeviceBuffer i2(T * c.K * 4), w2(T * c.K * 4);
     i2.poison();
