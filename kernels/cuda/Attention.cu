@@ -1021,10 +1021,11 @@ template <typename T, int VW>
 __global__ void __launch_bounds__(kReduceThreads)
     attendReduceKernel(const float *__restrict__ partAcc,
                        const float *__restrict__ partMl, int32_t numSplits,
-                       int32_t hd, int32_t groups, T *__restrict__ out) {
+                       int32_t hd, int32_t groups, T *__restrict__ out,
+                       bool early) {
   __shared__ float red[kReduceThreads / 32];
   __shared__ float4 grpSum[kReduceThreads];
-  detail::pdlEnter();
+  detail::pdlEnterEarly(early);
   const int64_t th = blockIdx.x; // t * nh + h
   const int tid = threadIdx.x, nthr = blockDim.x;
   const float *ml = partMl + th * numSplits * 2;
@@ -1093,14 +1094,15 @@ absl::Status launchAttendReduce(const AttendArgs &a, cudaStream_t stream) {
       std::max(1, std::min<int>(a.numSplits, kReduceThreads / C));
   const int threads = (C * groups + 31) / 32 * 32;
   T *out = static_cast<T *>(a.out);
+  const bool early = earlyTriggerEnabled() && a.T == 1;
   if (v4)
     detail::launch(attendReduceKernel<T, 4>, dim3(unsigned(a.T * a.nh)),
                    dim3(threads), 0, stream, a.partAcc, a.partMl, a.numSplits,
-                   a.hd, groups, out);
+                   a.hd, groups, out, early);
   else
     detail::launch(attendReduceKernel<T, 1>, dim3(unsigned(a.T * a.nh)),
                    dim3(threads), 0, stream, a.partAcc, a.partMl, a.numSplits,
-                   a.hd, groups, out);
+                   a.hd, groups, out, early);
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("attendReduceKernel");
   return absl::OkStatus();
 }

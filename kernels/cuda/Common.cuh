@@ -72,6 +72,23 @@ __device__ __forceinline__ void pdlEnter() {
   pdlTrigger();
 }
 
+/// pdlEnter, or with `early` the trigger first: the next grid may then
+/// launch (and prefetch its weights) while this one still waits for its own
+/// predecessor, e.g. the o projection's weights stream into L2 during the
+/// decode attention that precedes the split merge. Deadlock-free (a grid
+/// launches only once every block of its predecessor is resident) and
+/// still transitive for completion (every kernel waits before reading), but
+/// the next grid no longer starts after the grid two back completed: only
+/// kernels whose successors read nothing but weights before their own wait
+/// trigger early (the split merge, add + RMSNorm; earlyTriggerEnabled).
+__device__ __forceinline__ void pdlEnterEarly(bool early) {
+  if (early)
+    pdlTrigger();
+  pdlWait();
+  if (!early)
+    pdlTrigger();
+}
+
 /// Hints L2 to fetch `bytes` at `p` (weights), one 128-byte line per thread
 /// of the block: every thread calls it with the same arguments. A hint has
 /// no effect on correctness (L2 is the point of coherence; nothing reaches

@@ -56,6 +56,15 @@ namespace {
 std::atomic<int> gDownSplit{-1};
 } // namespace
 
+namespace {
+std::atomic<int> gEarlyTrigger{-1};
+} // namespace
+
+bool earlyTriggerEnabled() {
+  return switchValue(gEarlyTrigger, "CROSSPOOL_EARLY_TRIGGER");
+}
+void setEarlyTriggerEnabled(bool on) { gEarlyTrigger.store(on ? 1 : 0); }
+
 bool downSplitEnabled() {
   return switchValue(gDownSplit, "CROSSPOOL_DOWN_SPLIT");
 }

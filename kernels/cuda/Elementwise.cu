@@ -51,9 +51,9 @@ __global__ void embedKernel(const int32_t *__restrict__ ids,
 template <typename T>
 __global__ void addRmsNormKernel(const T *h, const T *delta,
                                  const T *__restrict__ w, float eps, int64_t H,
-                                 T *hOut, T *y) {
+                                 T *hOut, T *y, bool early) {
   __shared__ double scratch[32];
-  detail::pdlEnter();
+  detail::pdlEnterEarly(early);
   const T *hr = h + blockIdx.x * H;
   T *hw = hOut + blockIdx.x * H;
   T *yr = y + blockIdx.x * H;
@@ -106,14 +106,14 @@ pack16(const float (&v)[detail::Vec16<T>::kN]) {
 template <typename T, int C>
 __global__ void __launch_bounds__(kRowThreads)
     addRmsNormVecKernel(const T *h, const T *delta, const T *__restrict__ w,
-                        float eps, int64_t H, T *hOut, T *y) {
+                        float eps, int64_t H, T *hOut, T *y, bool early) {
   constexpr int N = detail::Vec16<T>::kN;
   __shared__ double scratch[32];
   const int64_t chunks = H / N;
   const uint4 *wv4 = reinterpret_cast<const uint4 *>(w);
   // The norm weight is never written by a kernel: start it towards L2.
   detail::prefetchL2(w, H * int64_t(sizeof(T)));
-  detail::pdlEnter();
+  detail::pdlEnterEarly(early);
   const uint4 *hr = reinterpret_cast<const uint4 *>(h + blockIdx.x * H);
   uint4 *hw = reinterpret_cast<uint4 *>(hOut + blockIdx.x * H);
   const uint4 *dr =
@@ -177,16 +177,17 @@ bool launchAddRmsNormVec(const T *h, const T *delta, const T *w, float eps,
       !detail::aligned16(hOut))
     return false;
   const int64_t perThread = (H / N + kRowThreads - 1) / kRowThreads;
+  const bool early = earlyTriggerEnabled() && T_ == 1;
   const dim3 grid{unsigned(T_)}, block{unsigned(kRowThreads)};
   if (perThread <= 1)
     detail::launch(addRmsNormVecKernel<T, 1>, grid, block, 0, stream, h, delta,
-                   w, eps, H, hOut, y);
+                   w, eps, H, hOut, y, early);
   else if (perThread <= 2)
     detail::launch(addRmsNormVecKernel<T, 2>, grid, block, 0, stream, h, delta,
-                   w, eps, H, hOut, y);
+                   w, eps, H, hOut, y, early);
   else if (perThread <= 4)
     detail::launch(addRmsNormVecKernel<T, 4>, grid, block, 0, stream, h, delta,
-                   w, eps, H, hOut, y);
+                   w, eps, H, hOut, y, early);
   else
     return false;
   return true;
@@ -348,7 +349,8 @@ absl::Status addRmsNormInto(const void *h, const void *delta, const void *w,
       detail::launch(addRmsNormKernel<F>, dim3(unsigned(T)), dim3(kRowThreads),
                      0, stream, static_cast<const F *>(h),
                      static_cast<const F *>(delta), static_cast<const F *>(w),
-                     eps, H, static_cast<F *>(hOut), static_cast<F *>(y));
+                     eps, H, static_cast<F *>(hOut), static_cast<F *>(y),
+                     earlyTriggerEnabled() && T == 1);
   } else {
     if (!launchAddRmsNormVec(
             static_cast<const bf16 *>(h), static_cast<const bf16 *>(delta),
@@ -358,7 +360,8 @@ absl::Status addRmsNormInto(const void *h, const void *delta, const void *w,
                      dim3(kRowThreads), 0, stream, static_cast<const bf16 *>(h),
                      static_cast<const bf16 *>(delta),
                      static_cast<const bf16 *>(w), eps, H,
-                     static_cast<bf16 *>(hOut), static_cast<bf16 *>(y));
+                     static_cast<bf16 *>(hOut), static_cast<bf16 *>(y),
+                     earlyTriggerEnabled() && T == 1);
   }
   CP_CUDA_RETURN_IF_LAUNCH_FAILED("addRmsNormKernel");
   return absl::OkStatus();

@@ -107,6 +107,17 @@ void setRouteBlockEnabled(bool on);
 bool downSplitEnabled();
 void setDownSplitEnabled(bool on);
 
+/// At one row, the decode attention's split merge and add + RMSNorm let the
+/// next kernel launch before they wait for their own predecessor (PDL
+/// trigger first, Common.cuh pdlEnterEarly), so the o projection's and the
+/// q/k/v projection's weights stream into L2 while the attention or the MoE
+/// still runs (H100, Qwen3 B1: -1 %; at B4 it cost 0.7 %, so more rows
+/// trigger after the wait). CROSSPOOL_EARLY_TRIGGER=0 (read once) or
+/// setEarlyTriggerEnabled(false) triggers after the wait like every other
+/// kernel.
+bool earlyTriggerEnabled();
+void setEarlyTriggerEnabled(bool on);
+
 /// Prompt attention on tensor cores (bf16 KV, head_dim 32/64/128, 16 % G ==
 /// 0): a warp per 16 (position, head) rows walking its keys with mma.sync,
 /// instead of the scalar shared-memory kernel (20-25x faster on an H200 at 1024
