@@ -226,8 +226,12 @@ __global__ void __launch_bounds__(kRowThreads)
 /// elements l + 32j (j < NJ = hd / 32) of its head, the order the block
 /// kernel sums squares in; RoPE pairs (i, i + hd/2) sit in one lane (NJ
 /// even) or, for hd = 32, in lanes l and l ^ 16.
-template <typename T, int NJ>
-__global__ void __launch_bounds__(128)
+///
+/// FULL: the full-projection qk-norm (OLMoE): one block per row, a warp per
+/// head (heads <= 32); each warp's sum of squares goes through shared
+/// memory and every warp adds the q (or k) heads' sums in head order.
+template <typename T, int NJ, bool FULL>
+__global__ void __launch_bounds__(FULL ? 1024 : 128)
     qkHeadKernel(T *q, const T *__restrict__ k, const T *__restrict__ v,
                  const T *__restrict__ qNorm, const T *__restrict__ kNorm,
                  int64_t numRows, QkArgs a, RopeTable rope) {
@@ -236,7 +240,7 @@ __global__ void __launch_bounds__(128)
   const int heads = a.nh + a.nkv;
   const int64_t gw =
       int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (gw >= numRows * heads)
+  if (!FULL && gw >= numRows * heads)
     return;
   const int64_t t = gw / heads;
   const int hh = int(gw % heads), kh = hh - a.nh;
@@ -250,7 +254,26 @@ __global__ void __launch_bounds__(128)
   for (int j = 0; j < NJ; ++j)
     x[j] = toF(src[lane + 32 * j]);
   const int32_t pos = a.rowPos[t];
-  if (a.qkNorm == 1) {
+  if constexpr (FULL) {
+    __shared__ double part[32];
+    double sum = 0;
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+      sum += double(x[j]) * double(x[j]);
+    sum = detail::warpSumD(sum);
+    if (lane == 0)
+      part[hh] = sum;
+    __syncthreads();
+    double total = 0;
+    for (int h = isQ ? 0 : a.nh; h < (isQ ? a.nh : heads); ++h)
+      total += part[h];
+    const float var = float(total / double(isQ ? qDim : kvDim));
+    const float r = float(1.0 / sqrt(double(var + a.eps)));
+    const T *w = isQ ? qNorm + int64_t(hh) * hd : kNorm + int64_t(kh) * hd;
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+      x[j] = toF(w[lane + 32 * j]) * (x[j] * r);
+  } else if (a.qkNorm == 1) {
     const T *w = isQ ? qNorm : kNorm;
     double sum = 0;
 #pragma unroll
@@ -309,33 +332,35 @@ __global__ void __launch_bounds__(128)
   }
 }
 
-/// Launches qkHeadKernel when the geometry allows (qk-norm none or per
-/// head, hd in {32, 64, 128, 256}); false otherwise.
+/// Launches qkHeadKernel when the geometry allows (hd in {32, 64, 128, 256};
+/// qk-norm none or per head, or full-projection with at most 32 heads);
+/// false otherwise.
 template <typename T>
 bool launchQkHead(T *q, const T *k, const T *v, const T *qNorm, const T *kNorm,
                   int64_t numRows, const QkArgs &a, const RopeTable &rope,
                   cudaStream_t stream) {
-  if (a.qkNorm == 2)
+  const int heads = a.nh + a.nkv;
+  const bool full = a.qkNorm == 2;
+  if (full && heads > 32)
     return false;
-  const int64_t warps = numRows * (a.nh + a.nkv);
-  const dim3 grid{unsigned((warps + 3) / 4)}, block{128};
+  const int64_t warps = numRows * heads;
+  const dim3 grid =
+      full ? dim3(unsigned(numRows)) : dim3(unsigned((warps + 3) / 4));
+  const dim3 block = full ? dim3(unsigned(32 * heads)) : dim3(128);
+  auto go = [&](auto kernel) {
+    detail::launch(kernel, grid, block, 0, stream, q, k, v, qNorm, kNorm,
+                   numRows, a, rope);
+    return true;
+  };
   switch (a.hd) {
   case 32:
-    detail::launch(qkHeadKernel<T, 1>, grid, block, 0, stream, q, k, v, qNorm,
-                   kNorm, numRows, a, rope);
-    return true;
+    return full ? go(qkHeadKernel<T, 1, true>) : go(qkHeadKernel<T, 1, false>);
   case 64:
-    detail::launch(qkHeadKernel<T, 2>, grid, block, 0, stream, q, k, v, qNorm,
-                   kNorm, numRows, a, rope);
-    return true;
+    return full ? go(qkHeadKernel<T, 2, true>) : go(qkHeadKernel<T, 2, false>);
   case 128:
-    detail::launch(qkHeadKernel<T, 4>, grid, block, 0, stream, q, k, v, qNorm,
-                   kNorm, numRows, a, rope);
-    return true;
+    return full ? go(qkHeadKernel<T, 4, true>) : go(qkHeadKernel<T, 4, false>);
   case 256:
-    detail::launch(qkHeadKernel<T, 8>, grid, block, 0, stream, q, k, v, qNorm,
-                   kNorm, numRows, a, rope);
-    return true;
+    return full ? go(qkHeadKernel<T, 8, true>) : go(qkHeadKernel<T, 8, false>);
   default:
     return false;
   }

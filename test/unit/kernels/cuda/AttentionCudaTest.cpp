@@ -351,7 +351,9 @@ TEST_P(AttentionCudaTest, GqaRatiosAndQkNormModesDecodeAndPrefill) {
                      Geometry{4, 2, 32, 64, 0, 0.0f, 7, true},
                      Geometry{6, 2, 30, 60, 1, 0.0f, 0, false},
                      Geometry{4, 2, 64, 64, 1, 1.0f, 0, false},
-                     Geometry{4, 2, 256, 64, 1, 0.0f, 0, false}}) {
+                     Geometry{4, 2, 256, 64, 1, 0.0f, 0, false},
+                     Geometry{16, 16, 128, 256, 2, 0.0f, 0, false},
+                     Geometry{32, 4, 64, 128, 2, 0.0f, 0, false}}) {
     AttentionHarness h(g, dt, seed += 100);
     h.run(decodeStep({40}), std::nullopt, blas_);
     h.run(decodeStep(spreadPositions(8, seed + 1, 300)), std::nullopt, blas_);
