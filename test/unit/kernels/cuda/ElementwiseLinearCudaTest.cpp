@@ -171,6 +171,27 @@ TEST(ArgmaxCudaTest, MatchesCpuWithTiesAndNaN) {
     EXPECT_EQ(got[t], cpu::argmax(l.data() + t * V, V)) << "row " << t;
   EXPECT_EQ(got[0], 17);
   EXPECT_EQ(got[2], 0);
+
+  // A Qwen3-sized vocabulary (rows 16-byte aligned: the 16-byte-load path,
+  // several batches per thread): ties across batches, the last element, a
+  // NaN in the same float4 as the maximum.
+  const int64_t W = 151936;
+  std::vector<float> m = randomVec(3 * W, 10);
+  m[0 * W + 100] = 6.0f;
+  m[0 * W + 150000] = 6.0f;
+  m[1 * W + W - 1] = 8.0f;
+  m[1 * W + W - 2] = NAN;
+  m[2 * W + 4 * 1024 * 8 + 3] = 7.0f;
+  DeviceBuffer dm = upload(m, DType::kF32), out2(3 * 4);
+  out2.poison();
+  CP_ASSERT_OK(argmaxRows(dm.as<float>(), 3, W, out2.as<int32_t>(), nullptr));
+  CP_ASSERT_SYNC();
+  got = downloadInts(out2.get(), 3);
+  for (int64_t t = 0; t < 3; ++t)
+    EXPECT_EQ(got[t], cpu::argmax(m.data() + t * W, W)) << "row " << t;
+  EXPECT_EQ(got[0], 100);
+  EXPECT_EQ(got[1], W - 1);
+  EXPECT_EQ(got[2], 4 * 1024 * 8 + 3);
 }
 
 TEST(ElementwiseCudaArgsTest, RejectsBadArguments) {
