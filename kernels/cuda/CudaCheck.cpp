@@ -15,7 +15,8 @@ namespace crosspool::kernels::cuda {
 
 namespace {
 /// -1: not decided yet (read the environment on first use), else 0 / 1.
-std::atomic<int> gPdl{-1}, gMoeFused{-1}, gEarlyPrefetch{-1};
+std::atomic<int> gPdl{-1}, gMoeFused{-1}, gEarlyPrefetch{-1}, gRouteBlock{-1},
+    gDownSplit{-1}, gEarlyTrigger{-1}, gPrefillMma{-1};
 } // namespace
 
 bool switchValue(std::atomic<int> &sw, const char *envName, bool dflt) {
@@ -43,22 +44,10 @@ bool earlyPrefetchEnabled() {
 }
 void setEarlyPrefetchEnabled(bool on) { gEarlyPrefetch.store(on ? 1 : 0); }
 
-namespace {
-std::atomic<int> gRouteBlock{-1};
-} // namespace
-
 bool routeBlockEnabled() {
   return switchValue(gRouteBlock, "CROSSPOOL_ROUTE_BLOCK");
 }
 void setRouteBlockEnabled(bool on) { gRouteBlock.store(on ? 1 : 0); }
-
-namespace {
-std::atomic<int> gDownSplit{-1};
-} // namespace
-
-namespace {
-std::atomic<int> gEarlyTrigger{-1};
-} // namespace
 
 bool earlyTriggerEnabled() {
   return switchValue(gEarlyTrigger, "CROSSPOOL_EARLY_TRIGGER");
@@ -69,10 +58,6 @@ bool downSplitEnabled() {
   return switchValue(gDownSplit, "CROSSPOOL_DOWN_SPLIT");
 }
 void setDownSplitEnabled(bool on) { gDownSplit.store(on ? 1 : 0); }
-
-namespace {
-std::atomic<int> gPrefillMma{-1};
-} // namespace
 
 bool prefillMmaEnabled() {
   return switchValue(gPrefillMma, "CROSSPOOL_PREFILL_MMA");

@@ -1260,6 +1260,20 @@ int routeCounterSlot(const void *workspace) {
 /// The fused small-T MoE block: routeFusedKernel, gate/up of the selected
 /// experts, the shared expert's two kernels (when there is one), and
 /// downCombine: 3 launches instead of 6 (5 + the router GEMV).
+/// The shared expert over all Tn rows into s.sharedOut (its SwiGLU rows in
+/// s.hbufShared); the fused and the grouped paths both add it at the end.
+template <typename T>
+absl::Status launchSharedExpert(const T *x, int64_t H, int64_t Tn,
+                                const MoeWeights &w, const MoeParams &p,
+                                const MoeScratch &s, bool mma,
+                                cudaStream_t st) {
+  const int64_t Is = p.sharedIntermediate;
+  GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
+               nullptr, nullptr,  1,       Tn};
+  return launchExperts<T>(x, H, Is, gs, s.hbufShared, nullptr, s.sharedOut, 1,
+                          mma && Is % 64 == 0, st);
+}
+
 template <typename T>
 absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
                          const MoeParams &p, T *y, bool mma, int counter,
@@ -1308,14 +1322,8 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
   const bool tiles = mma && Tn > 1;
   CP_CUDA_RETURN_IF_ERROR(
       launchGateUp<T>(x, H, I, g, s.hbuf, slots, tiles, st));
-  if (hasShared) {
-    const int64_t Is = p.sharedIntermediate;
-    GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
-                 nullptr, nullptr,  1,       Tn};
-    CP_RETURN_IF_ERROR(launchExperts<T>(x, H, Is, gs, s.hbufShared, nullptr,
-                                        s.sharedOut, 1, mma && Is % 64 == 0,
-                                        st));
-  }
+  if (hasShared)
+    CP_RETURN_IF_ERROR(launchSharedExpert<T>(x, H, Tn, w, p, s, mma, st));
   DownCombineArgs da{};
   da.hbuf = s.hbuf;
   da.pairs = s.pairs;
@@ -1788,12 +1796,7 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
 
   const bool hasShared = w.shared.gate != nullptr;
   if (hasShared) {
-    const int64_t Is = p.sharedIntermediate;
-    GroupArgs gs{nullptr, w.shared, nullptr, nullptr, nullptr,
-                 nullptr, nullptr,  1,       Tn};
-    CP_RETURN_IF_ERROR(launchExperts<T>(x, H, Is, gs, s.hbufShared, nullptr,
-                                        s.sharedOut, 1, mma && Is % 64 == 0,
-                                        st));
+    CP_RETURN_IF_ERROR(launchSharedExpert<T>(x, H, Tn, w, p, s, mma, st));
     if (w.sharedGate)
       CP_RETURN_IF_ERROR(
           lmHead(x, w.sharedGate, Tn, H, 1, s.gateLogit, dt, ctx));

@@ -444,11 +444,7 @@ absl::Status CudaExecutor::ensureCapacity(int64_t T, int32_t maxContext,
 }
 
 namespace {
-std::atomic<int> gFuseAddNorm{-1};
-} // namespace
-
-namespace {
-std::atomic<int> gOneStream{-1};
+std::atomic<int> gFuseAddNorm{-1}, gOneStream{-1};
 } // namespace
 
 bool CudaExecutor::oneStreamEnabled() {
