@@ -102,11 +102,99 @@ __device__ __forceinline__ void prefetchL2(const void *p, int64_t bytes) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
 }
 
+/// A 16-byte weight load for bytes read once per step (expert rows at small
+/// T): with `once` it bypasses L1 and enters L2 at evict-first priority, so
+/// streaming 50-75 MB of experts does not push out what was fetched ahead
+/// (prefetchAheadL2); else __ldg. Same bits either way.
+__device__ __forceinline__ uint4 ldWeight(const uint4 *p, bool once) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if (once) {
+    uint4 v;
+    uint64_t pol;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    asm("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p), "l"(pol));
+    return v;
+  }
+#endif
+  return __ldg(p);
+}
+
 /// A pointer-sized load through L2 for reads before pdlWait() (see above).
 template <typename P> __device__ __forceinline__ P ldcgEarly(const P *p) {
   static_assert(sizeof(P) == 8, "pointer-sized");
   return reinterpret_cast<P>(
       __ldcg(reinterpret_cast<const unsigned long long *>(p)));
+}
+
+//===--- Bulk copies into shared memory (TMA, sm_90) ----------------------===//
+// One thread initializes an mbarrier per copy (mbarInit, then
+// fenceBarrierInit and a __syncthreads before anyone waits), issues
+// bulkLoad, and the consumers wait on the barrier's phase 0 (mbarWait). The
+// copy engine moves the bytes without registers or threads, so a block can
+// have all of its weight rows in flight at once.
+
+__device__ __forceinline__ uint32_t smemAddr(const void *p) {
+  return uint32_t(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void mbarInit(uint64_t *bar, uint32_t count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smemAddr(bar)),
+               "r"(count));
+#endif
+}
+
+/// Makes mbarInit visible to the copy engine.
+__device__ __forceinline__ void fenceBarrierInit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+
+/// Copies `bytes` (a multiple of 16, both addresses 16-byte aligned) from
+/// global to shared memory; `bar` (count 1) completes its phase when they
+/// have landed. `once`: the bytes enter L2 at evict-first priority
+/// (ldWeight).
+__device__ __forceinline__ void bulkLoad(void *dst, const void *src,
+                                         uint32_t bytes, uint64_t *bar,
+                                         bool once) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(
+          smemAddr(bar)),
+      "r"(bytes)
+      : "memory");
+  if (once) {
+    uint64_t pol;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::"
+                 "bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
+                     smemAddr(dst)),
+                 "l"(src), "r"(bytes), "r"(smemAddr(bar)), "l"(pol)
+                 : "memory");
+  } else {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::"
+                 "bytes [%0], [%1], %2, [%3];" ::"r"(smemAddr(dst)),
+                 "l"(src), "r"(bytes), "r"(smemAddr(bar))
+                 : "memory");
+  }
+#endif
+}
+
+/// Waits until `bar` completed the phase of the given parity.
+__device__ __forceinline__ void mbarWait(uint64_t *bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("{\n"
+               ".reg .pred done;\n"
+               "WAIT_%=:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+               "@!done bra WAIT_%=;\n"
+               "}" ::"r"(smemAddr(bar)),
+               "r"(parity)
+               : "memory");
+#endif
 }
 
 /// Launches `kernel` on `stream` with the PDL attribute when pdlEnabled().
@@ -197,11 +285,12 @@ __device__ __forceinline__ void loadVec(const TX *__restrict__ p,
 /// lane (4 KB per warp): a 4 KB bf16 row (in = 2048) is then a single DRAM
 /// round trip and an 8 KB one (o_proj) two, instead of two and four. Each
 /// lane still visits its chunks in ascending order, so the sums are the same
-/// bits whatever kBatch is.
+/// bits whatever kBatch is. `once`: the weights are read once per step
+/// (ldWeight).
 template <typename TW, typename TX, int TB>
 __device__ __forceinline__ void
 warpDots(const TW *__restrict__ w, const TX *const (&xr)[TB], int nt,
-         int64_t len, bool vec, float (&acc)[TB]) {
+         int64_t len, bool vec, float (&acc)[TB], bool once = false) {
   constexpr int kBatch = TB >= 4 ? 2 : TB == 2 ? 4 : 8;
   const int lane = threadIdx.x & 31;
   if (vec) {
@@ -212,8 +301,9 @@ warpDots(const TW *__restrict__ w, const TX *const (&xr)[TB], int nt,
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {
         const int64_t c = c0 + 32 * u;
-        raw[u] = c < chunks ? __ldg(reinterpret_cast<const uint4 *>(w + c * N))
-                            : make_uint4(0, 0, 0, 0);
+        raw[u] = c < chunks
+                     ? ldWeight(reinterpret_cast<const uint4 *>(w + c * N), once)
+                     : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int u = 0; u < kBatch; ++u) {

@@ -16,7 +16,8 @@ namespace crosspool::kernels::cuda {
 namespace {
 /// -1: not decided yet (read the environment on first use), else 0 / 1.
 std::atomic<int> gPdl{-1}, gMoeFused{-1}, gEarlyPrefetch{-1}, gRouteBlock{-1},
-    gDownSplit{-1}, gEarlyTrigger{-1}, gPrefillMma{-1};
+    gDownSplit{-1}, gEarlyTrigger{-1}, gPrefillMma{-1}, gStreamHint{-1},
+    gGemvStaged{-1};
 } // namespace
 
 bool switchValue(std::atomic<int> &sw, const char *envName, bool dflt) {
@@ -63,6 +64,17 @@ bool prefillMmaEnabled() {
   return switchValue(gPrefillMma, "CROSSPOOL_PREFILL_MMA");
 }
 void setPrefillMmaEnabled(bool on) { gPrefillMma.store(on ? 1 : 0); }
+
+
+bool streamHintEnabled() {
+  return switchValue(gStreamHint, "CROSSPOOL_STREAM_HINT");
+}
+void setStreamHintEnabled(bool on) { gStreamHint.store(on ? 1 : 0); }
+bool gemvStagedEnabled() {
+  return switchValue(gGemvStaged, "CROSSPOOL_GEMV_STAGED");
+}
+void setGemvStagedEnabled(bool on) { gGemvStaged.store(on ? 1 : 0); }
+
 
 namespace {
 std::atomic<int> gMoeGemm{-1}, gMoeGemmMin{-1}, gMoeGemmStreams{-1},

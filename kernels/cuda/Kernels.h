@@ -126,6 +126,29 @@ void setEarlyTriggerEnabled(bool on);
 bool prefillMmaEnabled();
 void setPrefillMmaEnabled(bool on);
 
+/// Weights that a decode step reads once enter L2 at evict-first priority
+/// (Common.cuh ldWeight, bulkLoad): the routed experts on the one-token FMA
+/// kernels and on the grouped path (T > 4), the one-token GEMVs. The 75 MB
+/// an MoE layer streams then no longer evicts the lines the next kernels
+/// prefetched before their PDL wait (H100, Qwen3-30B-A3B B1: -0.12 ms alone,
+/// -0.17 ms with gemvStagedEnabled; docs/perf.md v9). Not on the tensor-core
+/// tiles at 2-4 tokens (0.5 % slower at B4) or the GEMV tiles (neutral).
+/// Same bits either way. CROSSPOOL_STREAM_HINT=0 (read once) or
+/// setStreamHintEnabled(false) loads them as every other weight.
+bool streamHintEnabled();
+void setStreamHintEnabled(bool on);
+
+/// One-token bf16 GEMVs (q/k/v, o, lm_head, dense MLPs) copy each block's
+/// weight rows into shared memory with TMA bulk copies issued before the PDL
+/// wait (Linear.cu gemvStagedKernel), so a projection's weights stream while
+/// the kernel before it still runs and arrive in shared memory, not just in
+/// L2 (Qwen3-30B-A3B B1 on an H100: 4.10 -> 3.75 ms alone, 3.59 with the
+/// stream hint); same bits as the register kernel.
+/// CROSSPOOL_GEMV_STAGED=0 (read once) or setGemvStagedEnabled(false) keeps
+/// the register kernel.
+bool gemvStagedEnabled();
+void setGemvStagedEnabled(bool on);
+
 /// Storage type of weights, activations and KV pages.
 enum class DType : int32_t { kF32 = 0, kBF16 = 1 };
 

@@ -46,6 +46,8 @@ template <typename T, typename TY> struct GemvSegs {
   int64_t out[kMaxSegs];
   int64_t begin[kMaxSegs];
   int n;
+  /// The weights are read once per step (ldWeight).
+  bool once;
 };
 
 /// The segment of block `bx`: its weight, bias, output, row count and the
@@ -106,7 +108,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, 2)
 #pragma unroll
     for (int tt = 0; tt < TB; ++tt)
       acc[tt] = 0.0f;
-    detail::warpDots<T, T, TB>(wr, xr, nt, in, VEC, acc);
+    detail::warpDots<T, T, TB>(wr, xr, nt, in, VEC, acc, segs.once);
 #pragma unroll
     for (int tt = 0; tt < TB; ++tt) {
       float s = detail::warpSum(acc[tt]);
@@ -146,6 +148,73 @@ void launchGemv(const T *x, const GemvSegs<T, TY> &segs, unsigned blocks,
                                     stream);
 }
 
+/// One token, bf16, `in` % 8 == 0, x and w 16-byte aligned (gemvKernel<bf16,
+/// TY, 1, true>'s case): the block's 8 weight rows (contiguous) are copied
+/// into shared memory by the TMA engine *before* the PDL wait. No kernel of a
+/// step writes weights, so the copies may run while the predecessor still
+/// does (the block resident beside it since the predecessor's trigger), and
+/// after the wait a warp reads only its row from shared memory and x. Each
+/// lane visits its 16-byte chunks in warpDots' order with the same fmaf
+/// sequence: gemvKernel's bits.
+template <typename TY>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    gemvStagedKernel(const bf16 *__restrict__ x, GemvSegs<bf16, TY> segs,
+                     int64_t in) {
+  extern __shared__ uint4 rowsSm[];
+  __shared__ __align__(8) uint64_t bar[kGemvWarps];
+  const bf16 *w, *bias;
+  TY *y;
+  int64_t out, r0;
+  pickSeg(segs, blockIdx.x, w, bias, y, out, r0);
+  const int rows = out - r0 < kGemvWarps ? int(out - r0) : kGemvWarps;
+  const int64_t chunks = in / 8;
+  if (threadIdx.x == 0) {
+    for (int r = 0; r < kGemvWarps; ++r)
+      detail::mbarInit(&bar[r], 1);
+    detail::fenceBarrierInit();
+    for (int r = 0; r < rows; ++r)
+      detail::bulkLoad(rowsSm + r * chunks, w + (r0 + r) * in,
+                       uint32_t(in * 2), &bar[r], segs.once);
+  }
+  __syncthreads();
+  detail::pdlEnter();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (warp >= rows)
+    return;
+  const int64_t o = r0 + warp;
+  const float b = bias ? toF(bias[o]) : 0.0f;
+  detail::mbarWait(&bar[warp], 0);
+  const uint4 *wr = rowsSm + warp * chunks;
+  float acc = 0.0f;
+  for (int64_t c = lane; c < chunks; c += 32) {
+    float wv[8], xv[8];
+    detail::unpack16<bf16>(wr[c], wv);
+    detail::loadVec<bf16, 8>(x + c * 8, xv);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      acc = fmaf(xv[j], wv[j], acc);
+  }
+  const float s = detail::warpSum(acc);
+  if (lane == 0)
+    y[o] = fromF<TY>(s + b);
+}
+
+/// Largest `in` gemvStagedKernel takes (8 rows of it in shared memory).
+constexpr int64_t kStagedMaxIn = 8192;
+
+template <typename TY>
+cudaError_t launchGemvStaged(const bf16 *x, const GemvSegs<bf16, TY> &segs,
+                             int64_t blocks, int64_t in, cudaStream_t stream) {
+  const cudaError_t attr = cudaFuncSetAttribute(
+      gemvStagedKernel<TY>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+      int(kGemvWarps * kStagedMaxIn * 2));
+  if (attr != cudaSuccess)
+    return attr;
+  return detail::launch(gemvStagedKernel<TY>, dim3(unsigned(blocks)),
+                        dim3(kGemvWarps * 32), size_t(kGemvWarps * in * 2),
+                        stream, x, segs, in);
+}
+
 /// y[t, o] = x[t] . w[o] + bias[o] for bf16 x, w; 8 rows o per block.
 template <typename TY, int W>
 __global__ void __launch_bounds__(W * 32)
@@ -167,7 +236,8 @@ __global__ void __launch_bounds__(W * 32)
     const bf16 *xh =
         m0 + g + 8 < numTokens ? x + (m0 + g + 8) * in + t * 16 : nullptr;
     float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
-    detail::tileDots<1, W, bf16>(xg, xh, wr, true, true, chunks, warp, c);
+    detail::tileDots<1, W, bf16>(xg, xh, wr, true, true, chunks, warp, c,
+                                 segs.once);
     detail::reduceTiles<1, W>(c, red);
     if (warp == 0)
 #pragma unroll
@@ -227,8 +297,20 @@ void launchGemvSegs(const void *x, const LinearSeg *segs, int n,
                     const BlockContext &ctx) {
   GemvSegs<T, TY> s;
   const int64_t blocks = makeSegs(segs, n, s);
+  s.once = streamHintEnabled();
   if constexpr (std::is_same_v<T, bf16>) {
+    bool staged = numTokens == 1 && gemvStagedEnabled() && in % 8 == 0 &&
+                  in <= kStagedMaxIn && detail::aligned16(x);
+    for (int i = 0; i < n; ++i)
+      staged = staged && detail::aligned16(segs[i].w);
+    if (staged) {
+      launchGemvStaged<TY>(static_cast<const bf16 *>(x), s, blocks, in,
+                           ctx.stream);
+      return;
+    }
     if (mma) {
+      // Neutral with the hint at 4 and 8 tokens (H100, docs/perf.md v9).
+      s.once = false;
       launchGemvMma<TY>(static_cast<const bf16 *>(x), s, blocks, numTokens, in,
                         ctx.numSms, ctx.stream);
       return;

@@ -19,6 +19,8 @@
 #ifndef CROSSPOOL_KERNELS_CUDA_MMA_CUH
 #define CROSSPOOL_KERNELS_CUDA_MMA_CUH
 
+#include "kernels/cuda/Common.cuh"
+
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -47,10 +49,12 @@ __device__ __forceinline__ uint32_t packBf16(float lo, float hi) {
   return *reinterpret_cast<uint32_t *>(&v);
 }
 
-/// 8 bf16 at `p` (16-byte aligned when `al`, else any 2-byte alignment).
-__device__ __forceinline__ uint4 ld8(const __nv_bfloat16 *p, bool al) {
+/// 8 bf16 at `p` (16-byte aligned when `al`, else any 2-byte alignment);
+/// `once`: read once per step (ldWeight).
+__device__ __forceinline__ uint4 ld8(const __nv_bfloat16 *p, bool al,
+                                     bool once = false) {
   if (al)
-    return __ldg(reinterpret_cast<const uint4 *>(p));
+    return ldWeight(reinterpret_cast<const uint4 *>(p), once);
   const unsigned short *s = reinterpret_cast<const unsigned short *>(p);
   uint32_t w[4];
 #pragma unroll
@@ -91,11 +95,13 @@ namespace crosspool::kernels::cuda::detail {
 /// loads elements [16t, 16t + 16) of each chunk (two 16-byte loads), so a
 /// row's four lanes cover a whole 128-byte line at once; mma step s takes its
 /// words 2s, 2s + 1 (a permutation of k shared by both operands). All loads
-/// of a batch of U chunks are issued before the first mma.
+/// of a batch of U chunks are issued before the first mma. `once`: the
+/// weights are read once per step (ldWeight).
 template <int NW, int W, typename TX>
 __device__ __forceinline__ void
 tileDots(const TX *xg, const TX *xh, const __nv_bfloat16 *const (&w)[NW],
-         bool wal, bool xal, int chunks, int warp, float (&c)[NW][4]) {
+         bool wal, bool xal, int chunks, int warp, float (&c)[NW][4],
+         bool once = false) {
   constexpr int U = NW == 1 ? 4 : 2;
   const uint4 z = make_uint4(0, 0, 0, 0);
   for (int base = warp; base < chunks; base += W * U) {
@@ -109,7 +115,7 @@ tileDots(const TX *xg, const TX *xh, const __nv_bfloat16 *const (&w)[NW],
 #pragma unroll
         for (int i = 0; i < NW; ++i)
           wv[i][u][h] =
-              ok && w[i] ? ld8(w[i] + int64_t(ch) * 64 + 8 * h, wal) : z;
+              ok && w[i] ? ld8(w[i] + int64_t(ch) * 64 + 8 * h, wal, once) : z;
         xa[u][h] = ok && xg ? ld8(xg + int64_t(ch) * 64 + 8 * h, xal) : z;
         xb[u][h] = ok && xh ? ld8(xh + int64_t(ch) * 64 + 8 * h, xal) : z;
       }

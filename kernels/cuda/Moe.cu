@@ -415,6 +415,8 @@ struct GroupArgs {
   /// written by routeFusedKernel, instead of the numActive -> activeList ->
   /// experts/counts/offsets chain (one dependent load instead of three).
   const SlotDesc *slots = nullptr;
+  /// Expert weights are read once per step (ldWeight).
+  bool once = false;
 };
 
 __device__ __forceinline__ bool groupOf(const GroupArgs &g, int slot,
@@ -478,8 +480,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 #pragma unroll
     for (int tt = 0; tt < TB; ++tt)
       ag[tt] = au[tt] = 0.0f;
-    warpDots<T, T, TB>(gw, xr, nt, H, vec, ag);
-    warpDots<T, T, TB>(uw, xr, nt, H, vec, au);
+    warpDots<T, T, TB>(gw, xr, nt, H, vec, ag, g.once);
+    warpDots<T, T, TB>(uw, xr, nt, H, vec, au, g.once);
 #pragma unroll
     for (int tt = 0; tt < TB; ++tt) {
       float gs = detail::warpSum(ag[tt]), us = detail::warpSum(au[tt]);
@@ -514,7 +516,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2)
 #pragma unroll
     for (int tt = 0; tt < TB; ++tt)
       acc[tt] = 0.0f;
-    warpDots<T, float, TB>(dw, xr, nt, I, vec, acc);
+    warpDots<T, float, TB>(dw, xr, nt, I, vec, acc, g.once);
 #pragma unroll
     for (int tt = 0; tt < TB; ++tt) {
       float s = detail::warpSum(acc[tt]);
@@ -576,7 +578,8 @@ __global__ void __launch_bounds__(W * 32, HALF ? 768 / (W * 32) : 1)
                          ? x + (flatRow(g, base, m0 + gq + 8) / K) * H + t * 16
                          : nullptr;
     float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-    detail::tileDots<2, W, bf16>(xg, xh, wr, wal, true, int(H / 64), warp, c);
+    detail::tileDots<2, W, bf16>(xg, xh, wr, wal, true, int(H / 64), warp, c,
+                                 g.once);
     detail::reduceTiles<2, W>(c, red);
     if (warp == 0)
 #pragma unroll
@@ -624,7 +627,8 @@ __global__ void __launch_bounds__(W * 32)
     const float *xh =
         m0 + gq + 8 < n ? hbuf + (base + m0 + gq + 8) * I + t * 16 : nullptr;
     float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
-    detail::tileDots<1, W, float>(xg, xh, wr, wal, xal, int(I / 64), warp, c);
+    detail::tileDots<1, W, float>(xg, xh, wr, wal, xal, int(I / 64), warp, c,
+                                  g.once);
     detail::reduceTiles<1, W>(c, red);
     if (warp == 0)
 #pragma unroll
@@ -913,6 +917,8 @@ struct DownCombineArgs {
   int32_t T, K;
   /// Prefetch the block's down rows before the PDL wait (early prefetch).
   bool early;
+  /// Down weights are read once per step (ldWeight).
+  bool once;
 };
 
 /// Before the PDL wait: rows [r0, r0 + 8) of every pair's down matrix into
@@ -973,7 +979,7 @@ __global__ void __launch_bounds__(W * 32)
         dw && gq == 0 ? a.hbuf + int64_t(d.pos) * a.I + t * 16 : nullptr;
     float c[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
     detail::tileDots<1, 1, float>(xg, nullptr, wr, al16(dw), xal, int(a.I / 64),
-                                  0, c);
+                                  0, c, a.once);
     if (gq == 0) { // C row 0 (the pair's activation), columns 2t, 2t + 1
       part[p][2 * t] = c[0][0];
       part[p][2 * t + 1] = c[0][1];
@@ -1041,7 +1047,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       const float *xr[1] = {a.hbuf + int64_t(d.pos) * a.I};
       const bool vec = a.I % Vec16<T>::kN == 0 && al16(dw) && al16(xr[0]);
       float s[1] = {0.0f};
-      warpDots<T, float, 1>(dw, xr, 1, a.I, vec, s);
+      warpDots<T, float, 1>(dw, xr, 1, a.I, vec, s, a.once);
       // Rounded product, then the add (no contraction): the same bits
       // whichever warp adds the term.
       const float term = __fmul_rn(detail::warpSum(s[0]), d.w);
@@ -1320,6 +1326,8 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
   // layer on an H100 (MoE T=1 48.0 -> 45.9 us); from two tokens on the
   // tiles win (T=4: 130.6 vs 148.2 us; docs/perf.md v7).
   const bool tiles = mma && Tn > 1;
+  // The tiles at 2-4 tokens lost 0.5 % with the hint (B4, H100).
+  g.once = !tiles && streamHintEnabled();
   CP_CUDA_RETURN_IF_ERROR(
       launchGateUp<T>(x, H, I, g, s.hbuf, slots, tiles, st));
   if (hasShared)
@@ -1335,6 +1343,7 @@ absl::Status runMoeFused(const T *x, int64_t Tn, const MoeWeights &w,
   da.T = int32_t(Tn);
   da.K = int32_t(K);
   da.early = pdlEnabled() && earlyPrefetchEnabled();
+  da.once = g.once;
   bool downMma = false;
   if constexpr (std::is_same_v<T, bf16>)
     downMma = tiles && I % 64 == 0;
@@ -1790,6 +1799,7 @@ absl::Status runMoe(const T *x, int64_t Tn, const MoeWeights &w,
   GroupArgs g{w.experts,    ExpertPtrs{}, s.numActive,
               s.activeList, s.offsets,    s.counts,
               s.rowsOf,     int32_t(K),   Tn};
+  g.once = streamHintEnabled();
   const unsigned slots = unsigned(std::min<int64_t>(E, Tn * K));
   CP_RETURN_IF_ERROR(
       launchExperts<T>(x, H, I, g, s.hbuf, s.wts, s.outbuf, slots, mma, st));

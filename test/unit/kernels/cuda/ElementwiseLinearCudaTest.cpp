@@ -431,6 +431,88 @@ TEST_P(LinearCudaTest, GemvAfterCublasAndAfterCopy) {
   cudaStreamDestroy(stream);
 }
 
+// One token in bf16: the staged kernel (weight rows copied to shared
+// memory before the PDL wait) and the evict-first weight loads give the
+// register kernel's bytes, for rows that do not fill the last block, a
+// bias, an fp32 output (lm_head), three weights in one launch, and an `in`
+// too wide to stage (the register kernel either way); and match the CPU.
+TEST_P(LinearCudaTest, StagedGemvSameBitsAsRegisterKernel) {
+  if (GetParam().dt != DType::kBF16 || GetParam().algo != LinearAlgo::kGemv)
+    GTEST_SKIP() << "one-token bf16 GEMV only";
+  const DType dt = DType::kBF16;
+  BlockContext ctx;
+  ctx.blas = blas_;
+  struct Shape {
+    int64_t in, out;
+    bool bias;
+  };
+  auto run = [&](bool staged, const DeviceBuffer &dx,
+                 const std::vector<DeviceBuffer> &dw, const DeviceBuffer &db,
+                 const std::vector<int64_t> &outs, int64_t in, bool bias,
+                 bool floatOut) {
+    setGemvStagedEnabled(staged);
+    setStreamHintEnabled(staged);
+    std::vector<DeviceBuffer> ys;
+    std::vector<LinearSeg> segs;
+    for (size_t i = 0; i < outs.size(); ++i) {
+      ys.emplace_back(outs[i] * (floatOut ? 4 : 2));
+      ys.back().poison();
+      segs.push_back({dw[i].get(), bias ? db.get() : nullptr, outs[i],
+                      ys.back().get()});
+    }
+    const absl::Status st =
+        floatOut ? lmHead(dx.get(), dw[0].get(), 1, in, outs[0],
+                          ys[0].as<float>(), dt, ctx, LinearAlgo::kGemv)
+                 : linearMulti(dx.get(), 1, in, segs.data(), int(segs.size()),
+                               dt, ctx, LinearAlgo::kGemv);
+    EXPECT_TRUE(st.ok()) << st;
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<std::vector<float>> out;
+    for (size_t i = 0; i < outs.size(); ++i)
+      out.push_back(
+          download(ys[i].get(), outs[i], floatOut ? DType::kF32 : dt));
+    return out;
+  };
+  for (Shape s : {Shape{4096, 100, true}, Shape{2048, 384, false},
+                  Shape{8192, 16, true}, Shape{8200, 24, false},
+                  Shape{520, 9, true}})
+    for (bool floatOut : {false, true}) {
+      const uint32_t seed = uint32_t(s.in * 31 + s.out);
+      std::vector<float> x = storageRound(randomVec(s.in, seed), dt);
+      std::vector<float> w =
+          storageRound(randomVec(s.out * s.in, seed + 1, 0.1f), dt);
+      std::vector<float> b = storageRound(randomVec(s.out, seed + 2), dt);
+      DeviceBuffer dx = upload(x, dt), db = upload(b, dt);
+      std::vector<DeviceBuffer> dw;
+      dw.push_back(upload(w, dt));
+      const bool bias = s.bias && !floatOut;
+      auto a = run(true, dx, dw, db, {s.out}, s.in, bias, floatOut);
+      auto r = run(false, dx, dw, db, {s.out}, s.in, bias, floatOut);
+      EXPECT_EQ(a, r) << "in=" << s.in << " out=" << s.out
+                      << " floatOut=" << floatOut;
+      std::vector<float> ref(s.out);
+      cpu::linear(x.data(), w.data(), bias ? b.data() : nullptr, 1, s.in,
+                  s.out, ref.data());
+      EXPECT_LE(relErr(a[0], ref),
+                floatOut ? 1e-4 : tolerance(dt))
+          << "in=" << s.in << " out=" << s.out;
+    }
+  // q/k/v: three weights, one launch.
+  const int64_t in = 2048;
+  const std::vector<int64_t> outs = {384, 64, 76};
+  std::vector<float> x = storageRound(randomVec(in, 77), dt);
+  DeviceBuffer dx = upload(x, dt);
+  std::vector<DeviceBuffer> dw;
+  for (int i = 0; i < 3; ++i)
+    dw.push_back(
+        upload(storageRound(randomVec(outs[i] * in, 78 + i, 0.1f), dt), dt));
+  DeviceBuffer none(16);
+  EXPECT_EQ(run(true, dx, dw, none, outs, in, false, false),
+            run(false, dx, dw, none, outs, in, false, false));
+  setGemvStagedEnabled(true);
+  setStreamHintEnabled(true);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Modes, LinearCudaTest,
     ::testing::Values(LinearCase{DType::kF32, LinearAlgo::kGemv},

@@ -164,21 +164,28 @@ protected:
       ASSERT_TRUE(std::isfinite(v)) << "unwritten output";
     EXPECT_LE(relErr(g2, r2), tolerance(GetParam()));
 
-    // On the fused path (T <= 4), the other down/combine layout (two warps
-    // a row or one) gives the same bits.
-    if (fused && T <= 4) {
-      const bool split = downSplitEnabled();
-      setDownSplitEnabled(!split);
-      DeviceBuffer y2(T * c.H * dtypeBytes(dt));
-      y2.poison();
-      CP_ASSERT_OK(moe(dx.get(), T, w, p, y2.get(), dt, ctx, nullptr));
-      CP_ASSERT_SYNC();
-      setDownSplitEnabled(split);
-      std::vector<uint8_t> b1(T * c.H * dtypeBytes(dt)), b2(b1.size());
-      cudaMemcpy(b1.data(), y.get(), b1.size(), cudaMemcpyDeviceToHost);
-      cudaMemcpy(b2.data(), y2.get(), b2.size(), cudaMemcpyDeviceToHost);
-      EXPECT_EQ(b1, b2) << "split " << split << " vs " << !split;
-    }
+    // On the fused path (T <= 4), the other down/combine layout (one warp a
+    // row instead of two, or back) and plain loads instead of the
+    // evict-first hints (or back) give the same bits.
+    if (fused && T <= 4)
+      for (int alt = 0; alt < 2; ++alt) {
+        const bool split = downSplitEnabled(), hint = streamHintEnabled();
+        if (alt == 0)
+          setDownSplitEnabled(!split);
+        else
+          setStreamHintEnabled(!hint);
+        DeviceBuffer y2(T * c.H * dtypeBytes(dt));
+        y2.poison();
+        CP_ASSERT_OK(moe(dx.get(), T, w, p, y2.get(), dt, ctx, nullptr));
+        CP_ASSERT_SYNC();
+        setDownSplitEnabled(split);
+        setStreamHintEnabled(hint);
+        std::vector<uint8_t> b1(T * c.H * dtypeBytes(dt)), b2(b1.size());
+        cudaMemcpy(b1.data(), y.get(), b1.size(), cudaMemcpyDeviceToHost);
+        cudaMemcpy(b2.data(), y2.get(), b2.size(), cudaMemcpyDeviceToHost);
+        EXPECT_EQ(b1, b2) << (alt == 0 ? "split " : "hint ")
+                          << (alt == 0 ? split : hint);
+      }
 
     // The router alone, with its weights.
     DeviceBuffer i2(T * c.K * 4), w2(T * c.K * 4);
