@@ -1512,4 +1512,8 @@ absl::Status attention(const void *x, int64_t T, const AttentionWeights &w,
   return linear(hb, w.o, w.oBias, T, qDim, H, out, dt, ctx);
 }
 
+#ifdef CROSSPOOL_TRACE
+CROSSPOOL_TRACE_TU(Attention)
+#endif
+
 } // namespace crosspool::kernels::cuda

@@ -53,9 +53,68 @@ using bf16 = __nv_bfloat16;
 // before the wait only with loads that go to L2 (ldcgEarly; L1 is not
 // coherent) and only where the direct predecessor cannot write it.
 
+#ifdef CROSSPOOL_TRACE
+// Kernel timeline (a build with -DCROSSPOOL_TRACE, for profiling only):
+// thread 0 of every block records its grid, SM and the global timer before
+// and after its PDL wait. Each translation unit has its own copy of these
+// pointers (no relocatable device code); kernels::cuda::traceAttach sets
+// them all.
+struct TraceRec {
+  unsigned long long grid, tBefore, tAfter;
+  unsigned block, sm;
+};
+static __device__ TraceRec *gTrace;
+static __device__ unsigned *gTraceN;
+static __device__ unsigned gTraceCap;
+#define CROSSPOOL_TRACE_TU(NAME)                                               \
+  void traceAttach##NAME(void *buf, unsigned *n, unsigned cap) {               \
+    detail::TraceRec *b = static_cast<detail::TraceRec *>(buf);                \
+    cudaMemcpyToSymbol(detail::gTrace, &b, sizeof(b));                         \
+    cudaMemcpyToSymbol(detail::gTraceN, &n, sizeof(n));                        \
+    cudaMemcpyToSymbol(detail::gTraceCap, &cap, sizeof(cap));                  \
+  }
+#endif
+
+/// Profiling builds: thread 0 of the block records point `id` (< 128) of
+/// its kernel (block field 0x80000000 | id << 24 | block); else nothing.
+__device__ __forceinline__ void traceMark(unsigned id) {
+#if defined(CROSSPOOL_TRACE) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (threadIdx.x == 0 && threadIdx.y == 0 && gTrace) {
+    unsigned long long t, grid;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    asm volatile("mov.u64 %0, %%gridid;" : "=l"(grid));
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    const unsigned i = atomicAdd(gTraceN, 1u);
+    const unsigned b =
+        blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    if (i < gTraceCap)
+      gTrace[i] = TraceRec{grid, t, t, 0x80000000u | (id << 24) | b, sm};
+  }
+#endif
+}
+
 __device__ __forceinline__ void pdlWait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#ifdef CROSSPOOL_TRACE
+  unsigned long long t0, t1, grid;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+#endif
   asm volatile("griddepcontrol.wait;" ::: "memory");
+#ifdef CROSSPOOL_TRACE
+  if (threadIdx.x == 0 && threadIdx.y == 0 && gTrace) {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t1));
+    asm volatile("mov.u64 %0, %%gridid;" : "=l"(grid));
+    unsigned sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    const unsigned i = atomicAdd(gTraceN, 1u);
+    if (i < gTraceCap)
+      gTrace[i] = TraceRec{grid, t0, t1,
+                           blockIdx.x + gridDim.x * (blockIdx.y +
+                                                     gridDim.y * blockIdx.z),
+                           sm};
+  }
+#endif
 #endif
 }
 

@@ -482,4 +482,17 @@ absl::Status streamRead(const void *p, int64_t bytes, int64_t blocks,
   return absl::OkStatus();
 }
 
+#ifdef CROSSPOOL_TRACE
+CROSSPOOL_TRACE_TU(Elementwise)
+void traceAttachAttention(void *, unsigned *, unsigned);
+void traceAttachLinear(void *, unsigned *, unsigned);
+void traceAttachMoe(void *, unsigned *, unsigned);
+void traceAttach(void *buf, unsigned *n, unsigned cap) {
+  traceAttachAttention(buf, n, cap);
+  traceAttachLinear(buf, n, cap);
+  traceAttachMoe(buf, n, cap);
+  traceAttachElementwise(buf, n, cap);
+}
+#endif
+
 } // namespace crosspool::kernels::cuda

@@ -149,6 +149,13 @@ void setStreamHintEnabled(bool on);
 bool gemvStagedEnabled();
 void setGemvStagedEnabled(bool on);
 
+#ifdef CROSSPOOL_TRACE
+/// Profiling builds only (Common.cuh): every block's PDL wait appends a
+/// record {grid id, t before, t after (globaltimer ns), block, SM} to `buf`
+/// (`cap` records of 32 bytes) at index atomicAdd(n, 1); null stops.
+void traceAttach(void *buf, unsigned *n, unsigned cap);
+#endif
+
 /// Storage type of weights, activations and KV pages.
 enum class DType : int32_t { kF32 = 0, kBF16 = 1 };
 

@@ -451,4 +451,8 @@ absl::Status lmHead(const void *h, const void *w, int64_t T, int64_t H,
                     algo);
 }
 
+#ifdef CROSSPOOL_TRACE
+CROSSPOOL_TRACE_TU(Linear)
+#endif
+
 } // namespace crosspool::kernels::cuda

@@ -175,45 +175,36 @@ __device__ void softmaxTopK(float *probs, int32_t *taken, int32_t E, int32_t K,
 
 /// softmaxTopK for one row by a whole block (blockDim.x threads, every one
 /// calling it): the E double exps in parallel (stored in `dx`, E doubles),
-/// summed by warp 0 in softmaxTopK's order, and the top K by rank (an
-/// element's rank is how many others have a higher probability, or an equal
-/// one at a lower index: the order softmaxTopK's repeated argmax picks in).
-/// The same bits as softmaxTopK; a row with a NaN takes softmaxTopK itself
-/// (on warp 0, from `logits`, the row before the softmax). One warp doing it
-/// all was ~7 us of every Qwen3 layer's routing at T = 1 (eight double exps
-/// per lane, then eight dependent argmax rounds).
+/// summed in softmaxTopK's order, and the top K by rank (an element's rank is
+/// how many others have a higher probability, or an equal one at a lower
+/// index: the order softmaxTopK's repeated argmax picks in). The same bits
+/// as softmaxTopK; a row with a NaN takes softmaxTopK itself (on warp 0,
+/// from `logits`, the row before the softmax). One warp doing it all was
+/// ~7 us of every Qwen3 layer's routing at T = 1 (eight double exps per
+/// lane, then eight dependent argmax rounds). Every warp finds the maximum
+/// and the sum itself (each in one fixed order, so all get the same bits),
+/// which saves two broadcast barriers, and with 2E <= blockDim.x two threads
+/// share an element's comparisons (the kernel timeline had the rank loop at
+/// 2.5 of this function's 4.4 us on an H100, docs/perf.md v9).
 __device__ void softmaxTopKBlock(const float *logits, float *probs,
                                  int32_t *taken, double *dx, int32_t E,
                                  int32_t K, bool norm, int32_t *idxOut,
                                  float *wtsOut, float *scratch) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   int32_t *nanFlag = reinterpret_cast<int32_t *>(scratch + 1);
-  if (warp == 0) {
-    float mx = -INFINITY;
-    for (int e = lane; e < E; e += 32)
-      mx = fmaxf(mx, probs[e]);
-    mx = detail::warpMax(mx);
-    if (lane == 0) {
-      scratch[0] = mx;
-      *nanFlag = 0;
-    }
-  }
-  __syncthreads();
-  const float mx = scratch[0];
+  float mx = -INFINITY;
+  for (int e = lane; e < E; e += 32)
+    mx = fmaxf(mx, probs[e]);
+  mx = detail::warpMax(mx);
+  if (tid == 0)
+    *nanFlag = 0;
   for (int e = tid; e < E; e += blockDim.x)
     dx[e] = exp(double(probs[e]) - double(mx));
   __syncthreads();
-  __shared__ double sumShared;
-  if (warp == 0) {
-    double sum = 0;
-    for (int e = lane; e < E; e += 32)
-      sum += dx[e];
-    sum = detail::warpSumD(sum);
-    if (lane == 0)
-      sumShared = sum;
-  }
-  __syncthreads();
-  const double sum = sumShared;
+  double sum = 0;
+  for (int e = lane; e < E; e += 32)
+    sum += dx[e];
+  sum = detail::warpSumD(sum);
   for (int e = tid; e < E; e += blockDim.x) {
     const float pe = float(dx[e] / sum);
     probs[e] = pe;
@@ -233,39 +224,60 @@ __device__ void softmaxTopKBlock(const float *logits, float *probs,
     __syncthreads();
     return;
   }
-  const bool e4 = E % 4 == 0; // probs is 16-byte aligned (smem base)
-  for (int e = tid; e < E; e += blockDim.x) {
-    const float pe = probs[e];
+  // Comparisons of element e against j in [j0, j1), float4 at a time when
+  // the bounds allow (probs is 16-byte aligned: the shared memory base).
+  auto countAbove = [&](int e, float pe, int j0, int j1) {
     int rank = 0;
-    if (e4) {
+    if (j0 % 4 == 0 && j1 % 4 == 0) {
       const float4 *p4 = reinterpret_cast<const float4 *>(probs);
 #pragma unroll 8
-      for (int j4 = 0; j4 < E / 4; ++j4) {
+      for (int j4 = j0 / 4; j4 < j1 / 4; ++j4) {
         const float4 v = p4[j4];
         const int j = 4 * j4;
-        rank += (v.x > pe || (v.x == pe && j < e)) +
-                (v.y > pe || (v.y == pe && j + 1 < e)) +
-                (v.z > pe || (v.z == pe && j + 2 < e)) +
-                (v.w > pe || (v.w == pe && j + 3 < e));
+        // Bitwise, not short-circuit: no branches in the loop.
+        rank += int(v.x > pe) | (int(v.x == pe) & int(j < e));
+        rank += int(v.y > pe) | (int(v.y == pe) & int(j + 1 < e));
+        rank += int(v.z > pe) | (int(v.z == pe) & int(j + 2 < e));
+        rank += int(v.w > pe) | (int(v.w == pe) & int(j + 3 < e));
       }
     } else {
-      for (int j = 0; j < E; ++j) {
+      for (int j = j0; j < j1; ++j) {
         const float pj = probs[j];
-        rank += pj > pe || (pj == pe && j < e);
+        rank += int(pj > pe) | (int(pj == pe) & int(j < e));
       }
     }
-    if (rank < K) {
+    return rank;
+  };
+  if (2 * E <= int(blockDim.x) && E % 8 == 0) {
+    // Lanes l and l ^ 16 of a warp share element warp * 16 + (l & 15).
+    const int e = warp * 16 + (lane & 15), half = lane >> 4;
+    const float pe = e < E ? probs[e] : 0.0f;
+    int rank = e < E ? countAbove(e, pe, half * (E / 2), (half + 1) * (E / 2))
+                     : 0;
+    rank += __shfl_xor_sync(0xffffffffu, rank, 16);
+    if (e < E && half == 0 && rank < K) {
       idxOut[rank] = e;
       wtsOut[rank] = pe;
     }
+  } else {
+    for (int e = tid; e < E; e += blockDim.x) {
+      const float pe = probs[e];
+      const int rank = countAbove(e, pe, 0, E);
+      if (rank < K) {
+        idxOut[rank] = e;
+        wtsOut[rank] = pe;
+      }
+    }
   }
   __syncthreads();
-  if (norm && tid == 0) {
+  if (norm) {
     float total = 0.0f;
-    for (int k = 0; k < K; ++k) // softmaxTopK's order
+    for (int k = 0; k < K; ++k) // softmaxTopK's order, in every thread
       total += wtsOut[k];
-    for (int k = 0; k < K; ++k)
-      wtsOut[k] = wtsOut[k] / total;
+    const float mine = tid < K ? wtsOut[tid] : 0.0f;
+    __syncthreads();
+    if (tid < K)
+      wtsOut[tid] = mine / total;
   }
   __syncthreads();
 }
@@ -747,6 +759,14 @@ __global__ void __launch_bounds__(kFusedThreads)
   // Only a prefetch before the wait: a hint is correct even if the weights
   // were written by a kernel that has not completed yet.
   detail::prefetchL2(row, H * int64_t(sizeof(TX)));
+  // The expert table (copied in once at load; no kernel writes it) goes to
+  // shared memory before the wait, in every block, since any may be the
+  // last: read by the last block after the handshake, this load took ~5 us
+  // of its critical path per layer (H100 kernel timeline, docs/perf.md v9).
+  ExpertPtrs *sEx = reinterpret_cast<ExpertPtrs *>(
+      fsm + routeFusedExpertsOffset(a.T, a.E, a.K));
+  for (int e = tid; e < a.E; e += kFusedThreads)
+    sEx[e] = a.experts[e];
   detail::pdlEnter();
 
   float acc[kFusedMaxT];
@@ -791,17 +811,33 @@ __global__ void __launch_bounds__(kFusedThreads)
       a.logits[tid * a.E + b] = v;
     else
       a.gateLogit[tid] = v;
-    __threadfence(); // the logit is visible before the counter moves
+    // Visible before the counter moves (at one row thread 0 wrote it, and
+    // its release below orders it).
+    if (a.T > 1)
+      __threadfence();
   }
   __syncthreads();
   if (tid == 0) {
-    const unsigned prev = atomicInc(&gRouteCounters[a.counter], gridDim.x - 1);
+    unsigned prev;
+    if (a.T == 1) {
+      // acq_rel: releases this block's logit, and the last block acquires
+      // every other block's (its threads read them after the barrier). The
+      // two full fences around a plain atomic below cost ~1 us of the
+      // one-token route's critical path (H100 kernel timeline).
+      asm volatile("atom.acq_rel.gpu.global.inc.u32 %0, [%1], %2;"
+                   : "=r"(prev)
+                   : "l"(&gRouteCounters[a.counter]), "r"(gridDim.x - 1)
+                   : "memory");
+    } else {
+      prev = atomicInc(&gRouteCounters[a.counter], gridDim.x - 1);
+    }
     amLast = prev == gridDim.x - 1;
   }
   __syncthreads();
   if (!amLast)
     return;
-  __threadfence();
+  if (a.T > 1)
+    __threadfence();
 
   // The last block: routing, grouping, pair list.
   const int E = a.E, K = a.K, T = a.T, n = T * K;
@@ -810,12 +846,6 @@ __global__ void __launch_bounds__(kFusedThreads)
   int32_t *sc = taken + T * E, *so = sc + E, *sAct = so + E;   // E each
   int32_t *sIdx = sAct + E, *sPos = sIdx + n;                  // n each
   float *sW = reinterpret_cast<float *>(sPos + n);             // n
-  ExpertPtrs *sEx = reinterpret_cast<ExpertPtrs *>(
-      fsm + routeFusedExpertsOffset(T, E, K)); // E
-  // The expert table (written once at load) comes in with the logits, so
-  // the descriptors below need no dependent global load of their own.
-  for (int e = tid; e < E; e += kFusedThreads)
-    sEx[e] = a.experts[e];
   for (int i = tid; i < T * E; i += kFusedThreads) {
     probs[i] = __ldcg(a.logits + i);
     taken[i] = 0;
@@ -1901,5 +1931,9 @@ absl::Status moe(const void *x, int64_t T, const MoeWeights &w,
   return runMoe(static_cast<const bf16 *>(x), T, w, p, static_cast<bf16 *>(y),
                 dt, ctx, routedIndices);
 }
+
+#ifdef CROSSPOOL_TRACE
+CROSSPOOL_TRACE_TU(Moe)
+#endif
 
 } // namespace crosspool::kernels::cuda

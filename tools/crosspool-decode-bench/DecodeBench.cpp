@@ -398,6 +398,40 @@ Result runPoint(const Model &m, int B, int C, void *kvPool, int64_t kvPages,
   r.graphMs = r.graphOk
                   ? medianMs([&] { DB_CHECK(cudaGraphLaunch(exec, gStream)); })
                   : r.eagerMs;
+#ifdef CROSSPOOL_TRACE
+  // One replay with every block's PDL wait timed (Common.cuh), as CSV.
+  if (const char *out = std::getenv("CROSSPOOL_TRACE_OUT"); out && r.graphOk) {
+    const unsigned cap = 1u << 20;
+    void *buf = deviceAlloc(size_t(cap) * 32);
+    unsigned *n = static_cast<unsigned *>(deviceAlloc(4));
+    DB_CHECK(cudaMemset(n, 0, 4));
+    cudak::traceAttach(buf, n, cap);
+    DB_CHECK(cudaGraphLaunch(exec, gStream));
+    DB_CHECK(cudaStreamSynchronize(gStream));
+    DB_CHECK(cudaMemset(n, 0, 4));
+    DB_CHECK(cudaGraphLaunch(exec, gStream));
+    DB_CHECK(cudaStreamSynchronize(gStream));
+    cudak::traceAttach(nullptr, nullptr, 0);
+    unsigned count = 0;
+    DB_CHECK(cudaMemcpy(&count, n, 4, cudaMemcpyDeviceToHost));
+    count = std::min(count, cap);
+    std::vector<unsigned long long> recs(size_t(count) * 4);
+    DB_CHECK(cudaMemcpy(recs.data(), buf, size_t(count) * 32,
+                        cudaMemcpyDeviceToHost));
+    const std::string path =
+        std::string(out) + "-" + s.name + "-B" + std::to_string(B) + "-C" +
+        std::to_string(C) + ".csv";
+    if (FILE *f = std::fopen(path.c_str(), "w")) {
+      std::fprintf(f, "grid,t_before,t_after,block,sm\n");
+      for (unsigned i = 0; i < count; ++i) {
+        const unsigned long long *q = &recs[size_t(i) * 4];
+        std::fprintf(f, "%llu,%llu,%llu,%llu,%llu\n", q[0], q[1], q[2],
+                     q[3] & 0xffffffffull, q[3] >> 32);
+      }
+      std::fclose(f);
+    }
+  }
+#endif
   if (exec)
     cudaGraphExecDestroy(exec);
   if (graph)
