@@ -1336,9 +1336,12 @@ AttendConfig chooseAttendConfig(int64_t T, const AttentionParams &p,
   // Blocks per SM: measured on an H100 (docs/perf.md), four help long
   // contexts over two (ctx 32K, T=8: 258 -> 225 us; T=1: 51 -> 45 us, the
   // splits merged in parallel by attendReduceKernel), while at ctx 1K, T=8
-  // the extra 64-position splits cost more than they hide (15 -> 23 us).
+  // the extra 64-position splits cost more than they hide (15 -> 23 us);
+  // below 4K one block per SM beats two (v9, decode steps: OLMoE B1/1K
+  // 1.415 -> 1.376 ms with 8 splits of 128 positions instead of 16 of 64,
+  // Qwen3-30B-A3B B4 8.58 -> 8.55, Qwen3 B1 unchanged: 16 splits either way).
   int64_t ctx = std::max(1, maxContext);
-  int64_t want = (ctx >= 4096 ? 4 : 2) * int64_t(std::max(1, numSms));
+  int64_t want = (ctx >= 4096 ? 4 : 1) * int64_t(std::max(1, numSms));
   if (blocks < want && ctx > 64) {
     int64_t splits = (want + blocks - 1) / blocks;
     // 64 positions keep a short context's splits worth a block (4 warps x
