@@ -73,15 +73,19 @@ struct KvDev {
 };
 
 /// Byte offset of the K row of position `pos` of sequence `seq` for KV head
-/// 0, or -1 when the page is unmapped or beyond the table.
+/// 0, or -1 when the page is unmapped or beyond the table. `viaL2`: the
+/// table entry is read through L2 (__ldcg), for lookups before the PDL wait
+/// (the table is stored before the step's first kernel, Common.cuh).
 __device__ __forceinline__ int64_t kvRowOffset(const KvDev &kv, int32_t seq,
-                                               int32_t pos, int64_t rowBytes) {
+                                               int32_t pos, int64_t rowBytes,
+                                               bool viaL2 = false) {
   if (seq < 0 || seq >= kv.numSeqs || pos < 0)
     return -1;
   int32_t pi = pos / kv.tpp;
   if (pi >= kv.maxPages)
     return -1;
-  int32_t id = kv.pageTable[int64_t(seq) * kv.maxPages + pi];
+  const int32_t *entry = kv.pageTable + int64_t(seq) * kv.maxPages + pi;
+  int32_t id = viaL2 ? __ldcg(entry) : *entry;
   if (id < 0)
     return -1;
   return int64_t(id) * kv.stride + int64_t(pos % kv.tpp) * rowBytes;
@@ -235,25 +239,46 @@ __global__ void __launch_bounds__(FULL ? 1024 : 128)
     qkHeadKernel(T *q, const T *__restrict__ k, const T *__restrict__ v,
                  const T *__restrict__ qNorm, const T *__restrict__ kNorm,
                  int64_t numRows, QkArgs a, RopeTable rope) {
-  detail::pdlEnter();
   const int lane = threadIdx.x & 31;
   const int heads = a.nh + a.nkv;
   const int64_t gw =
       int64_t(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  if (!FULL && gw >= numRows * heads)
-    return;
+  const bool active = FULL || gw < numRows * heads;
   const int64_t t = gw / heads;
   const int hh = int(gw % heads), kh = hh - a.nh;
   const bool isQ = hh < a.nh;
   constexpr int hd = NJ * 32;
   const int64_t qDim = int64_t(a.nh) * hd, kvDim = int64_t(a.nkv) * hd;
+  // Before the wait, off the critical path: the row's position and the KV
+  // page lookup (stored before the step's first kernel, read through L2;
+  // Common.cuh) and the RoPE cos / sin of this lane's pairs. The q/k/v
+  // projection, the direct predecessor, writes none of them.
+  constexpr int NP = NJ == 1 ? 1 : NJ / 2; // RoPE pairs per lane
+  float rc[NP], rs[NP];
+  int32_t pos = 0;
+  int64_t off = -1;
+  if (active) {
+    pos = __ldcg(a.rowPos + t);
+#pragma unroll
+    for (int j = 0; j < NP; ++j) {
+      const float angle =
+          rope.invFreq[NJ == 1 ? (lane & 15) : lane + 32 * j] * float(pos);
+      rc[j] = float(cos(double(angle)));
+      rs[j] = float(sin(double(angle)));
+    }
+    if (!isQ)
+      off = kvRowOffset(a.kv, __ldcg(a.rowSeq + t), pos,
+                        kvDim * int64_t(sizeof(T)), /*viaL2=*/true);
+  }
+  detail::pdlEnter();
+  if (!active)
+    return;
   T *qr = q + t * qDim + int64_t(hh) * hd;
   const T *src = isQ ? qr : k + t * kvDim + int64_t(kh) * hd;
   float x[NJ];
 #pragma unroll
   for (int j = 0; j < NJ; ++j)
     x[j] = toF(src[lane + 32 * j]);
-  const int32_t pos = a.rowPos[t];
   if constexpr (FULL) {
     __shared__ double part[32];
     double sum = 0;
@@ -293,17 +318,13 @@ __global__ void __launch_bounds__(FULL ? 1024 : 128)
   if constexpr (NJ == 1) {
     // hd 32: element i < 16 pairs with i + 16 in lane i ^ 16.
     const float other = __shfl_xor_sync(0xffffffffu, x[0], 16);
-    const int i = lane & 15;
-    const float angle = rope.invFreq[i] * float(pos);
-    const float c = float(cos(double(angle))), sn = float(sin(double(angle)));
+    const float c = rc[0], sn = rs[0];
     x[0] = lane < 16 ? x[0] * c + (-other) * sn : x[0] * c + other * sn;
   } else {
     constexpr int HJ = NJ / 2;
 #pragma unroll
     for (int j = 0; j < HJ; ++j) {
-      const float angle = rope.invFreq[lane + 32 * j] * float(pos);
-      const float c = float(cos(double(angle)));
-      const float sn = float(sin(double(angle)));
+      const float c = rc[j], sn = rs[j];
       const float x1 = x[j], x2 = x[j + HJ];
       x[j] = x1 * c + (-x2) * sn;
       x[j + HJ] = x2 * c + x1 * sn;
@@ -315,8 +336,6 @@ __global__ void __launch_bounds__(FULL ? 1024 : 128)
       qr[lane + 32 * j] = fromF<T>(x[j]);
     return;
   }
-  const int64_t off =
-      kvRowOffset(a.kv, a.rowSeq[t], pos, kvDim * int64_t(sizeof(T)));
   if (off < 0)
     return;
   T *kd = reinterpret_cast<T *>(a.kv.base + off) + int64_t(kh) * hd;
@@ -754,7 +773,6 @@ __global__ void __launch_bounds__(kAttnThreads)
   constexpr int NW = kAttnThreads / 32;
   __shared__ float accW[NW][16][HD];
   __shared__ float mW[NW][16], lW[NW][16];
-  detail::pdlEnter();
 
   const int split = blockIdx.x, kvh = blockIdx.y;
   const int64_t t = blockIdx.z;
@@ -762,7 +780,11 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int g = lane >> 2, tq = lane & 3;
   const int G = a.G;
 
-  int32_t pos = a.rowPos[t], seq = a.rowSeq[t];
+  // Before the wait: the row's position and its first page lookups (stored
+  // before the step's first kernel, read through L2; Common.cuh). The
+  // qk-norm / RoPE / KV write before this kernel writes K/V rows, never
+  // the table.
+  int32_t pos = __ldcg(a.rowPos + t), seq = __ldcg(a.rowSeq + t);
   if (seq < 0 || seq >= a.kv.numSeqs || pos < 0)
     pos = seq = -1;
   const int lo = a.window > 0 ? max(0, pos - a.window + 1) : 0;
@@ -770,6 +792,14 @@ __global__ void __launch_bounds__(kAttnThreads)
   const int splitEnd =
       split == a.numSplits - 1 ? INT_MAX : splitBegin + a.splitLen;
   const int begin = max(lo, splitBegin), end = min(pos + 1, splitEnd);
+  const int64_t rowBytes = int64_t(a.nkv) * HD * 2;
+  int64_t offNext = -1;
+  {
+    const int my = begin + 16 * warp + (lane & 15);
+    offNext = my < end ? kvRowOffset(a.kv, seq, my, rowBytes, /*viaL2=*/true)
+                       : int64_t(-1);
+  }
+  detail::pdlEnter();
 
   // Q fragments of heads g and g + 8 (zero beyond G).
   const bf16 *q = static_cast<const bf16 *>(a.q);
@@ -786,18 +816,12 @@ __global__ void __launch_bounds__(kAttnThreads)
     acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 
-  const int64_t rowBytes = int64_t(a.nkv) * HD * 2;
   const int64_t headOff = int64_t(kvh) * HD * 2;
   const int64_t vOff = int64_t(a.kv.tpp) * rowBytes;
   const char *kvBase = a.kv.base + headOff;
   const float scale = a.scale;
 
   // Page-table lookups run one step ahead of the K/V loads that use them.
-  int64_t offNext = -1;
-  {
-    const int my = begin + 16 * warp + (lane & 15);
-    offNext = my < end ? kvRowOffset(a.kv, seq, my, rowBytes) : int64_t(-1);
-  }
   for (int kb = begin + 16 * warp; kb < end; kb += 16 * NW)
     mmaKeyStep<HD>(
         qa, qb, kvBase, vOff, scale, offNext,
@@ -1054,41 +1078,74 @@ __global__ void __launch_bounds__(kReduceThreads)
   const int64_t th = blockIdx.x; // t * nh + h
   const int tid = threadIdx.x, nthr = blockDim.x;
   const float *ml = partMl + th * numSplits * 2;
+  const int C = hd / VW, grp = tid / C, col = tid - grp * C;
+  const float *acc = partAcc + th * numSplits * hd + col * VW;
+  auto loadAcc = [&](int s, float (&v)[VW]) {
+    if constexpr (VW == 4) {
+      const float4 x = *reinterpret_cast<const float4 *>(acc + int64_t(s) * hd);
+      v[0] = x.x;
+      v[1] = x.y;
+      v[2] = x.z;
+      v[3] = x.w;
+    } else {
+      v[0] = acc[int64_t(s) * hd];
+    }
+  };
+  // Every load is issued before the first reduction waits: the thread's
+  // split (m, l) and its first kPre acc vectors. Loaded after M and L,
+  // they were a third dependent L2 round trip (the one-token kernel
+  // timeline, docs/perf.md v9). Same arithmetic, same bits.
+  constexpr int kPre = 4;
+  float pre[kPre][VW];
+  if (grp < groups)
+#pragma unroll
+    for (int k = 0; k < kPre; ++k)
+      if (grp + k * groups < numSplits)
+        loadAcc(grp + k * groups, pre[k]);
+  const bool oneEach = numSplits <= nthr;
+  const float myM = oneEach && tid < numSplits ? ml[2 * tid] : -INFINITY;
+  const float myL = oneEach && tid < numSplits ? ml[2 * tid + 1] : 0.0f;
 
   float m = -INFINITY;
-  for (int s = tid; s < numSplits; s += nthr)
-    m = fmaxf(m, ml[2 * s]);
+  if (oneEach)
+    m = fmaxf(m, myM);
+  else
+    for (int s = tid; s < numSplits; s += nthr)
+      m = fmaxf(m, ml[2 * s]);
   const float M = blockReduceFixed<true>(m, red);
   float l = 0.0f;
-  if (M != -INFINITY)
-    for (int s = tid; s < numSplits; s += nthr)
-      l += ml[2 * s + 1] * expf(ml[2 * s] - M);
+  if (M != -INFINITY) {
+    if (oneEach) {
+      if (tid < numSplits)
+        l += myL * expf(myM - M);
+    } else {
+      for (int s = tid; s < numSplits; s += nthr)
+        l += ml[2 * s + 1] * expf(ml[2 * s] - M);
+    }
+  }
   const float L = blockReduceFixed<false>(l, red);
 
-  const int C = hd / VW, grp = tid / C, col = tid - grp * C;
   float o[4] = {0.0f, 0.0f, 0.0f, 0.0f}; // the first VW are used
-  if (grp < groups && L > 0) {
-    const float *acc = partAcc + th * numSplits * hd + col * VW;
-#pragma unroll 4
-    for (int s = grp; s < numSplits; s += groups) {
-      const float ms = ml[2 * s];
-      float v[VW];
-      if constexpr (VW == 4) {
-        const float4 x =
-            *reinterpret_cast<const float4 *>(acc + int64_t(s) * hd);
-        v[0] = x.x;
-        v[1] = x.y;
-        v[2] = x.z;
-        v[3] = x.w;
-      } else {
-        v[0] = acc[int64_t(s) * hd];
-      }
-      // An empty split (m = -inf) adds nothing, whatever its acc holds.
-      const bool live = ms != -INFINITY;
-      const float w = live ? expf(ms - M) : 0.0f;
+  // Split s's term (in split order: the prefetched ones first).
+  auto addSplit = [&](int s, const float (&v)[VW]) {
+    const float ms = ml[2 * s];
+    // An empty split (m = -inf) adds nothing, whatever its acc holds.
+    const bool live = ms != -INFINITY;
+    const float w = live ? expf(ms - M) : 0.0f;
 #pragma unroll
-      for (int i = 0; i < VW; ++i)
-        o[i] += live ? v[i] * w : 0.0f;
+    for (int i = 0; i < VW; ++i)
+      o[i] += live ? v[i] * w : 0.0f;
+  };
+  if (grp < groups && L > 0) {
+#pragma unroll
+    for (int k = 0; k < kPre; ++k)
+      if (grp + k * groups < numSplits)
+        addSplit(grp + k * groups, pre[k]);
+#pragma unroll 4
+    for (int s = grp + kPre * groups; s < numSplits; s += groups) {
+      float v[VW];
+      loadAcc(s, v);
+      addSplit(s, v);
     }
   }
   if (grp < groups)
