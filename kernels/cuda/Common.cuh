@@ -161,10 +161,11 @@ __device__ __forceinline__ void prefetchL2(const void *p, int64_t bytes) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
 }
 
-/// A 16-byte weight load for bytes read once per step (expert rows at small
-/// T): with `once` it bypasses L1 and enters L2 at evict-first priority, so
-/// streaming 50-75 MB of experts does not push out what was fetched ahead
-/// (prefetchAheadL2); else __ldg. Same bits either way.
+/// A 16-byte weight load for bytes read once per step (expert rows, one-token
+/// GEMV rows): with `once` the line enters L2 at evict-first priority
+/// (streamHintEnabled), so streaming 50-75 MB of experts does not push out
+/// the lines the next kernels prefetched before their PDL wait; else __ldg.
+/// Same bits either way.
 __device__ __forceinline__ uint4 ldWeight(const uint4 *p, bool once) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   if (once) {

@@ -130,11 +130,11 @@ void setPrefillMmaEnabled(bool on);
 /// (Common.cuh ldWeight, bulkLoad): the routed experts on the one-token FMA
 /// kernels and on the grouped path (T > 4), the one-token GEMVs. The 75 MB
 /// an MoE layer streams then no longer evicts the lines the next kernels
-/// prefetched before their PDL wait (H100, Qwen3-30B-A3B B1: -0.12 ms alone,
-/// -0.17 ms with gemvStagedEnabled; docs/perf.md v9). Not on the tensor-core
-/// tiles at 2-4 tokens (0.5 % slower at B4) or the GEMV tiles (neutral).
-/// Same bits either way. CROSSPOOL_STREAM_HINT=0 (read once) or
-/// setStreamHintEnabled(false) loads them as every other weight.
+/// prefetched before their PDL wait (H100, Qwen3-30B-A3B B1: -0.19 ms
+/// alone, -0.16 ms on top of gemvStagedEnabled; docs/perf.md v9). Not on
+/// the tensor-core tiles at 2-4 tokens (0.5 % slower at B4) or the GEMV
+/// tiles (neutral). Same bits either way. CROSSPOOL_STREAM_HINT=0 (read
+/// once) or setStreamHintEnabled(false) loads them as every other weight.
 bool streamHintEnabled();
 void setStreamHintEnabled(bool on);
 
