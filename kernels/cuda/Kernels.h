@@ -306,7 +306,10 @@ struct AttentionWeights {
 /// q [T, nh*hd], k, v [T, nkv*hd] (storage kv.dtype): qk-norm, clip, RoPE in
 /// place on q and k (clip on v), then k and v stored at (rowSeq[t],
 /// rowPos[t]) through the page table. Rows whose page is unmapped or beyond
-/// the table are not stored. rowSeq/rowPos are device int32 [T].
+/// the table are not stored. rowSeq/rowPos are device int32 [T]. They and
+/// the page table are read before the PDL wait (Common.cuh): no kernel
+/// enqueued right before this call may write them (the runtime stores them
+/// by copy before a step's first kernel).
 absl::Status qkNormRopeKvWrite(void *q, void *k, void *v, int64_t T,
                                const void *qNorm, const void *kNorm,
                                const AttentionParams &p, const int32_t *rowSeq,
@@ -375,7 +378,8 @@ int64_t attentionWorkspaceBytes(int64_t T, const AttentionParams &p,
 
 /// The whole Attention task (cpu::attention): x[T, hidden] -> out[T, hidden],
 /// `out` may alias `x`. Attends in the passes of
-/// planAttend(T, p, maxContext, numSms, rows).
+/// planAttend(T, p, maxContext, numSms, rows). rowSeq, rowPos and the page
+/// table are read before PDL waits, as in qkNormRopeKvWrite.
 absl::Status attention(const void *x, int64_t T, const AttentionWeights &w,
                        const AttentionParams &p, const int32_t *rowSeq,
                        const int32_t *rowPos, const KvCacheView &kv,
