@@ -65,11 +65,11 @@ bool prefillMmaEnabled() {
 }
 void setPrefillMmaEnabled(bool on) { gPrefillMma.store(on ? 1 : 0); }
 
-
 bool streamHintEnabled() {
   return switchValue(gStreamHint, "CROSSPOOL_STREAM_HINT");
 }
 void setStreamHintEnabled(bool on) { gStreamHint.store(on ? 1 : 0); }
+
 bool gemvStagedEnabled() {
   return switchValue(gGemvStaged, "CROSSPOOL_GEMV_STAGED");
 }

@@ -765,8 +765,9 @@ __global__ void __launch_bounds__(kFusedThreads)
   detail::prefetchL2(row, H * int64_t(sizeof(TX)));
   // The expert table (copied in once at load; no kernel writes it) goes to
   // shared memory before the wait, in every block, since any may be the
-  // last: read by the last block after the handshake, this load took ~5 us
-  // of its critical path per layer (H100 kernel timeline, docs/perf.md v9).
+  // last: read by the last block after the handshake it was one more L2
+  // round trip on the chain (H100, one card, final kernels: Qwen3-30B-A3B
+  // B1/1K 3.399 -> 3.365 ms, B4 8.39 -> 8.37; docs/perf.md v9).
   ExpertPtrs *sEx = reinterpret_cast<ExpertPtrs *>(
       fsm + routeFusedExpertsOffset(a.T, a.E, a.K));
   for (int e = tid; e < a.E; e += kFusedThreads)
